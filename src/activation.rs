@@ -1,0 +1,100 @@
+//! The function applied to logits to produce scores, as sentence-transformers' CrossEncoder does.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tch::{Kind, Tensor};
+
+/// A score activation. Logits are upcast to f32 before it is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    Sigmoid,
+    Tanh,
+    Softmax,
+}
+
+/// What a caller asks for: the model's default, or a specific activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ActivationChoice {
+    #[default]
+    Default,
+    /// Raw logits.
+    None,
+    Sigmoid,
+    Softmax,
+}
+
+impl Activation {
+    /// sentence-transformers' default when the config names none.
+    pub fn default_for(num_labels: usize) -> Self {
+        if num_labels == 1 {
+            Self::Sigmoid
+        } else {
+            Self::Identity
+        }
+    }
+
+    /// From the class path stored in `config.json` (e.g. `torch.nn.modules.activation.Sigmoid`).
+    /// Only `torch.*` paths are trusted: like sentence-transformers, anything else means "use the
+    /// default" (`Ok(None)`, with a warning).
+    pub fn from_class_path(path: &str) -> Result<Option<Self>, String> {
+        if !path.starts_with("torch.") {
+            tracing::warn!(activation_fn = path, "activation_fn is not a torch.* class; using the default");
+            return Ok(None);
+        }
+        match path.rsplit('.').next().unwrap_or_default() {
+            "Identity" => Ok(Some(Self::Identity)),
+            "Sigmoid" => Ok(Some(Self::Sigmoid)),
+            "Tanh" => Ok(Some(Self::Tanh)),
+            "Softmax" => Ok(Some(Self::Softmax)),
+            _ => Err(format!("activation_fn {path:?} is not supported; supported: Identity, Sigmoid, Tanh, Softmax")),
+        }
+    }
+
+    /// Applies the activation to logits [batch, labels] of any float dtype, in f32.
+    pub fn apply(self, logits: &Tensor) -> Result<Tensor, tch::TchError> {
+        let x = logits.f_to_kind(Kind::Float)?;
+        match self {
+            Self::Identity => Ok(x),
+            Self::Sigmoid => x.f_sigmoid(),
+            Self::Tanh => x.f_tanh(),
+            Self::Softmax => x.f_softmax(-1, Kind::Float),
+        }
+    }
+}
+
+impl ActivationChoice {
+    pub fn resolve(self, model_default: Activation) -> Activation {
+        match self {
+            Self::Default => model_default,
+            Self::None => Activation::Identity,
+            Self::Sigmoid => Activation::Sigmoid,
+            Self::Softmax => Activation::Softmax,
+        }
+    }
+}
+
+impl FromStr for ActivationChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(Self::Default),
+            "none" => Ok(Self::None),
+            "sigmoid" => Ok(Self::Sigmoid),
+            "softmax" => Ok(Self::Softmax),
+            _ => Err(format!("activation {s:?} is not one of: default, none, sigmoid, softmax")),
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Identity => "identity",
+            Self::Sigmoid => "sigmoid",
+            Self::Tanh => "tanh",
+            Self::Softmax => "softmax",
+        })
+    }
+}

@@ -1,0 +1,89 @@
+//! Subcommands: `score` (like `CrossEncoder.predict`) and `rerank` (like `CrossEncoder.rank`).
+
+mod input;
+mod rerank;
+mod score;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use crossrank::activation::ActivationChoice;
+use crossrank::device::{parse_device, DType};
+use crossrank::runtime::{CrossEncoder, LoadOptions};
+
+#[derive(Parser)]
+#[command(name = "crossrank", version, about = "Cross-encoder (reranker) scoring and serving on libtorch")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score (text_a, text_b) pairs, one output line per input pair, in input order.
+    Score(score::ScoreArgs),
+    /// Rank documents for one query, best first.
+    Rerank(rerank::RerankArgs),
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Score(args) => score::run(args),
+            Command::Rerank(args) => rerank::run(args),
+        }
+    }
+}
+
+/// How to load and run the model; shared by `score` and `rerank`.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// Hugging Face model directory (config.json, tokenizer.json, safetensors) or TorchScript directory.
+    #[arg(long, env = "CROSSRANK_MODEL")]
+    model: PathBuf,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: tch::Device,
+    /// f32, f16 or bf16 (default: f32 on CPU, f16 on CUDA).
+    #[arg(long)]
+    dtype: Option<DType>,
+    /// Score activation: default (the model's), none (raw logits), sigmoid or softmax.
+    #[arg(long, default_value = "default")]
+    activation: ActivationChoice,
+    /// Pairs per forward pass (inputs are sorted by token length first).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch_size: u32,
+    /// Maximum tokens per pair (default: the model's; never above its position embeddings).
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Intra-op threads for libtorch (default: libtorch's choice, one per core).
+    #[arg(long, env = "CROSSRANK_THREADS")]
+    threads: Option<u16>,
+}
+
+impl ModelArgs {
+    fn load(&self) -> anyhow::Result<CrossEncoder> {
+        if let Some(n) = self.threads {
+            tch::set_num_threads(i32::from(n.max(1)));
+        }
+        let opts = LoadOptions {
+            device: self.device,
+            dtype: self.dtype,
+            max_length: self.max_length,
+        };
+        CrossEncoder::load(&self.model, &opts).with_context(|| format!("loading {}", self.model.display()))
+    }
+}
+
+/// A progress bar on stderr for inputs larger than one batch; hidden when stderr is no terminal.
+fn progress(total: usize, batch_size: u32) -> indicatif::ProgressBar {
+    if total <= batch_size as usize {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pairs {per_sec} eta {eta}") {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,79 @@
+//! Device and precision names as users write them (`cpu`, `cuda:1`, `bf16`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use tch::{Device, Kind};
+
+/// Floating-point precision a model runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DType {
+    pub fn kind(self) -> Kind {
+        match self {
+            Self::F32 => Kind::Float,
+            Self::F16 => Kind::Half,
+            Self::Bf16 => Kind::BFloat16,
+        }
+    }
+
+    /// f32 on CPU, f16 on CUDA.
+    pub fn default_for(device: Device) -> Self {
+        if device.is_cuda() {
+            Self::F16
+        } else {
+            Self::F32
+        }
+    }
+}
+
+impl FromStr for DType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" | "float32" | "fp32" => Ok(Self::F32),
+            "f16" | "float16" | "fp16" | "half" => Ok(Self::F16),
+            "bf16" | "bfloat16" => Ok(Self::Bf16),
+            _ => Err(format!("dtype {s:?} is not one of: f32, f16, bf16")),
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+        })
+    }
+}
+
+/// `cpu`, `cuda` (= `cuda:0`) or `cuda:N`; CUDA devices must exist.
+pub fn parse_device(s: &str) -> Result<Device, String> {
+    let index = match s {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        _ => s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| format!("device {s:?} is not one of: cpu, cuda, cuda:N"))?,
+    };
+    let available = tch::Cuda::device_count() as usize;
+    if index >= available {
+        return Err(format!("device {s:?} is not available: this machine has {available} CUDA device(s)"));
+    }
+    Ok(Device::Cuda(index))
+}
+
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    }
+}

@@ -1,0 +1,16 @@
+//! crossrank: a serving backend for cross-encoder (reranker) models on libtorch.
+//!
+//! # Layout
+//! The code follows the path of a request:
+//! - [`tokenize`]: pair tokenization with sentence-transformers' truncation rules;
+//! - [`runtime`]: a loaded model (tokenizer + network + scoring rules) and batch padding;
+//! - [`models`]: the networks, one file per architecture, synchronous tch code;
+//! - [`activation`], [`device`]: score activations, devices and precisions;
+//! - `cli` (binary only): the `score` and `rerank` commands.
+
+pub mod activation;
+pub mod device;
+pub mod error;
+pub mod models;
+pub mod runtime;
+pub mod tokenize;

@@ -1,0 +1,43 @@
+//! `BertForSequenceClassification`: BERT encoder, tanh pooler on [CLS], linear classifier.
+
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor};
+
+use super::config::RawConfig;
+use super::embeddings::{Embeddings, Positions};
+use super::encoder::{key_mask, Encoder, BERT_NAMES};
+use super::weights::{Linear, Weights};
+use super::{first_token, spec_from, Inputs, ModelSpec, SequenceClassifier};
+use crate::error::Result;
+
+struct Bert {
+    embeddings: Embeddings,
+    encoder: Encoder,
+    pooler: Linear,
+    classifier: Linear,
+}
+
+pub fn load(dir: &Path, raw: &RawConfig, device: Device, kind: Kind) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
+    let path = dir.join("config.json");
+    let cfg = raw.bert_like(&path)?;
+    let spec = spec_from(raw, &path, &cfg, 0, true)?;
+    let w = Weights::load(dir, "bert.", device, kind)?;
+    let h = cfg.hidden_size;
+    let model = Bert {
+        embeddings: Embeddings::load(&w, "bert.embeddings", &cfg, true, Positions::Sequential)?,
+        encoder: Encoder::load(&w, "bert.encoder.layer", &BERT_NAMES, &cfg)?,
+        pooler: w.linear("bert.pooler.dense", h, h)?,
+        classifier: w.linear("classifier", h, spec.labels.len() as i64)?,
+    };
+    Ok((Box::new(model), spec))
+}
+
+impl SequenceClassifier for Bert {
+    fn logits(&self, inputs: &Inputs) -> Result<Tensor> {
+        let x = self.embeddings.forward(&inputs.input_ids, &inputs.token_type_ids)?;
+        let hidden = self.encoder.forward(x, &key_mask(&inputs.attention_mask)?)?;
+        let pooled = self.pooler.forward(&first_token(&hidden)?)?.f_tanh()?;
+        self.classifier.forward(&pooled)
+    }
+}

@@ -1,0 +1,173 @@
+//! `config.json` of a Hugging Face sequence-classification checkpoint, reduced to what the
+//! runtime needs. Field names follow transformers; DistilBERT's own names are mapped here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Result, RuntimeError};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    #[serde(default)]
+    pub model_type: Option<String>,
+    pub vocab_size: Option<i64>,
+    pub hidden_size: Option<i64>,
+    pub num_hidden_layers: Option<i64>,
+    pub num_attention_heads: Option<i64>,
+    pub intermediate_size: Option<i64>,
+    pub hidden_act: Option<String>,
+    pub layer_norm_eps: Option<f64>,
+    pub max_position_embeddings: Option<i64>,
+    pub type_vocab_size: Option<i64>,
+    pub pad_token_id: Option<i64>,
+    pub position_embedding_type: Option<String>,
+    /// ELECTRA: embeddings narrower than the encoder, projected up.
+    pub embedding_size: Option<i64>,
+    // DistilBERT names.
+    pub dim: Option<i64>,
+    pub n_layers: Option<i64>,
+    pub n_heads: Option<i64>,
+    pub hidden_dim: Option<i64>,
+    pub activation: Option<String>,
+    #[serde(default)]
+    pub id2label: BTreeMap<String, String>,
+    pub num_labels: Option<i64>,
+    pub sentence_transformers: Option<StSection>,
+    pub sbert_ce_default_activation_function: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StSection {
+    pub activation_fn: Option<String>,
+}
+
+/// The encoder dimensions every supported architecture shares.
+#[derive(Debug, Clone)]
+pub struct EncoderConfig {
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub embedding_size: i64,
+    pub num_layers: i64,
+    pub num_heads: i64,
+    pub intermediate_size: i64,
+    pub hidden_act: String,
+    pub layer_norm_eps: f64,
+    pub max_position_embeddings: i64,
+    pub type_vocab_size: i64,
+    pub pad_token_id: i64,
+}
+
+impl RawConfig {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| RuntimeError::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Labels in id order: `id2label` when present, else `num_labels` generic names
+    /// (transformers defaults to 2 labels when neither is given).
+    pub fn labels(&self) -> Vec<String> {
+        if !self.id2label.is_empty() {
+            let mut pairs: Vec<(i64, &String)> = self
+                .id2label
+                .iter()
+                .map(|(k, v)| (k.parse().unwrap_or(i64::MAX), v))
+                .collect();
+            pairs.sort();
+            return pairs.into_iter().map(|(_, v)| v.clone()).collect();
+        }
+        let n = self.num_labels.unwrap_or(2).max(1);
+        (0..n).map(|i| format!("LABEL_{i}")).collect()
+    }
+
+    /// The class path of the sentence-transformers default activation, if the config names one.
+    pub fn st_activation(&self) -> Option<&str> {
+        self.sentence_transformers
+            .as_ref()
+            .and_then(|s| s.activation_fn.as_deref())
+            .or(self.sbert_ce_default_activation_function.as_deref())
+    }
+
+    /// BERT-family names (BERT, RoBERTa, XLM-R, ELECTRA).
+    pub fn bert_like(&self, path: &Path) -> Result<EncoderConfig> {
+        if let Some(kind) = &self.position_embedding_type {
+            if kind != "absolute" {
+                return Err(invalid(path, format!("position_embedding_type {kind:?} is not supported (only \"absolute\")")));
+            }
+        }
+        let hidden_size = need(path, "hidden_size", self.hidden_size)?;
+        Ok(EncoderConfig {
+            vocab_size: need(path, "vocab_size", self.vocab_size)?,
+            hidden_size,
+            embedding_size: self.embedding_size.unwrap_or(hidden_size),
+            num_layers: need(path, "num_hidden_layers", self.num_hidden_layers)?,
+            num_heads: need(path, "num_attention_heads", self.num_attention_heads)?,
+            intermediate_size: need(path, "intermediate_size", self.intermediate_size)?,
+            hidden_act: self.hidden_act.clone().unwrap_or_else(|| "gelu".into()),
+            layer_norm_eps: self.layer_norm_eps.unwrap_or(1e-12),
+            max_position_embeddings: need(path, "max_position_embeddings", self.max_position_embeddings)?,
+            type_vocab_size: self.type_vocab_size.unwrap_or(2),
+            pad_token_id: self.pad_token_id.unwrap_or(0),
+        }
+        .checked(path)?)
+    }
+
+    /// DistilBERT names; its LayerNorm eps is fixed at 1e-12 in transformers.
+    pub fn distilbert(&self, path: &Path) -> Result<EncoderConfig> {
+        let dim = need(path, "dim", self.dim)?;
+        Ok(EncoderConfig {
+            vocab_size: need(path, "vocab_size", self.vocab_size)?,
+            hidden_size: dim,
+            embedding_size: dim,
+            num_layers: need(path, "n_layers", self.n_layers)?,
+            num_heads: need(path, "n_heads", self.n_heads)?,
+            intermediate_size: need(path, "hidden_dim", self.hidden_dim)?,
+            hidden_act: self.activation.clone().unwrap_or_else(|| "gelu".into()),
+            layer_norm_eps: 1e-12,
+            max_position_embeddings: need(path, "max_position_embeddings", self.max_position_embeddings)?,
+            type_vocab_size: 0,
+            pad_token_id: self.pad_token_id.unwrap_or(0),
+        }
+        .checked(path)?)
+    }
+}
+
+impl EncoderConfig {
+    fn checked(self, path: &Path) -> Result<Self> {
+        if self.num_heads <= 0 || self.hidden_size % self.num_heads != 0 {
+            return Err(invalid(
+                path,
+                format!("hidden size {} is not a multiple of the {} attention heads", self.hidden_size, self.num_heads),
+            ));
+        }
+        Ok(self)
+    }
+
+    pub fn head_dim(&self) -> i64 {
+        self.hidden_size / self.num_heads
+    }
+}
+
+fn need(path: &Path, field: &str, value: Option<i64>) -> Result<i64> {
+    match value {
+        Some(v) if v > 0 => Ok(v),
+        Some(v) => Err(invalid(path, format!("`{field}` must be positive, got {v}"))),
+        None => Err(invalid(path, format!("`{field}` is missing"))),
+    }
+}
+
+pub(crate) fn invalid(path: &Path, message: String) -> RuntimeError {
+    RuntimeError::Config {
+        path: path.to_owned(),
+        message,
+    }
+}

@@ -1,0 +1,55 @@
+//! `DistilBertForSequenceClassification`: no token types, its own parameter names, and a
+//! pre_classifier + ReLU + classifier head on the first token.
+
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor};
+
+use super::config::RawConfig;
+use super::embeddings::{Embeddings, Positions};
+use super::encoder::{key_mask, Encoder, LayerNames};
+use super::weights::{Linear, Weights};
+use super::{first_token, spec_from, Inputs, ModelSpec, SequenceClassifier};
+use crate::error::Result;
+
+const NAMES: LayerNames = LayerNames {
+    query: "attention.q_lin",
+    key: "attention.k_lin",
+    value: "attention.v_lin",
+    attn_out: "attention.out_lin",
+    attn_norm: "sa_layer_norm",
+    ffn_in: "ffn.lin1",
+    ffn_out: "ffn.lin2",
+    ffn_norm: "output_layer_norm",
+};
+
+struct DistilBert {
+    embeddings: Embeddings,
+    encoder: Encoder,
+    pre_classifier: Linear,
+    classifier: Linear,
+}
+
+pub fn load(dir: &Path, raw: &RawConfig, device: Device, kind: Kind) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
+    let path = dir.join("config.json");
+    let cfg = raw.distilbert(&path)?;
+    let spec = spec_from(raw, &path, &cfg, 0, false)?;
+    let w = Weights::load(dir, "distilbert.", device, kind)?;
+    let h = cfg.hidden_size;
+    let model = DistilBert {
+        embeddings: Embeddings::load(&w, "distilbert.embeddings", &cfg, false, Positions::Sequential)?,
+        encoder: Encoder::load(&w, "distilbert.transformer.layer", &NAMES, &cfg)?,
+        pre_classifier: w.linear("pre_classifier", h, h)?,
+        classifier: w.linear("classifier", h, spec.labels.len() as i64)?,
+    };
+    Ok((Box::new(model), spec))
+}
+
+impl SequenceClassifier for DistilBert {
+    fn logits(&self, inputs: &Inputs) -> Result<Tensor> {
+        let x = self.embeddings.forward(&inputs.input_ids, &inputs.token_type_ids)?;
+        let hidden = self.encoder.forward(x, &key_mask(&inputs.attention_mask)?)?;
+        let x = self.pre_classifier.forward(&first_token(&hidden)?)?.f_relu()?;
+        self.classifier.forward(&x)
+    }
+}

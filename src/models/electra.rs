@@ -1,0 +1,55 @@
+//! `ElectraForSequenceClassification`: ELECTRA discriminator (embeddings optionally projected up to
+//! the hidden size) and a dense + GELU + out_proj head on the first token.
+
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor};
+
+use super::config::RawConfig;
+use super::embeddings::{Embeddings, Positions};
+use super::encoder::{key_mask, Encoder, HiddenAct, BERT_NAMES};
+use super::weights::{Linear, Weights};
+use super::{first_token, spec_from, Inputs, ModelSpec, SequenceClassifier};
+use crate::error::Result;
+
+struct Electra {
+    embeddings: Embeddings,
+    project: Option<Linear>,
+    encoder: Encoder,
+    dense: Linear,
+    out_proj: Linear,
+}
+
+pub fn load(dir: &Path, raw: &RawConfig, device: Device, kind: Kind) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
+    let path = dir.join("config.json");
+    let cfg = raw.bert_like(&path)?;
+    let spec = spec_from(raw, &path, &cfg, 0, true)?;
+    let w = Weights::load(dir, "electra.", device, kind)?;
+    let h = cfg.hidden_size;
+    let project = if cfg.embedding_size != h {
+        Some(w.linear("electra.embeddings_project", cfg.embedding_size, h)?)
+    } else {
+        None
+    };
+    let model = Electra {
+        embeddings: Embeddings::load(&w, "electra.embeddings", &cfg, true, Positions::Sequential)?,
+        project,
+        encoder: Encoder::load(&w, "electra.encoder.layer", &BERT_NAMES, &cfg)?,
+        dense: w.linear("classifier.dense", h, h)?,
+        out_proj: w.linear("classifier.out_proj", h, spec.labels.len() as i64)?,
+    };
+    Ok((Box::new(model), spec))
+}
+
+impl SequenceClassifier for Electra {
+    fn logits(&self, inputs: &Inputs) -> Result<Tensor> {
+        let mut x = self.embeddings.forward(&inputs.input_ids, &inputs.token_type_ids)?;
+        if let Some(project) = &self.project {
+            x = project.forward(&x)?;
+        }
+        let hidden = self.encoder.forward(x, &key_mask(&inputs.attention_mask)?)?;
+        // transformers' ElectraClassificationHead uses exact GELU whatever `hidden_act` says.
+        let x = HiddenAct::Gelu.forward(&self.dense.forward(&first_token(&hidden)?)?)?;
+        self.out_proj.forward(&x)
+    }
+}

@@ -1,0 +1,143 @@
+//! The post-LayerNorm transformer encoder shared by BERT, RoBERTa, XLM-R, ELECTRA and DistilBERT;
+//! only the parameter names differ between them.
+
+use tch::Tensor;
+
+use super::config::EncoderConfig;
+use super::weights::{LayerNorm, Linear, Weights};
+use crate::error::{Result, RuntimeError};
+
+/// Feed-forward activation, by its transformers `hidden_act` name.
+#[derive(Debug, Clone, Copy)]
+pub enum HiddenAct {
+    Gelu,
+    GeluTanh,
+    Relu,
+    Silu,
+    QuickGelu,
+}
+
+impl HiddenAct {
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "gelu" => Self::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Self::GeluTanh,
+            "relu" => Self::Relu,
+            "silu" | "swish" => Self::Silu,
+            "quick_gelu" => Self::QuickGelu,
+            other => {
+                return Err(RuntimeError::InvalidOption(format!(
+                    "hidden_act {other:?} is not supported; supported: gelu, gelu_new, \
+                     gelu_pytorch_tanh, gelu_fast, relu, silu, swish, quick_gelu"
+                )))
+            }
+        })
+    }
+
+    pub fn forward(self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Gelu => x.f_gelu("none")?,
+            Self::GeluTanh => x.f_gelu("tanh")?,
+            Self::Relu => x.f_relu()?,
+            Self::Silu => x.f_silu()?,
+            Self::QuickGelu => x.f_mul(&x.f_mul_scalar(1.702)?.f_sigmoid()?)?,
+        })
+    }
+}
+
+/// Where each parameter of one layer lives, relative to the layer's prefix.
+pub struct LayerNames {
+    pub query: &'static str,
+    pub key: &'static str,
+    pub value: &'static str,
+    pub attn_out: &'static str,
+    pub attn_norm: &'static str,
+    pub ffn_in: &'static str,
+    pub ffn_out: &'static str,
+    pub ffn_norm: &'static str,
+}
+
+pub const BERT_NAMES: LayerNames = LayerNames {
+    query: "attention.self.query",
+    key: "attention.self.key",
+    value: "attention.self.value",
+    attn_out: "attention.output.dense",
+    attn_norm: "attention.output.LayerNorm",
+    ffn_in: "intermediate.dense",
+    ffn_out: "output.dense",
+    ffn_norm: "output.LayerNorm",
+};
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    ffn_in: Linear,
+    ffn_out: Linear,
+    ffn_norm: LayerNorm,
+}
+
+pub struct Encoder {
+    layers: Vec<Layer>,
+    heads: i64,
+    head_dim: i64,
+    act: HiddenAct,
+}
+
+impl Encoder {
+    /// Loads layers `{prefix}.{i}.…` for i in 0..num_layers.
+    pub fn load(w: &Weights, prefix: &str, names: &LayerNames, cfg: &EncoderConfig) -> Result<Self> {
+        let (h, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
+        let layers = (0..cfg.num_layers)
+            .map(|n| {
+                let p = |s: &str| format!("{prefix}.{n}.{s}");
+                Ok(Layer {
+                    query: w.linear(&p(names.query), h, h)?,
+                    key: w.linear(&p(names.key), h, h)?,
+                    value: w.linear(&p(names.value), h, h)?,
+                    attn_out: w.linear(&p(names.attn_out), h, h)?,
+                    attn_norm: w.layer_norm(&p(names.attn_norm), h, eps)?,
+                    ffn_in: w.linear(&p(names.ffn_in), h, i)?,
+                    ffn_out: w.linear(&p(names.ffn_out), i, h)?,
+                    ffn_norm: w.layer_norm(&p(names.ffn_norm), h, eps)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            layers,
+            heads: cfg.num_heads,
+            head_dim: cfg.head_dim(),
+            act: HiddenAct::parse(&cfg.hidden_act)?,
+        })
+    }
+
+    /// `hidden` [B, S, H]; `key_mask` boolean [B, 1, 1, S], true where a token may be attended.
+    pub fn forward(&self, hidden: Tensor, key_mask: &Tensor) -> Result<Tensor> {
+        self.layers
+            .iter()
+            .try_fold(hidden, |x, layer| self.layer_forward(layer, &x, key_mask))
+    }
+
+    fn layer_forward(&self, l: &Layer, x: &Tensor, key_mask: &Tensor) -> Result<Tensor> {
+        let (b, s, h) = x.size3()?;
+        let split = |t: Tensor| -> Result<Tensor> {
+            Ok(t.f_view([b, s, self.heads, self.head_dim])?.f_transpose(1, 2)?)
+        };
+        let q = split(l.query.forward(x)?)?;
+        let k = split(l.key.forward(x)?)?;
+        let v = split(l.value.forward(x)?)?;
+        let ctx = Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(key_mask), 0.0, false, None, false)?
+            .f_transpose(1, 2)?
+            .f_reshape([b, s, h])?;
+        let attn = l.attn_norm.forward(&l.attn_out.forward(&ctx)?.f_add(x)?)?;
+        let inner = self.act.forward(&l.ffn_in.forward(&attn)?)?;
+        l.ffn_norm.forward(&l.ffn_out.forward(&inner)?.f_add(&attn)?)
+    }
+}
+
+/// Boolean key mask [B, 1, 1, S] from an attention mask [B, S] of 0/1.
+pub fn key_mask(attention_mask: &Tensor) -> Result<Tensor> {
+    Ok(attention_mask.f_ne(0)?.f_unsqueeze(1)?.f_unsqueeze(1)?)
+}

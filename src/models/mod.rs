@@ -1,0 +1,109 @@
+//! Cross-encoder architectures, implemented natively on tch with Hugging Face parameter names.
+//!
+//! Every model is synchronous and owned by one thread: it turns a padded batch of token ids into
+//! logits. Tokenization, activation and batching live elsewhere.
+
+mod bert;
+pub mod config;
+mod distilbert;
+mod electra;
+mod embeddings;
+mod encoder;
+mod roberta;
+mod torchscript;
+mod weights;
+
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::activation::Activation;
+use crate::error::{Result, RuntimeError};
+use config::RawConfig;
+
+pub const SUPPORTED_ARCHITECTURES: [&str; 5] = [
+    "BertForSequenceClassification",
+    "RobertaForSequenceClassification",
+    "XLMRobertaForSequenceClassification",
+    "ElectraForSequenceClassification",
+    "DistilBertForSequenceClassification",
+];
+
+/// One padded batch on the model's device: int64 tensors of shape [batch, seq].
+pub struct Inputs {
+    pub input_ids: Tensor,
+    pub attention_mask: Tensor,
+    pub token_type_ids: Tensor,
+}
+
+/// A loaded network: padded token ids in, raw logits [batch, num_labels] out.
+pub trait SequenceClassifier: Send {
+    fn logits(&self, inputs: &Inputs) -> Result<Tensor>;
+}
+
+/// What the rest of the runtime needs to know about a model, read from its directory.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub architecture: String,
+    pub labels: Vec<String>,
+    pub default_activation: Activation,
+    /// Longest input (special tokens included) the position embeddings allow.
+    pub max_positions: usize,
+    /// Whether token type ids from the tokenizer are fed to the model.
+    pub uses_token_types: bool,
+    pub vocab_size: i64,
+    pub type_vocab_size: i64,
+    pub pad_token_id: i64,
+}
+
+/// Reads `config.json` (or `crossrank.json` for TorchScript) and builds the network on `device`.
+pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
+    if dir.join(torchscript::MODEL_FILE).is_file() {
+        return torchscript::load(dir, device, kind);
+    }
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Err(RuntimeError::MissingFile {
+            dir: dir.to_owned(),
+            what: "no config.json (nor a TorchScript model.pt)".into(),
+        });
+    }
+    let raw = RawConfig::read(&path)?;
+    let arch = raw.architectures.first().cloned().unwrap_or_default();
+    let (model, mut spec): (Box<dyn SequenceClassifier>, ModelSpec) = match arch.as_str() {
+        "BertForSequenceClassification" => bert::load(dir, &raw, device, kind)?,
+        "RobertaForSequenceClassification" | "XLMRobertaForSequenceClassification" => {
+            roberta::load(dir, &raw, device, kind)?
+        }
+        "ElectraForSequenceClassification" => electra::load(dir, &raw, device, kind)?,
+        "DistilBertForSequenceClassification" => distilbert::load(dir, &raw, device, kind)?,
+        _ => return Err(RuntimeError::UnknownArchitecture { given: arch }),
+    };
+    spec.architecture = arch;
+    Ok((model, spec))
+}
+
+/// The spec fields common to the config-driven architectures.
+fn spec_from(raw: &RawConfig, path: &Path, cfg: &config::EncoderConfig, position_offset: i64, uses_token_types: bool) -> Result<ModelSpec> {
+    let labels = raw.labels();
+    let named = match raw.st_activation() {
+        Some(name) => Activation::from_class_path(name).map_err(|m| config::invalid(path, m))?,
+        None => None,
+    };
+    let default_activation = named.unwrap_or(Activation::default_for(labels.len()));
+    Ok(ModelSpec {
+        architecture: String::new(),
+        labels,
+        default_activation,
+        max_positions: (cfg.max_position_embeddings - position_offset).max(0) as usize,
+        uses_token_types,
+        vocab_size: cfg.vocab_size,
+        type_vocab_size: cfg.type_vocab_size,
+        pad_token_id: cfg.pad_token_id,
+    })
+}
+
+/// `hidden[:, 0, :]`, the first token's state that every classification head reads.
+fn first_token(hidden: &Tensor) -> Result<Tensor> {
+    Ok(hidden.f_select(1, 0)?)
+}

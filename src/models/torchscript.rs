@@ -1,0 +1,101 @@
+//! Escape hatch for architectures crossrank does not implement: a TorchScript `model.pt` taking
+//! (input_ids, attention_mask[, token_type_ids]) and returning logits, or a tuple whose first
+//! element is the logits. `crossrank.json` beside it names what the config would have said:
+//!
+//! ```json
+//! {"num_labels": 1, "max_length": 512, "token_type_ids": true,
+//!  "activation_fn": "torch.nn.modules.activation.Sigmoid", "labels": ["relevance"]}
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+use tch::{CModule, Device, IValue, Kind, Tensor};
+
+use super::{config::invalid, Inputs, ModelSpec, SequenceClassifier};
+use crate::activation::Activation;
+use crate::error::{Result, RuntimeError};
+
+pub const MODEL_FILE: &str = "model.pt";
+const SPEC_FILE: &str = "crossrank.json";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptSpec {
+    num_labels: usize,
+    max_length: usize,
+    #[serde(default = "yes")]
+    token_type_ids: bool,
+    activation_fn: Option<String>,
+    labels: Option<Vec<String>>,
+    #[serde(default)]
+    pad_token_id: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+struct Script {
+    module: CModule,
+    token_types: bool,
+}
+
+pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
+    let path = dir.join(SPEC_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::Io { path: path.clone(), source })?;
+    let s: ScriptSpec = serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
+    let labels = s.labels.unwrap_or_else(|| (0..s.num_labels).map(|i| format!("LABEL_{i}")).collect());
+    if labels.len() != s.num_labels || s.num_labels == 0 {
+        return Err(invalid(&path, format!("num_labels is {} but {} labels are named", s.num_labels, labels.len())));
+    }
+    let named = match &s.activation_fn {
+        Some(name) => Activation::from_class_path(name).map_err(|m| invalid(&path, m))?,
+        None => None,
+    };
+    let default_activation = named.unwrap_or(Activation::default_for(s.num_labels));
+    let mut module = CModule::load_on_device(dir.join(MODEL_FILE), device)?;
+    module.f_set_eval()?;
+    if kind != Kind::Float {
+        // CModule::to has no fallible form; a failure there must not take the process down.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| module.to(device, kind, false)))
+            .map_err(|_| RuntimeError::InvalidOption(format!("cannot convert the TorchScript model to {kind:?}")))?;
+    }
+    let spec = ModelSpec {
+        architecture: "TorchScript".into(),
+        labels,
+        default_activation,
+        max_positions: s.max_length,
+        uses_token_types: s.token_type_ids,
+        vocab_size: i64::MAX,
+        type_vocab_size: i64::MAX,
+        pad_token_id: s.pad_token_id,
+    };
+    Ok((Box::new(Script { module, token_types: s.token_type_ids }), spec))
+}
+
+impl SequenceClassifier for Script {
+    fn logits(&self, inputs: &Inputs) -> Result<Tensor> {
+        let mut args = vec![
+            IValue::Tensor(inputs.input_ids.shallow_clone()),
+            IValue::Tensor(inputs.attention_mask.shallow_clone()),
+        ];
+        if self.token_types {
+            args.push(IValue::Tensor(inputs.token_type_ids.shallow_clone()));
+        }
+        match self.module.forward_is(&args)? {
+            IValue::Tensor(t) => Ok(t),
+            IValue::Tuple(mut items) if !items.is_empty() => match items.swap_remove(0) {
+                IValue::Tensor(t) => Ok(t),
+                other => Err(unexpected(&other)),
+            },
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn unexpected(value: &IValue) -> RuntimeError {
+    RuntimeError::InvalidOption(format!(
+        "the TorchScript model returned {value:?}; expected logits or a tuple starting with logits"
+    ))
+}

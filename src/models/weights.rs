@@ -1,0 +1,153 @@
+//! Checkpoint tensors by their Hugging Face names, checked against the shapes the config implies.
+//!
+//! Reads `model.safetensors`, or every shard listed in `model.safetensors.index.json`.
+//! A directory that only has `pytorch_model.bin` gets an error that says how to convert it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Result, RuntimeError};
+
+/// Tensors of one checkpoint, moved to the target device and dtype as they are taken.
+pub struct Weights {
+    tensors: HashMap<String, Tensor>,
+    /// Name prefix of the base model (`bert.`, `roberta.`…), tried when a bare name is missing.
+    prefix: String,
+    device: Device,
+    kind: Kind,
+}
+
+impl Weights {
+    pub fn load(dir: &Path, prefix: &str, device: Device, kind: Kind) -> Result<Self> {
+        let mut tensors = HashMap::new();
+        for file in safetensors_files(dir)? {
+            let read = Tensor::read_safetensors(&file).map_err(|e| RuntimeError::Weights {
+                path: file.clone(),
+                message: e.to_string(),
+            })?;
+            tensors.extend(read);
+        }
+        Ok(Self {
+            tensors,
+            prefix: prefix.to_owned(),
+            device,
+            kind,
+        })
+    }
+
+    /// The tensor `name` (or `prefix + name`), which must have exactly `shape`.
+    /// Old checkpoints name LayerNorm parameters `gamma`/`beta`; those are accepted too.
+    pub fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
+        let found = self.lookup(name).ok_or_else(|| RuntimeError::MissingTensor {
+            name: name.to_owned(),
+            expected: shape.to_vec(),
+        })?;
+        if found.size() != shape {
+            return Err(RuntimeError::ShapeMismatch {
+                name: name.to_owned(),
+                expected: shape.to_vec(),
+                found: found.size(),
+            });
+        }
+        let kind = if found.is_floating_point() { self.kind } else { found.kind() };
+        Ok(found.f_to_device(self.device)?.f_to_kind(kind)?)
+    }
+
+    fn lookup(&self, name: &str) -> Option<&Tensor> {
+        let legacy = name
+            .strip_suffix("LayerNorm.weight")
+            .map(|p| format!("{p}LayerNorm.gamma"))
+            .or_else(|| name.strip_suffix("LayerNorm.bias").map(|p| format!("{p}LayerNorm.beta")));
+        let mut candidates = vec![name.to_owned()];
+        if let Some(bare) = name.strip_prefix(&self.prefix) {
+            candidates.push(bare.to_owned());
+        }
+        candidates.extend(legacy);
+        candidates.iter().find_map(|c| self.tensors.get(c))
+    }
+
+    /// A linear layer `prefix.weight` [out, in] and `prefix.bias` [out].
+    pub fn linear(&self, prefix: &str, inputs: i64, outputs: i64) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.get(&format!("{prefix}.weight"), &[outputs, inputs])?,
+            bias: self.get(&format!("{prefix}.bias"), &[outputs])?,
+        })
+    }
+
+    pub fn layer_norm(&self, prefix: &str, size: i64, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: self.get(&format!("{prefix}.weight"), &[size])?,
+            bias: self.get(&format!("{prefix}.bias"), &[size])?,
+            size,
+            eps,
+        })
+    }
+}
+
+/// The safetensors files of a model directory, or an error naming what is there instead.
+fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        return shard_files(dir, &index);
+    }
+    let what = if dir.join("pytorch_model.bin").is_file() {
+        "only pytorch_model.bin is present; crossrank reads safetensors. Convert it with: python -c \
+         \"from transformers import AutoModelForSequenceClassification as M; \
+         M.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\""
+            .replace("DIR", &dir.display().to_string())
+    } else {
+        "no model.safetensors or model.safetensors.index.json".to_owned()
+    };
+    Err(RuntimeError::MissingFile {
+        dir: dir.to_owned(),
+        what,
+    })
+}
+
+fn shard_files(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: HashMap<String, String>,
+    }
+    let text = std::fs::read_to_string(index).map_err(|source| RuntimeError::Io {
+        path: index.to_owned(),
+        source,
+    })?;
+    let parsed: Index = serde_json::from_str(&text).map_err(|e| RuntimeError::Weights {
+        path: index.to_owned(),
+        message: e.to_string(),
+    })?;
+    let shards: BTreeSet<String> = parsed.weight_map.into_values().collect();
+    Ok(shards.into_iter().map(|s| dir.join(s)).collect())
+}
+
+/// `x · Wᵀ + b`.
+pub struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_linear(&self.weight, Some(&self.bias))?)
+    }
+}
+
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    size: i64,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_layer_norm([self.size], Some(&self.weight), Some(&self.bias), self.eps, true)?)
+    }
+}
