@@ -65,13 +65,20 @@ impl Activation {
 }
 
 impl ActivationChoice {
-    pub fn resolve(self, model_default: Activation) -> Activation {
-        match self {
+    /// The activation to apply for a model with `num_labels` outputs. Softmax over a single
+    /// label is always 1.0, so it is refused rather than silently returning constants.
+    pub fn resolve(self, model_default: Activation, num_labels: usize) -> Result<Activation, String> {
+        Ok(match self {
             Self::Default => model_default,
             Self::None => Activation::Identity,
             Self::Sigmoid => Activation::Sigmoid,
+            Self::Softmax if num_labels < 2 => {
+                return Err(format!(
+                    "activation softmax needs a model with at least 2 labels; this model has {num_labels}"
+                ))
+            }
             Self::Softmax => Activation::Softmax,
-        }
+        })
     }
 }
 

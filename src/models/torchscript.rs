@@ -1,6 +1,6 @@
 //! Escape hatch for architectures crossrank does not implement: a TorchScript `model.pt` taking
-//! (input_ids, attention_mask[, token_type_ids]) and returning logits, or a tuple whose first
-//! element is the logits. `crossrank.json` beside it names what the config would have said:
+//! (input_ids, attention_mask[, token_type_ids]) and returning logits, a tuple whose first
+//! element is the logits, or a dict with a `logits` entry. `crossrank.json` beside it names what the config would have said:
 //!
 //! ```json
 //! {"num_labels": 1, "max_length": 512, "token_type_ids": true,
@@ -89,13 +89,26 @@ impl SequenceClassifier for Script {
                 IValue::Tensor(t) => Ok(t),
                 other => Err(unexpected(&other)),
             },
+            // transformers models traced with return_dict=True give {"logits": …}.
+            IValue::GenericDict(entries) => entries
+                .into_iter()
+                .find_map(|(k, v)| match (k, v) {
+                    (IValue::String(k), IValue::Tensor(t)) if k == "logits" => Some(t),
+                    _ => None,
+                })
+                .ok_or_else(|| unexpected(&IValue::String("a dict without a \"logits\" tensor".into()))),
             other => Err(unexpected(&other)),
         }
     }
 }
 
 fn unexpected(value: &IValue) -> RuntimeError {
+    let what = match value {
+        IValue::String(s) => s.clone(),
+        IValue::Tensor(t) => format!("a tensor of shape {:?}", t.size()),
+        other => format!("{:.80}", format!("{other:?}")),
+    };
     RuntimeError::InvalidOption(format!(
-        "the TorchScript model returned {value:?}; expected logits or a tuple starting with logits"
+        "the TorchScript model returned {what}; expected logits, a tuple starting with logits, or {{\"logits\": …}}"
     ))
 }

@@ -9,7 +9,7 @@ use tch::Device;
 
 use crate::activation::{Activation, ActivationChoice};
 use crate::device::DType;
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 use crate::models::{self, ModelSpec, SequenceClassifier};
 use crate::tokenize::{Encoded, PairTokenizer};
 
@@ -55,8 +55,10 @@ impl CrossEncoder {
         })
     }
 
-    pub fn activation(&self, choice: ActivationChoice) -> Activation {
-        choice.resolve(self.spec.default_activation)
+    pub fn activation(&self, choice: ActivationChoice) -> Result<Activation> {
+        choice
+            .resolve(self.spec.default_activation, self.spec.labels.len())
+            .map_err(RuntimeError::InvalidOption)
     }
 
     /// One forward pass over already tokenized pairs: scores per pair, in the given order.
@@ -76,7 +78,7 @@ impl CrossEncoder {
         batch_size: usize,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<Vec<f32>>> {
-        let activation = self.activation(choice);
+        let activation = self.activation(choice)?;
         let encoded = self.tokenizer.encode(pairs)?;
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].len()));

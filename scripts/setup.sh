@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Idempotent set-up: the project virtualenv (torch 2.13.0 for libtorch, and the Python reference
+# stack) and the default demo model. A second run reuses what is there and takes seconds.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$CROSSRANK_ROOT"
+
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python packages into .venv (torch 2.13.0 is ~5 GB; a few minutes)" >&2
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  echo "$want" > .venv/.requirements.sha256
+fi
+
+# The default model: the real MiniLM-L6-H384 BERT with a seeded, untrained 1-label head.
+if [ ! -f models/minilm-ce/.complete ]; then
+  echo "setup: building models/minilm-ce" >&2
+  python scripts/make_default_model.py models/minilm-ce
+fi

@@ -1,0 +1,70 @@
+//! Shared helpers: where the generated fixtures are and what sentence-transformers said about them.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Reference outputs of `CrossEncoder.predict` for one model (see tests/fixtures/make_fixtures.py).
+#[derive(Deserialize)]
+pub struct Reference {
+    pub default: Vec<Vec<f32>>,
+    pub none: Vec<Vec<f32>>,
+    pub softmax: Vec<Vec<f32>>,
+    pub truncated: Vec<bool>,
+    pub max_length: usize,
+}
+
+#[derive(Deserialize)]
+pub struct Expected {
+    pub pairs: Vec<(String, String)>,
+    pub models: BTreeMap<String, Reference>,
+}
+
+#[derive(Deserialize)]
+pub struct MiniLm {
+    pub pairs: Vec<(String, String)>,
+    #[serde(flatten)]
+    pub reference: Reference,
+}
+
+/// The fixtures directory that `scripts/test.sh` generates before running the tests.
+pub fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("CROSSRANK_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generated"));
+    assert!(
+        dir.join("expected.json").is_file(),
+        "no fixtures in {}: run scripts/test.sh, which generates them",
+        dir.display()
+    );
+    dir
+}
+
+pub fn expected() -> Expected {
+    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn minilm() -> MiniLm {
+    let text = std::fs::read_to_string(fixtures().join("minilm.json")).expect("minilm.json fixture");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The demo model directory built by scripts/setup.sh.
+pub fn minilm_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/minilm-ce")
+}
+
+/// Largest absolute difference between two score tables of the same shape.
+pub fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len(), "row counts differ");
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            assert_eq!(x.len(), y.len(), "label counts differ");
+            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f32::max)
+}
