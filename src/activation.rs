@@ -40,7 +40,10 @@ impl Activation {
     /// default" (`Ok(None)`, with a warning).
     pub fn from_class_path(path: &str) -> Result<Option<Self>, String> {
         if !path.starts_with("torch.") {
-            tracing::warn!(activation_fn = path, "activation_fn is not a torch.* class; using the default");
+            tracing::warn!(
+                activation_fn = path,
+                "activation_fn is not a torch.* class; using the default"
+            );
             return Ok(None);
         }
         match path.rsplit('.').next().unwrap_or_default() {
@@ -67,7 +70,11 @@ impl Activation {
 impl ActivationChoice {
     /// The activation to apply for a model with `num_labels` outputs. Softmax over a single
     /// label is always 1.0, so it is refused rather than silently returning constants.
-    pub fn resolve(self, model_default: Activation, num_labels: usize) -> Result<Activation, String> {
+    pub fn resolve(
+        self,
+        model_default: Activation,
+        num_labels: usize,
+    ) -> Result<Activation, String> {
         Ok(match self {
             Self::Default => model_default,
             Self::None => Activation::Identity,
@@ -90,7 +97,9 @@ impl FromStr for ActivationChoice {
             "none" => Ok(Self::None),
             "sigmoid" => Ok(Self::Sigmoid),
             "softmax" => Ok(Self::Softmax),
-            _ => Err(format!("activation {s:?} is not one of: default, none, sigmoid, softmax")),
+            _ => Err(format!(
+                "activation {s:?} is not one of: default, none, sigmoid, softmax"
+            )),
         }
     }
 }

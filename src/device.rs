@@ -66,7 +66,9 @@ pub fn parse_device(s: &str) -> Result<Device, String> {
     };
     let available = tch::Cuda::device_count() as usize;
     if index >= available {
-        return Err(format!("device {s:?} is not available: this machine has {available} CUDA device(s)"));
+        return Err(format!(
+            "device {s:?} is not available: this machine has {available} CUDA device(s)"
+        ));
     }
     Ok(Device::Cuda(index))
 }

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use tokenizers::{EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{
+    EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
 
 use crate::error::{Result, RuntimeError};
 use crate::models::ModelSpec;
@@ -46,12 +48,19 @@ impl PairTokenizer {
                 what: "no tokenizer.json (crossrank needs a fast tokenizer file)".into(),
             });
         }
-        let err = |message: String| RuntimeError::Tokenizer { path: path.clone(), message };
+        let err = |message: String| RuntimeError::Tokenizer {
+            path: path.clone(),
+            message,
+        };
         let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| err(e.to_string()))?;
         let configured = max_length.or_else(|| configured_max_length(dir));
-        let max_length = configured.unwrap_or(spec.max_positions).min(spec.max_positions);
+        let max_length = configured
+            .unwrap_or(spec.max_positions)
+            .min(spec.max_positions);
         if max_length < 4 {
-            return Err(err(format!("maximum length {max_length} leaves no room for a pair")));
+            return Err(err(format!(
+                "maximum length {max_length} leaves no room for a pair"
+            )));
         }
         tokenizer.with_padding(None);
         tokenizer
@@ -62,7 +71,10 @@ impl PairTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| err(e.to_string()))?;
-        Ok(Self { tokenizer, max_length })
+        Ok(Self {
+            tokenizer,
+            max_length,
+        })
     }
 
     pub fn max_length(&self) -> usize {
@@ -95,7 +107,12 @@ fn configured_max_length(dir: &Path) -> Option<usize> {
         let text = std::fs::read_to_string(dir.join(file)).ok()?;
         let value: serde_json::Value = serde_json::from_str(&text).ok()?;
         // transformers writes a huge sentinel when the length is unknown.
-        value.get(key)?.as_u64().filter(|&n| n < 1 << 30).map(|n| n as usize)
+        value
+            .get(key)?
+            .as_u64()
+            .filter(|&n| n < 1 << 30)
+            .map(|n| n as usize)
     };
-    read("sentence_bert_config.json", "max_seq_length").or_else(|| read("tokenizer_config.json", "model_max_length"))
+    read("sentence_bert_config.json", "max_seq_length")
+        .or_else(|| read("tokenizer_config.json", "model_max_length"))
 }

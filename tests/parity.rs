@@ -10,7 +10,10 @@ use crossrank::runtime::{CrossEncoder, LoadOptions};
 use crossrank::tokenize::Encoded;
 
 fn load(name: &str, dtype: DType) -> CrossEncoder {
-    let opts = LoadOptions { dtype: Some(dtype), ..Default::default() };
+    let opts = LoadOptions {
+        dtype: Some(dtype),
+        ..Default::default()
+    };
     CrossEncoder::load(&fixtures().join(name), &opts).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -21,22 +24,43 @@ fn load(name: &str, dtype: DType) -> CrossEncoder {
 #[test]
 fn every_architecture_matches_sentence_transformers() {
     let exp = expected();
-    assert!(exp.models.len() >= 9, "fixtures list only {} models", exp.models.len());
+    assert!(
+        exp.models.len() >= 9,
+        "fixtures list only {} models",
+        exp.models.len()
+    );
     for (name, reference) in &exp.models {
         let model = load(name, DType::F32);
         let run = |choice| model.predict(&exp.pairs, choice, 5, |_| {}).unwrap();
         let d = max_diff(&run(ActivationChoice::Default), &reference.default);
         assert!(d <= 1e-5, "{name}: default activation differs by {d}");
         // Raw logits reach ~10 here, where f32 spacing alone is 1e-6: bound them relatively.
-        let scale = reference.none.iter().flatten().fold(1f32, |m, x| m.max(x.abs()));
+        let scale = reference
+            .none
+            .iter()
+            .flatten()
+            .fold(1f32, |m, x| m.max(x.abs()));
         let d = max_diff(&run(ActivationChoice::None), &reference.none);
-        assert!(d <= 1e-5 * scale, "{name}: raw logits differ by {d} (largest logit {scale})");
+        assert!(
+            d <= 1e-5 * scale,
+            "{name}: raw logits differ by {d} (largest logit {scale})"
+        );
         if model.spec.labels.len() > 1 {
             let d = max_diff(&run(ActivationChoice::Softmax), &reference.softmax);
             assert!(d <= 1e-5, "{name}: softmax differs by {d}");
         }
-        assert_eq!(model.tokenizer.max_length(), reference.max_length, "{name}: max length");
-        let truncated: Vec<bool> = model.tokenizer.encode(&exp.pairs).unwrap().iter().map(|e| e.truncated).collect();
+        assert_eq!(
+            model.tokenizer.max_length(),
+            reference.max_length,
+            "{name}: max length"
+        );
+        let truncated: Vec<bool> = model
+            .tokenizer
+            .encode(&exp.pairs)
+            .unwrap()
+            .iter()
+            .map(|e| e.truncated)
+            .collect();
         assert_eq!(truncated, reference.truncated, "{name}: truncated pairs");
     }
 }
@@ -53,7 +77,10 @@ fn scores_do_not_depend_on_batch_company() {
         let encoded = model.tokenizer.encode(&exp.pairs).unwrap();
         let all: Vec<&Encoded> = encoded.iter().collect();
         let together = model.forward(&all, act).unwrap();
-        let alone: Vec<Vec<f32>> = encoded.iter().flat_map(|e| model.forward(&[e], act).unwrap()).collect();
+        let alone: Vec<Vec<f32>> = encoded
+            .iter()
+            .flat_map(|e| model.forward(&[e], act).unwrap())
+            .collect();
         let d = max_diff(&together, &alone);
         println!("{name}: batched vs single max |delta logit| = {d:e}");
         assert!(d <= 1e-5, "{name}: batched vs single differ by {d}");
@@ -64,14 +91,19 @@ fn scores_do_not_depend_on_batch_company() {
 #[test]
 fn softmax_on_single_label_is_refused() {
     let model = load("bert", DType::F32);
-    let err = model.predict(&[("a", "b")], ActivationChoice::Softmax, 1, |_| {}).unwrap_err();
+    let err = model
+        .predict(&[("a", "b")], ActivationChoice::Softmax, 1, |_| {})
+        .unwrap_err();
     assert!(err.to_string().contains("at least 2 labels"), "{err}");
 }
 
 /// A longer max length than the position embeddings allow is capped (RoBERTa: minus the offset 2).
 #[test]
 fn max_length_is_capped_by_positions() {
-    let opts = LoadOptions { max_length: Some(10_000), ..Default::default() };
+    let opts = LoadOptions {
+        max_length: Some(10_000),
+        ..Default::default()
+    };
     let model = CrossEncoder::load(&fixtures().join("roberta"), &opts).unwrap();
     assert_eq!(model.tokenizer.max_length(), 48);
 }
@@ -82,15 +114,28 @@ fn max_length_is_capped_by_positions() {
 fn minilm_matches_in_f32_and_reports_bf16() {
     let reference = minilm();
     assert!(reference.pairs.len() >= 200);
-    let opts = |dtype| LoadOptions { dtype: Some(dtype), ..Default::default() };
+    let opts = |dtype| LoadOptions {
+        dtype: Some(dtype),
+        ..Default::default()
+    };
     let f32_model = CrossEncoder::load(&minilm_dir(), &opts(DType::F32)).unwrap();
-    let scores = f32_model.predict(&reference.pairs, ActivationChoice::Default, 32, |_| {}).unwrap();
+    let scores = f32_model
+        .predict(&reference.pairs, ActivationChoice::Default, 32, |_| {})
+        .unwrap();
     let d = max_diff(&scores, &reference.reference.default);
-    println!("minilm f32: max |delta| = {d:e} over {} pairs", scores.len());
+    println!(
+        "minilm f32: max |delta| = {d:e} over {} pairs",
+        scores.len()
+    );
     assert!(d <= 1e-4, "f32 differs by {d}");
     let bf16_model = CrossEncoder::load(&minilm_dir(), &opts(DType::Bf16)).unwrap();
-    let scores = bf16_model.predict(&reference.pairs, ActivationChoice::None, 32, |_| {}).unwrap();
+    let scores = bf16_model
+        .predict(&reference.pairs, ActivationChoice::None, 32, |_| {})
+        .unwrap();
     let d = max_diff(&scores, &reference.reference.none);
-    println!("minilm bf16: max |delta logit| = {d:e} over {} pairs", scores.len());
+    println!(
+        "minilm bf16: max |delta logit| = {d:e} over {} pairs",
+        scores.len()
+    );
     assert!(d <= 0.1, "bf16 logits differ by {d}");
 }

@@ -13,7 +13,11 @@ use crossrank::device::{parse_device, DType};
 use crossrank::runtime::{CrossEncoder, LoadOptions};
 
 #[derive(Parser)]
-#[command(name = "crossrank", version, about = "Cross-encoder (reranker) scoring and serving on libtorch")]
+#[command(
+    name = "crossrank",
+    version,
+    about = "Cross-encoder (reranker) scoring and serving on libtorch"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,7 +76,8 @@ impl ModelArgs {
             dtype: self.dtype,
             max_length: self.max_length,
         };
-        CrossEncoder::load(&self.model, &opts).with_context(|| format!("loading {}", self.model.display()))
+        CrossEncoder::load(&self.model, &opts)
+            .with_context(|| format!("loading {}", self.model.display()))
     }
 }
 
@@ -81,8 +86,13 @@ fn progress(total: usize, batch_size: u32) -> indicatif::ProgressBar {
     if total <= batch_size as usize {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pairs {per_sec} eta {eta}") {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pairs {per_sec} eta {eta}")
+    {
         bar.set_style(style);
     }
     bar

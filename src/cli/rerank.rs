@@ -33,13 +33,25 @@ pub fn run(args: RerankArgs) -> anyhow::Result<()> {
     if labels != 1 {
         bail!("rerank needs a model with one output label; this one has {labels}: use `crossrank score`");
     }
-    let pairs: Vec<(&str, &str)> = docs.iter().map(|d| (args.query.as_str(), d.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = docs
+        .iter()
+        .map(|d| (args.query.as_str(), d.as_str()))
+        .collect();
     let bar = progress(pairs.len(), args.model.batch_size);
-    let scores = encoder.predict(&pairs, args.model.activation, args.model.batch_size as usize, |n| bar.inc(n as u64))?;
+    let scores = encoder.predict(
+        &pairs,
+        args.model.activation,
+        args.model.batch_size as usize,
+        |n| bar.inc(n as u64),
+    )?;
     bar.finish_and_clear();
     let ranked = rank(scores.iter().map(|s| s[0]).collect());
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (rank, &(index, score)) in ranked.iter().take(args.top_n.unwrap_or(usize::MAX)).enumerate() {
+    for (rank, &(index, score)) in ranked
+        .iter()
+        .take(args.top_n.unwrap_or(usize::MAX))
+        .enumerate()
+    {
         let text = &docs[index];
         if args.json {
             let row = serde_json::json!({ "rank": rank + 1, "index": index, "score": score, "text": text });

@@ -18,7 +18,12 @@ struct Bert {
     classifier: Linear,
 }
 
-pub fn load(dir: &Path, raw: &RawConfig, device: Device, kind: Kind) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
+pub fn load(
+    dir: &Path,
+    raw: &RawConfig,
+    device: Device,
+    kind: Kind,
+) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     let path = dir.join("config.json");
     let cfg = raw.bert_like(&path)?;
     let spec = spec_from(raw, &path, &cfg, 0, true)?;
@@ -35,8 +40,12 @@ pub fn load(dir: &Path, raw: &RawConfig, device: Device, kind: Kind) -> Result<(
 
 impl SequenceClassifier for Bert {
     fn logits(&self, inputs: &Inputs) -> Result<Tensor> {
-        let x = self.embeddings.forward(&inputs.input_ids, &inputs.token_type_ids)?;
-        let hidden = self.encoder.forward(x, &key_mask(&inputs.attention_mask)?)?;
+        let x = self
+            .embeddings
+            .forward(&inputs.input_ids, &inputs.token_type_ids)?;
+        let hidden = self
+            .encoder
+            .forward(x, &key_mask(&inputs.attention_mask)?)?;
         let pooled = self.pooler.forward(&first_token(&hidden)?)?.f_tanh()?;
         self.classifier.forward(&pooled)
     }

@@ -101,11 +101,16 @@ impl RawConfig {
     pub fn bert_like(&self, path: &Path) -> Result<EncoderConfig> {
         if let Some(kind) = &self.position_embedding_type {
             if kind != "absolute" {
-                return Err(invalid(path, format!("position_embedding_type {kind:?} is not supported (only \"absolute\")")));
+                return Err(invalid(
+                    path,
+                    format!(
+                        "position_embedding_type {kind:?} is not supported (only \"absolute\")"
+                    ),
+                ));
             }
         }
         let hidden_size = need(path, "hidden_size", self.hidden_size)?;
-        Ok(EncoderConfig {
+        EncoderConfig {
             vocab_size: need(path, "vocab_size", self.vocab_size)?,
             hidden_size,
             embedding_size: self.embedding_size.unwrap_or(hidden_size),
@@ -114,17 +119,21 @@ impl RawConfig {
             intermediate_size: need(path, "intermediate_size", self.intermediate_size)?,
             hidden_act: self.hidden_act.clone().unwrap_or_else(|| "gelu".into()),
             layer_norm_eps: self.layer_norm_eps.unwrap_or(1e-12),
-            max_position_embeddings: need(path, "max_position_embeddings", self.max_position_embeddings)?,
+            max_position_embeddings: need(
+                path,
+                "max_position_embeddings",
+                self.max_position_embeddings,
+            )?,
             type_vocab_size: self.type_vocab_size.unwrap_or(2),
             pad_token_id: self.pad_token_id.unwrap_or(0),
         }
-        .checked(path)?)
+        .checked(path)
     }
 
     /// DistilBERT names; its LayerNorm eps is fixed at 1e-12 in transformers.
     pub fn distilbert(&self, path: &Path) -> Result<EncoderConfig> {
         let dim = need(path, "dim", self.dim)?;
-        Ok(EncoderConfig {
+        EncoderConfig {
             vocab_size: need(path, "vocab_size", self.vocab_size)?,
             hidden_size: dim,
             embedding_size: dim,
@@ -133,11 +142,15 @@ impl RawConfig {
             intermediate_size: need(path, "hidden_dim", self.hidden_dim)?,
             hidden_act: self.activation.clone().unwrap_or_else(|| "gelu".into()),
             layer_norm_eps: 1e-12,
-            max_position_embeddings: need(path, "max_position_embeddings", self.max_position_embeddings)?,
+            max_position_embeddings: need(
+                path,
+                "max_position_embeddings",
+                self.max_position_embeddings,
+            )?,
             type_vocab_size: 0,
             pad_token_id: self.pad_token_id.unwrap_or(0),
         }
-        .checked(path)?)
+        .checked(path)
     }
 }
 
@@ -146,7 +159,10 @@ impl EncoderConfig {
         if self.num_heads <= 0 || self.hidden_size % self.num_heads != 0 {
             return Err(invalid(
                 path,
-                format!("hidden size {} is not a multiple of the {} attention heads", self.hidden_size, self.num_heads),
+                format!(
+                    "hidden size {} is not a multiple of the {} attention heads",
+                    self.hidden_size, self.num_heads
+                ),
             ));
         }
         Ok(self)
@@ -160,7 +176,10 @@ impl EncoderConfig {
 fn need(path: &Path, field: &str, value: Option<i64>) -> Result<i64> {
     match value {
         Some(v) if v > 0 => Ok(v),
-        Some(v) => Err(invalid(path, format!("`{field}` must be positive, got {v}"))),
+        Some(v) => Err(invalid(
+            path,
+            format!("`{field}` must be positive, got {v}"),
+        )),
         None => Err(invalid(path, format!("`{field}` is missing"))),
     }
 }

@@ -30,14 +30,25 @@ struct DistilBert {
     classifier: Linear,
 }
 
-pub fn load(dir: &Path, raw: &RawConfig, device: Device, kind: Kind) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
+pub fn load(
+    dir: &Path,
+    raw: &RawConfig,
+    device: Device,
+    kind: Kind,
+) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     let path = dir.join("config.json");
     let cfg = raw.distilbert(&path)?;
     let spec = spec_from(raw, &path, &cfg, 0, false)?;
     let w = Weights::load(dir, "distilbert.", device, kind)?;
     let h = cfg.hidden_size;
     let model = DistilBert {
-        embeddings: Embeddings::load(&w, "distilbert.embeddings", &cfg, false, Positions::Sequential)?,
+        embeddings: Embeddings::load(
+            &w,
+            "distilbert.embeddings",
+            &cfg,
+            false,
+            Positions::Sequential,
+        )?,
         encoder: Encoder::load(&w, "distilbert.transformer.layer", &NAMES, &cfg)?,
         pre_classifier: w.linear("pre_classifier", h, h)?,
         classifier: w.linear("classifier", h, spec.labels.len() as i64)?,
@@ -47,9 +58,16 @@ pub fn load(dir: &Path, raw: &RawConfig, device: Device, kind: Kind) -> Result<(
 
 impl SequenceClassifier for DistilBert {
     fn logits(&self, inputs: &Inputs) -> Result<Tensor> {
-        let x = self.embeddings.forward(&inputs.input_ids, &inputs.token_type_ids)?;
-        let hidden = self.encoder.forward(x, &key_mask(&inputs.attention_mask)?)?;
-        let x = self.pre_classifier.forward(&first_token(&hidden)?)?.f_relu()?;
+        let x = self
+            .embeddings
+            .forward(&inputs.input_ids, &inputs.token_type_ids)?;
+        let hidden = self
+            .encoder
+            .forward(x, &key_mask(&inputs.attention_mask)?)?;
+        let x = self
+            .pre_classifier
+            .forward(&first_token(&hidden)?)?
+            .f_relu()?;
         self.classifier.forward(&x)
     }
 }

@@ -20,7 +20,12 @@ struct Electra {
     out_proj: Linear,
 }
 
-pub fn load(dir: &Path, raw: &RawConfig, device: Device, kind: Kind) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
+pub fn load(
+    dir: &Path,
+    raw: &RawConfig,
+    device: Device,
+    kind: Kind,
+) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     let path = dir.join("config.json");
     let cfg = raw.bert_like(&path)?;
     let spec = spec_from(raw, &path, &cfg, 0, true)?;
@@ -43,11 +48,15 @@ pub fn load(dir: &Path, raw: &RawConfig, device: Device, kind: Kind) -> Result<(
 
 impl SequenceClassifier for Electra {
     fn logits(&self, inputs: &Inputs) -> Result<Tensor> {
-        let mut x = self.embeddings.forward(&inputs.input_ids, &inputs.token_type_ids)?;
+        let mut x = self
+            .embeddings
+            .forward(&inputs.input_ids, &inputs.token_type_ids)?;
         if let Some(project) = &self.project {
             x = project.forward(&x)?;
         }
-        let hidden = self.encoder.forward(x, &key_mask(&inputs.attention_mask)?)?;
+        let hidden = self
+            .encoder
+            .forward(x, &key_mask(&inputs.attention_mask)?)?;
         // transformers' ElectraClassificationHead uses exact GELU whatever `hidden_act` says.
         let x = HiddenAct::Gelu.forward(&self.dense.forward(&first_token(&hidden)?)?)?;
         self.out_proj.forward(&x)

@@ -88,7 +88,12 @@ pub struct Encoder {
 
 impl Encoder {
     /// Loads layers `{prefix}.{i}.…` for i in 0..num_layers.
-    pub fn load(w: &Weights, prefix: &str, names: &LayerNames, cfg: &EncoderConfig) -> Result<Self> {
+    pub fn load(
+        w: &Weights,
+        prefix: &str,
+        names: &LayerNames,
+        cfg: &EncoderConfig,
+    ) -> Result<Self> {
         let (h, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
         let layers = (0..cfg.num_layers)
             .map(|n| {
@@ -123,17 +128,28 @@ impl Encoder {
     fn layer_forward(&self, l: &Layer, x: &Tensor, key_mask: &Tensor) -> Result<Tensor> {
         let (b, s, h) = x.size3()?;
         let split = |t: Tensor| -> Result<Tensor> {
-            Ok(t.f_view([b, s, self.heads, self.head_dim])?.f_transpose(1, 2)?)
+            Ok(t.f_view([b, s, self.heads, self.head_dim])?
+                .f_transpose(1, 2)?)
         };
         let q = split(l.query.forward(x)?)?;
         let k = split(l.key.forward(x)?)?;
         let v = split(l.value.forward(x)?)?;
-        let ctx = Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(key_mask), 0.0, false, None, false)?
-            .f_transpose(1, 2)?
-            .f_reshape([b, s, h])?;
+        let ctx = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(key_mask),
+            0.0,
+            false,
+            None,
+            false,
+        )?
+        .f_transpose(1, 2)?
+        .f_reshape([b, s, h])?;
         let attn = l.attn_norm.forward(&l.attn_out.forward(&ctx)?.f_add(x)?)?;
         let inner = self.act.forward(&l.ffn_in.forward(&attn)?)?;
-        l.ffn_norm.forward(&l.ffn_out.forward(&inner)?.f_add(&attn)?)
+        l.ffn_norm
+            .forward(&l.ffn_out.forward(&inner)?.f_add(&attn)?)
     }
 }
 

@@ -57,7 +57,11 @@ pub struct ModelSpec {
 }
 
 /// Reads `config.json` (or `crossrank.json` for TorchScript) and builds the network on `device`.
-pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
+pub fn load(
+    dir: &Path,
+    device: Device,
+    kind: Kind,
+) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     if dir.join(torchscript::MODEL_FILE).is_file() {
         return torchscript::load(dir, device, kind);
     }
@@ -84,7 +88,13 @@ pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<(Box<dyn SequenceC
 }
 
 /// The spec fields common to the config-driven architectures.
-fn spec_from(raw: &RawConfig, path: &Path, cfg: &config::EncoderConfig, position_offset: i64, uses_token_types: bool) -> Result<ModelSpec> {
+fn spec_from(
+    raw: &RawConfig,
+    path: &Path,
+    cfg: &config::EncoderConfig,
+    position_offset: i64,
+    uses_token_types: bool,
+) -> Result<ModelSpec> {
     let labels = raw.labels();
     let named = match raw.st_activation() {
         Some(name) => Activation::from_class_path(name).map_err(|m| config::invalid(path, m))?,

@@ -20,7 +20,12 @@ struct Roberta {
     out_proj: Linear,
 }
 
-pub fn load(dir: &Path, raw: &RawConfig, device: Device, kind: Kind) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
+pub fn load(
+    dir: &Path,
+    raw: &RawConfig,
+    device: Device,
+    kind: Kind,
+) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     let path = dir.join("config.json");
     let mut raw = raw.clone();
     raw.pad_token_id = Some(raw.pad_token_id.unwrap_or(1));
@@ -31,7 +36,13 @@ pub fn load(dir: &Path, raw: &RawConfig, device: Device, kind: Kind) -> Result<(
     let w = Weights::load(dir, "roberta.", device, kind)?;
     let h = cfg.hidden_size;
     let model = Roberta {
-        embeddings: Embeddings::load(&w, "roberta.embeddings", &cfg, true, Positions::AfterPadding { padding_idx })?,
+        embeddings: Embeddings::load(
+            &w,
+            "roberta.embeddings",
+            &cfg,
+            true,
+            Positions::AfterPadding { padding_idx },
+        )?,
         encoder: Encoder::load(&w, "roberta.encoder.layer", &BERT_NAMES, &cfg)?,
         dense: w.linear("classifier.dense", h, h)?,
         out_proj: w.linear("classifier.out_proj", h, spec.labels.len() as i64)?,
@@ -41,8 +52,12 @@ pub fn load(dir: &Path, raw: &RawConfig, device: Device, kind: Kind) -> Result<(
 
 impl SequenceClassifier for Roberta {
     fn logits(&self, inputs: &Inputs) -> Result<Tensor> {
-        let x = self.embeddings.forward(&inputs.input_ids, &inputs.token_type_ids)?;
-        let hidden = self.encoder.forward(x, &key_mask(&inputs.attention_mask)?)?;
+        let x = self
+            .embeddings
+            .forward(&inputs.input_ids, &inputs.token_type_ids)?;
+        let hidden = self
+            .encoder
+            .forward(x, &key_mask(&inputs.attention_mask)?)?;
         let x = self.dense.forward(&first_token(&hidden)?)?.f_tanh()?;
         self.out_proj.forward(&x)
     }

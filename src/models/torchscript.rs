@@ -41,13 +41,29 @@ struct Script {
     token_types: bool,
 }
 
-pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
+pub fn load(
+    dir: &Path,
+    device: Device,
+    kind: Kind,
+) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     let path = dir.join(SPEC_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::Io { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::Io {
+        path: path.clone(),
+        source,
+    })?;
     let s: ScriptSpec = serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
-    let labels = s.labels.unwrap_or_else(|| (0..s.num_labels).map(|i| format!("LABEL_{i}")).collect());
+    let labels = s
+        .labels
+        .unwrap_or_else(|| (0..s.num_labels).map(|i| format!("LABEL_{i}")).collect());
     if labels.len() != s.num_labels || s.num_labels == 0 {
-        return Err(invalid(&path, format!("num_labels is {} but {} labels are named", s.num_labels, labels.len())));
+        return Err(invalid(
+            &path,
+            format!(
+                "num_labels is {} but {} labels are named",
+                s.num_labels,
+                labels.len()
+            ),
+        ));
     }
     let named = match &s.activation_fn {
         Some(name) => Activation::from_class_path(name).map_err(|m| invalid(&path, m))?,
@@ -58,8 +74,12 @@ pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<(Box<dyn SequenceC
     module.f_set_eval()?;
     if kind != Kind::Float {
         // CModule::to has no fallible form; a failure there must not take the process down.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| module.to(device, kind, false)))
-            .map_err(|_| RuntimeError::InvalidOption(format!("cannot convert the TorchScript model to {kind:?}")))?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            module.to(device, kind, false)
+        }))
+        .map_err(|_| {
+            RuntimeError::InvalidOption(format!("cannot convert the TorchScript model to {kind:?}"))
+        })?;
     }
     let spec = ModelSpec {
         architecture: "TorchScript".into(),
@@ -71,7 +91,13 @@ pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<(Box<dyn SequenceC
         type_vocab_size: i64::MAX,
         pad_token_id: s.pad_token_id,
     };
-    Ok((Box::new(Script { module, token_types: s.token_type_ids }), spec))
+    Ok((
+        Box::new(Script {
+            module,
+            token_types: s.token_type_ids,
+        }),
+        spec,
+    ))
 }
 
 impl SequenceClassifier for Script {
@@ -96,7 +122,9 @@ impl SequenceClassifier for Script {
                     (IValue::String(k), IValue::Tensor(t)) if k == "logits" => Some(t),
                     _ => None,
                 })
-                .ok_or_else(|| unexpected(&IValue::String("a dict without a \"logits\" tensor".into()))),
+                .ok_or_else(|| {
+                    unexpected(&IValue::String("a dict without a \"logits\" tensor".into()))
+                }),
             other => Err(unexpected(&other)),
         }
     }

@@ -40,10 +40,12 @@ impl Weights {
     /// The tensor `name` (or `prefix + name`), which must have exactly `shape`.
     /// Old checkpoints name LayerNorm parameters `gamma`/`beta`; those are accepted too.
     pub fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
-        let found = self.lookup(name).ok_or_else(|| RuntimeError::MissingTensor {
-            name: name.to_owned(),
-            expected: shape.to_vec(),
-        })?;
+        let found = self
+            .lookup(name)
+            .ok_or_else(|| RuntimeError::MissingTensor {
+                name: name.to_owned(),
+                expected: shape.to_vec(),
+            })?;
         if found.size() != shape {
             return Err(RuntimeError::ShapeMismatch {
                 name: name.to_owned(),
@@ -51,7 +53,11 @@ impl Weights {
                 found: found.size(),
             });
         }
-        let kind = if found.is_floating_point() { self.kind } else { found.kind() };
+        let kind = if found.is_floating_point() {
+            self.kind
+        } else {
+            found.kind()
+        };
         Ok(found.f_to_device(self.device)?.f_to_kind(kind)?)
     }
 
@@ -59,7 +65,10 @@ impl Weights {
         let legacy = name
             .strip_suffix("LayerNorm.weight")
             .map(|p| format!("{p}LayerNorm.gamma"))
-            .or_else(|| name.strip_suffix("LayerNorm.bias").map(|p| format!("{p}LayerNorm.beta")));
+            .or_else(|| {
+                name.strip_suffix("LayerNorm.bias")
+                    .map(|p| format!("{p}LayerNorm.beta"))
+            });
         let mut candidates = vec![name.to_owned()];
         if let Some(bare) = name.strip_prefix(&self.prefix) {
             candidates.push(bare.to_owned());
@@ -148,6 +157,12 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_layer_norm([self.size], Some(&self.weight), Some(&self.bias), self.eps, true)?)
+        Ok(x.f_layer_norm(
+            [self.size],
+            Some(&self.weight),
+            Some(&self.bias),
+            self.eps,
+            true,
+        )?)
     }
 }

@@ -13,7 +13,9 @@ pub fn pad(pairs: &[&Encoded], spec: &ModelSpec, device: Device) -> Result<Input
     let rows = pairs.len();
     let width = pairs.iter().map(|e| e.len()).max().unwrap_or(0);
     if rows == 0 || width == 0 {
-        return Err(RuntimeError::InvalidOption("cannot run an empty batch".into()));
+        return Err(RuntimeError::InvalidOption(
+            "cannot run an empty batch".into(),
+        ));
     }
     let mut ids = vec![spec.pad_token_id; rows * width];
     let mut mask = vec![0i64; rows * width];
@@ -39,7 +41,9 @@ pub fn pad(pairs: &[&Encoded], spec: &ModelSpec, device: Device) -> Result<Input
         }
     }
     let tensor = |data: &[i64]| -> Result<Tensor> {
-        Ok(Tensor::f_from_slice(data)?.f_view([rows as i64, width as i64])?.f_to_device(device)?)
+        Ok(Tensor::f_from_slice(data)?
+            .f_view([rows as i64, width as i64])?
+            .f_to_device(device)?)
     };
     Ok(Inputs {
         input_ids: tensor(&ids)?,
@@ -57,7 +61,16 @@ fn out_of_range(what: &str, value: i64, limit: i64) -> RuntimeError {
 /// Splits f32 scores [rows, labels] into one vector per row.
 pub fn rows(scores: &Tensor) -> Result<Vec<Vec<f32>>> {
     let (n, labels) = scores.size2()?;
-    let flat: Vec<f32> = Vec::<f32>::try_from(&scores.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?)?;
+    let flat: Vec<f32> = Vec::<f32>::try_from(
+        &scores
+            .f_to_device(Device::Cpu)?
+            .f_to_kind(Kind::Float)?
+            .f_contiguous()?
+            .f_view([-1])?,
+    )?;
     debug_assert_eq!(flat.len() as i64, n * labels);
-    Ok(flat.chunks(labels.max(1) as usize).map(<[f32]>::to_vec).collect())
+    Ok(flat
+        .chunks(labels.max(1) as usize)
+        .map(<[f32]>::to_vec)
+        .collect())
 }

@@ -33,7 +33,9 @@ pub struct MiniLm {
 pub fn fixtures() -> PathBuf {
     let dir = std::env::var_os("CROSSRANK_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generated"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generated")
+        });
     assert!(
         dir.join("expected.json").is_file(),
         "no fixtures in {}: run scripts/test.sh, which generates them",
@@ -48,7 +50,8 @@ pub fn expected() -> Expected {
 }
 
 pub fn minilm() -> MiniLm {
-    let text = std::fs::read_to_string(fixtures().join("minilm.json")).expect("minilm.json fixture");
+    let text =
+        std::fs::read_to_string(fixtures().join("minilm.json")).expect("minilm.json fixture");
     serde_json::from_str(&text).unwrap()
 }
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite from a clean clone: set-up (idempotent), parity fixtures (regenerated when
+# their generator changes), then every Rust test.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$CROSSRANK_ROOT"
+./scripts/setup.sh
+
+fixtures=tests/fixtures/generated
+want=$(cat tests/fixtures/make_fixtures.py bench/corpus.py requirements.txt models/minilm-ce/config.json | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$fixtures/.stamp" 2>/dev/null)" != "$want" ]; then
+  echo "test: generating parity fixtures with sentence-transformers" >&2
+  rm -rf "$fixtures"
+  log=$(mktemp)
+  python -W ignore tests/fixtures/make_fixtures.py "$fixtures" models/minilm-ce > "$log" 2>&1 \
+    || { cat "$log" >&2; exit 1; }
+  rm -f "$log"
+  echo "$want" > "$fixtures/.stamp"
+fi
+
+cargo test --all-targets "$@"
