@@ -3,9 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use tch::{Kind, Tensor};
-
-/// A score activation. Logits are upcast to f32 before it is applied.
+/// A score activation, applied to logits already upcast to f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     Identity,
@@ -55,14 +53,18 @@ impl Activation {
         }
     }
 
-    /// Applies the activation to logits [batch, labels] of any float dtype, in f32.
-    pub fn apply(self, logits: &Tensor) -> Result<Tensor, tch::TchError> {
-        let x = logits.f_to_kind(Kind::Float)?;
+    /// Applies the activation to one pair's f32 logits (one per label).
+    pub fn apply(self, logits: &[f32]) -> Vec<f32> {
         match self {
-            Self::Identity => Ok(x),
-            Self::Sigmoid => x.f_sigmoid(),
-            Self::Tanh => x.f_tanh(),
-            Self::Softmax => x.f_softmax(-1, Kind::Float),
+            Self::Identity => logits.to_vec(),
+            Self::Sigmoid => logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
+            Self::Tanh => logits.iter().map(|x| x.tanh()).collect(),
+            Self::Softmax => {
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
+                let sum: f32 = exps.iter().sum();
+                exps.into_iter().map(|e| e / sum).collect()
+            }
         }
     }
 }

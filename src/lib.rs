@@ -9,8 +9,13 @@
 //! - `cli` (binary only): the `score` and `rerank` commands.
 
 pub mod activation;
+pub mod api;
+pub mod config;
 pub mod device;
+pub mod engine;
 pub mod error;
 pub mod models;
+pub mod registry;
 pub mod runtime;
+pub mod scheduler;
 pub mod tokenize;

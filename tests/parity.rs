@@ -45,7 +45,7 @@ fn every_architecture_matches_sentence_transformers() {
             d <= 1e-5 * scale,
             "{name}: raw logits differ by {d} (largest logit {scale})"
         );
-        if model.spec.labels.len() > 1 {
+        if model.spec().labels.len() > 1 {
             let d = max_diff(&run(ActivationChoice::Softmax), &reference.softmax);
             assert!(d <= 1e-5, "{name}: softmax differs by {d}");
         }
@@ -73,7 +73,7 @@ fn scores_do_not_depend_on_batch_company() {
     let exp = expected();
     for name in ["bert", "roberta", "distilbert", "xlm_roberta"] {
         let model = load(name, DType::F32);
-        let act = model.activation(ActivationChoice::None).unwrap();
+        let act = model.network.activation(ActivationChoice::None).unwrap();
         let encoded = model.tokenizer.encode(&exp.pairs).unwrap();
         let all: Vec<&Encoded> = encoded.iter().collect();
         let together = model.forward(&all, act).unwrap();

@@ -1,8 +1,10 @@
-//! Subcommands: `score` (like `CrossEncoder.predict`) and `rerank` (like `CrossEncoder.rank`).
+//! Subcommands: `score` (like `CrossEncoder.predict`), `rerank` (like `CrossEncoder.rank`) and
+//! `serve` (the gRPC server).
 
 mod input;
 mod rerank;
 mod score;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -29,6 +31,8 @@ enum Command {
     Score(score::ScoreArgs),
     /// Rank documents for one query, best first.
     Rerank(rerank::RerankArgs),
+    /// Serve models over gRPC.
+    Serve(serve::ServeArgs),
 }
 
 impl Cli {
@@ -36,6 +40,7 @@ impl Cli {
         match self.command {
             Command::Score(args) => score::run(args),
             Command::Rerank(args) => rerank::run(args),
+            Command::Serve(args) => serve::run(args),
         }
     }
 }

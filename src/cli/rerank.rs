@@ -29,7 +29,7 @@ pub struct RerankArgs {
 pub fn run(args: RerankArgs) -> anyhow::Result<()> {
     let docs = input::read_documents(input::open(&args.documents)?)?;
     let encoder = args.model.load()?;
-    let labels = encoder.spec.labels.len();
+    let labels = encoder.spec().labels.len();
     if labels != 1 {
         bail!("rerank needs a model with one output label; this one has {labels}: use `crossrank score`");
     }

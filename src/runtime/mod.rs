@@ -1,7 +1,8 @@
-//! A loaded cross-encoder: tokenizer + network + the model's scoring rules, usable
-//! synchronously (the CLI) or split between tokenization and device workers (the server).
+//! A loaded cross-encoder. [`Network`] is the part a device thread owns (tch model, not `Sync`);
+//! [`CrossEncoder`] adds the tokenizer for synchronous use (the CLI).
 
 pub mod batch;
+pub mod worker;
 
 use std::path::Path;
 
@@ -33,40 +34,71 @@ impl Default for LoadOptions {
     }
 }
 
-pub struct CrossEncoder {
+/// A network on one device: padded token ids in, f32 logits out.
+pub struct Network {
     pub spec: ModelSpec,
-    pub tokenizer: PairTokenizer,
     pub dtype: DType,
     pub device: Device,
     model: Box<dyn SequenceClassifier>,
 }
 
-impl CrossEncoder {
-    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
-        let dtype = opts.dtype.unwrap_or(DType::default_for(opts.device));
-        let (model, spec) = models::load(dir, opts.device, dtype.kind())?;
-        let tokenizer = PairTokenizer::load(dir, &spec, opts.max_length)?;
+impl Network {
+    pub fn load(dir: &Path, device: Device, dtype: Option<DType>) -> Result<Self> {
+        let dtype = dtype.unwrap_or(DType::default_for(device));
+        let (model, spec) = models::load(dir, device, dtype.kind())?;
         Ok(Self {
             spec,
-            tokenizer,
             dtype,
-            device: opts.device,
+            device,
             model,
         })
     }
 
+    /// One forward pass: raw logits (upcast to f32) per pair, in the given order.
+    pub fn logits(&self, pairs: &[&Encoded]) -> Result<Vec<Vec<f32>>> {
+        let _no_grad = tch::no_grad_guard();
+        let inputs = batch::pad(pairs, &self.spec, self.device)?;
+        let rows = batch::rows(&self.model.logits(&inputs)?)?;
+        let labels = self.spec.labels.len();
+        if rows.len() != pairs.len() || rows.iter().any(|r| r.len() != labels) {
+            return Err(RuntimeError::InvalidOption(format!(
+                "the model returned {} rows of {} logits for {} pairs; expected {labels} per pair",
+                rows.len(),
+                rows.first().map_or(0, Vec::len),
+                pairs.len()
+            )));
+        }
+        Ok(rows)
+    }
+
+    /// The activation for a caller's choice, or why it does not fit this model.
     pub fn activation(&self, choice: ActivationChoice) -> Result<Activation> {
         choice
             .resolve(self.spec.default_activation, self.spec.labels.len())
             .map_err(RuntimeError::InvalidOption)
     }
+}
+
+pub struct CrossEncoder {
+    pub network: Network,
+    pub tokenizer: PairTokenizer,
+}
+
+impl CrossEncoder {
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        let network = Network::load(dir, opts.device, opts.dtype)?;
+        let tokenizer = PairTokenizer::load(dir, &network.spec, opts.max_length)?;
+        Ok(Self { network, tokenizer })
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.network.spec
+    }
 
     /// One forward pass over already tokenized pairs: scores per pair, in the given order.
     pub fn forward(&self, pairs: &[&Encoded], activation: Activation) -> Result<Vec<Vec<f32>>> {
-        let _no_grad = tch::no_grad_guard();
-        let inputs = batch::pad(pairs, &self.spec, self.device)?;
-        let logits = self.model.logits(&inputs)?;
-        batch::rows(&activation.apply(&logits)?)
+        let logits = self.network.logits(pairs)?;
+        Ok(logits.iter().map(|l| activation.apply(l)).collect())
     }
 
     /// `CrossEncoder.predict`: tokenizes, sorts by token length, runs batches of `batch_size`
@@ -78,7 +110,7 @@ impl CrossEncoder {
         batch_size: usize,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<Vec<f32>>> {
-        let activation = self.activation(choice)?;
+        let activation = self.network.activation(choice)?;
         let encoded = self.tokenizer.encode(pairs)?;
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].len()));

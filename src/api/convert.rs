@@ -1,0 +1,115 @@
+//! proto ↔ core conversions. Validation itself lives in `engine::request`.
+
+use super::pb;
+use crate::activation::ActivationChoice;
+use crate::config::RequestLimits;
+use crate::engine::request::{Options, RerankFields, Truncation, ValidRerank, ValidScore};
+use crate::engine::{Ranked, RerankOutput, ScoreOutput, ServeError, Timing, Usage};
+
+pub fn activation(value: i32) -> Result<ActivationChoice, ServeError> {
+    match pb::Activation::try_from(value) {
+        Ok(pb::Activation::ModelDefault) => Ok(ActivationChoice::Default),
+        Ok(pb::Activation::None) => Ok(ActivationChoice::None),
+        Ok(pb::Activation::Sigmoid) => Ok(ActivationChoice::Sigmoid),
+        Ok(pb::Activation::Softmax) => Ok(ActivationChoice::Softmax),
+        Err(_) => Err(ServeError::InvalidArgument(format!(
+            "`activation` is {value}, not a known Activation (0-3)"
+        ))),
+    }
+}
+
+pub fn truncation(value: i32) -> Result<Truncation, ServeError> {
+    match pb::Truncation::try_from(value) {
+        Ok(pb::Truncation::LongestFirst) => Ok(Truncation::LongestFirst),
+        Ok(pb::Truncation::Reject) => Ok(Truncation::Reject),
+        Err(_) => Err(ServeError::InvalidArgument(format!(
+            "`truncation` is {value}, not a known Truncation (0-1)"
+        ))),
+    }
+}
+
+pub fn options(model: String, act: i32, trunc: i32) -> Result<Options, ServeError> {
+    Ok(Options {
+        model,
+        activation: activation(act)?,
+        truncation: truncation(trunc)?,
+    })
+}
+
+pub fn score_request(
+    r: pb::ScoreRequest,
+    limits: &RequestLimits,
+) -> Result<ValidScore, ServeError> {
+    let options = options(r.model, r.activation, r.truncation)?;
+    let pairs = r.pairs.into_iter().map(|p| (p.text_a, p.text_b)).collect();
+    ValidScore::new(options, pairs, limits)
+}
+
+pub fn rerank_request(
+    r: pb::RerankRequest,
+    limits: &RequestLimits,
+) -> Result<ValidRerank, ServeError> {
+    let options = options(r.model, r.activation, r.truncation)?;
+    let fields = RerankFields {
+        query: r.query,
+        documents: r.documents.into_iter().map(|d| (d.id, d.text)).collect(),
+        top_n: r.top_n as usize,
+        return_documents: r.return_documents,
+        min_score: r.min_score,
+    };
+    ValidRerank::new(options, fields, limits)
+}
+
+pub fn usage(u: Usage) -> pb::Usage {
+    pb::Usage {
+        pairs: u.pairs as u32,
+        tokens: u.tokens as u64,
+        truncated_pairs: u.truncated as u32,
+    }
+}
+
+pub fn timing(t: Timing) -> pb::Timing {
+    let us = |d: std::time::Duration| d.as_micros() as u64;
+    pb::Timing {
+        queue_us: us(t.queue),
+        tokenize_us: us(t.tokenize),
+        inference_us: us(t.inference),
+        total_us: us(t.total),
+    }
+}
+
+pub fn score_response(out: ScoreOutput, request_id: String) -> pb::ScoreResponse {
+    let results = out
+        .scores
+        .into_iter()
+        .zip(out.truncated)
+        .map(|(scores, truncated)| pb::PairScores { scores, truncated })
+        .collect();
+    pb::ScoreResponse {
+        results,
+        request_id,
+        model: out.model,
+        usage: Some(usage(out.usage)),
+        timing: Some(timing(out.timing)),
+        error: None,
+    }
+}
+
+pub fn ranked(r: Ranked) -> pb::RankedDocument {
+    pb::RankedDocument {
+        index: r.index as u32,
+        id: r.id,
+        score: r.score,
+        text: r.text.unwrap_or_default(),
+    }
+}
+
+pub fn rerank_response(out: RerankOutput, request_id: String) -> pb::RerankResponse {
+    pb::RerankResponse {
+        results: out.results.into_iter().map(ranked).collect(),
+        request_id,
+        model: out.model,
+        usage: Some(usage(out.usage)),
+        timing: Some(timing(out.timing)),
+    }
+}

@@ -1,0 +1,133 @@
+//! gRPC transport: the only module that knows tonic. Handlers convert proto messages to core
+//! requests, call the [`Engine`](crate::engine::Engine) and convert back; errors become statuses
+//! in one place (`status`).
+
+mod convert;
+mod deadline;
+mod health;
+mod models;
+mod rerank_stream;
+mod scoring;
+mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::ModelConfig;
+use crate::engine::Engine;
+use health::Health;
+
+/// Generated protobuf and gRPC code for `crossrank.v1`.
+pub mod pb {
+    tonic::include_proto!("crossrank.v1");
+    /// Descriptor set for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("crossrank_descriptor");
+}
+
+/// Transport settings.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub admin_token: Option<String>,
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+    /// How long in-flight calls may run after shutdown begins.
+    pub grace_period: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            admin_token: None,
+            max_message_bytes: 64 << 20,
+            grace_period: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes: loads `models` in the background (health
+/// "" turns SERVING when all are ready), then on shutdown turns health NOT_SERVING, refuses new
+/// calls with UNAVAILABLE, lets in-flight calls finish within the grace period, and drains and
+/// stops every model.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    models: Vec<ModelConfig>,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health = Health::new(reporter);
+    health.overall(false).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the descriptor sets are generated at build time and valid. This is a bug.");
+    let n = opts.max_message_bytes;
+    let scoring = pb::cross_encoder_server::CrossEncoderServer::new(scoring::Scoring {
+        engine: engine.clone(),
+    })
+    .max_decoding_message_size(n)
+    .max_encoding_message_size(n);
+    let models_service = pb::models_server::ModelsServer::new(models::Models {
+        engine: engine.clone(),
+        health: health.clone(),
+        admin_token: opts.admin_token.clone(),
+    })
+    .max_decoding_message_size(n)
+    .max_encoding_message_size(n);
+
+    tokio::spawn(load_all(engine.clone(), health.clone(), models));
+
+    let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
+    let (drain_engine, drain_health) = (engine.clone(), health.clone());
+    let on_shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: refusing new calls, finishing in-flight ones");
+        drain_engine.start_draining();
+        drain_health.overall(false).await;
+        for name in drain_engine.registry.names() {
+            drain_health.model_serving(&name, false).await;
+        }
+        let _ = draining_tx.send(true);
+    };
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(scoring)
+        .add_service(models_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown);
+    let grace = opts.grace_period;
+    let grace_over = async move {
+        let _ = draining_rx.wait_for(|d| *d).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = server => r?,
+        _ = grace_over => tracing::warn!(?grace, "grace period over; closing remaining calls"),
+    }
+    let _ = tokio::task::spawn_blocking(move || engine.registry.unload_all()).await;
+    Ok(())
+}
+
+/// Loads every configured model (each on a blocking thread), then reports overall health.
+async fn load_all(engine: Arc<Engine>, health: Health, models: Vec<ModelConfig>) {
+    let mut all_ready = true;
+    for config in models {
+        let name = config.name.clone();
+        let e = engine.clone();
+        let loaded = tokio::task::spawn_blocking(move || e.registry.load(config)).await;
+        let ready = matches!(loaded, Ok(Ok(_)));
+        all_ready &= ready;
+        health.model_serving(&name, ready).await;
+    }
+    health.overall(all_ready).await;
+    if all_ready {
+        tracing::info!("all models ready: SERVING");
+    }
+}

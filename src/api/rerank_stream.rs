@@ -1,0 +1,223 @@
+//! RerankStream: a header, then document batches; documents join the model's micro-batches as
+//! they arrive, scores stream back as they complete, and a final ranking follows the half-close.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::{convert, pb};
+use crate::config::RequestLimits;
+use crate::engine::request::{check_count, check_min_score, check_text, Options};
+use crate::engine::{
+    check_rerankable, pair_outcome, rank, Engine, RerankOutput, ServeError, Timing, Usage,
+};
+use crate::registry::LoadedModel;
+use crate::scheduler::PairResult;
+
+type Out = mpsc::Sender<Result<pb::RerankStreamResponse, Status>>;
+
+/// Drives one RerankStream call; any error ends the call with its status.
+pub async fn run(
+    engine: Arc<Engine>,
+    inbound: Streaming<pb::RerankStreamRequest>,
+    deadline: Option<Instant>,
+    out: Out,
+) {
+    let work = session(&engine, inbound, &out);
+    let result = match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ServeError::DeadlineExceeded(
+                    "the deadline passed before every document was scored".into(),
+                ))
+            }),
+        None => work.await,
+    };
+    if let Err(e) = result {
+        let _ = out.send(Err(e.into())).await;
+    }
+}
+
+/// State of one stream after its header.
+struct Session {
+    model: Arc<LoadedModel>,
+    options: Options,
+    header: pb::RerankStreamHeader,
+    documents: Vec<(String, String)>,
+    scores: Vec<f32>,
+    received: usize,
+    usage: Usage,
+    timing: Timing,
+    batches: HashSet<u64>,
+}
+
+async fn session(
+    engine: &Engine,
+    mut inbound: Streaming<pb::RerankStreamRequest>,
+    out: &Out,
+) -> Result<(), ServeError> {
+    let start = Instant::now();
+    let header = match inbound.next().await {
+        None => {
+            return Err(invalid(
+                "the stream ended before its header: the first message must be a header",
+            ))
+        }
+        Some(Err(_)) => return Ok(()), // the client went away
+        Some(Ok(pb::RerankStreamRequest {
+            kind: Some(pb::rerank_stream_request::Kind::Header(h)),
+        })) => h,
+        Some(Ok(_)) => {
+            return Err(invalid(
+                "the first message must be a header; got documents or an empty message",
+            ))
+        }
+    };
+    let mut s = Session::open(engine, header)?;
+    let activation = Engine::activation(&s.model, &s.options)?;
+    let (ptx, mut prx) = mpsc::unbounded_channel::<PairResult>();
+    let mut open = true;
+    while open || s.received < s.documents.len() {
+        tokio::select! {
+            msg = inbound.next(), if open => match msg {
+                None => open = false,
+                Some(Err(_)) => return Ok(()), // cancelled: dropping prx drops the queued pairs
+                Some(Ok(m)) => {
+                    let batch = documents_of(m)?;
+                    s.add(engine, batch, activation, &ptx).await?;
+                }
+            },
+            Some(r) = prx.recv() => {
+                let mut partial = vec![s.record(r)?];
+                while let Ok(r) = prx.try_recv() {
+                    partial.push(s.record(r)?);
+                }
+                let msg = pb::RerankStreamResponse { kind: Some(pb::rerank_stream_response::Kind::Partial(pb::PartialScores { scores: partial })) };
+                if out.send(Ok(msg)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    s.timing.total = start.elapsed();
+    let _ = out.send(Ok(s.finish())).await;
+    Ok(())
+}
+
+fn documents_of(m: pb::RerankStreamRequest) -> Result<Vec<pb::Document>, ServeError> {
+    match m.kind {
+        Some(pb::rerank_stream_request::Kind::Documents(b)) => Ok(b.documents),
+        Some(pb::rerank_stream_request::Kind::Header(_)) => {
+            Err(invalid("a second header: a stream has exactly one"))
+        }
+        None => Err(invalid("a message with neither header nor documents")),
+    }
+}
+
+fn invalid(m: &str) -> ServeError {
+    ServeError::InvalidArgument(m.into())
+}
+
+impl Session {
+    fn open(engine: &Engine, h: pb::RerankStreamHeader) -> Result<Self, ServeError> {
+        let options = convert::options(h.model.clone(), h.activation, h.truncation)?;
+        check_text("header.query", &h.query, &engine.limits)?;
+        check_min_score(h.min_score)?;
+        let model = engine.model(&options.model)?;
+        check_rerankable(&model)?;
+        Ok(Self {
+            model,
+            options,
+            header: h,
+            documents: Vec::new(),
+            scores: Vec::new(),
+            received: 0,
+            usage: Usage::default(),
+            timing: Timing::default(),
+            batches: HashSet::new(),
+        })
+    }
+
+    async fn add(
+        &mut self,
+        engine: &Engine,
+        batch: Vec<pb::Document>,
+        activation: crate::activation::Activation,
+        ptx: &mpsc::UnboundedSender<PairResult>,
+    ) -> Result<(), ServeError> {
+        let limits: &RequestLimits = &engine.limits;
+        let first = self.documents.len();
+        check_count(
+            "documents (all batches of the stream)",
+            first + batch.len(),
+            limits,
+        )?;
+        for (i, d) in batch.iter().enumerate() {
+            check_text(&format!("documents[{}].text", first + i), &d.text, limits)?;
+        }
+        let pairs = batch
+            .iter()
+            .map(|d| (self.header.query.clone(), d.text.clone()))
+            .collect();
+        let enq = engine
+            .enqueue(
+                &self.model,
+                pairs,
+                activation,
+                self.options.truncation,
+                None,
+                first,
+                ptx.clone(),
+            )
+            .await?;
+        self.usage.pairs += enq.usage.pairs;
+        self.usage.tokens += enq.usage.tokens;
+        self.usage.truncated += enq.usage.truncated;
+        self.timing.tokenize += enq.tokenize;
+        self.documents
+            .extend(batch.into_iter().map(|d| (d.id, d.text)));
+        self.scores.resize(self.documents.len(), f32::NAN);
+        Ok(())
+    }
+
+    fn record(&mut self, r: PairResult) -> Result<pb::PartialScore, ServeError> {
+        self.received += 1;
+        self.timing.queue = self.timing.queue.max(r.queue);
+        if self.batches.insert(r.batch_id) {
+            self.timing.inference += r.inference;
+        }
+        let score = pair_outcome(r.outcome)?[0];
+        self.scores[r.index] = score;
+        Ok(pb::PartialScore {
+            index: r.index as u32,
+            id: self.documents[r.index].0.clone(),
+            score,
+        })
+    }
+
+    fn finish(self) -> pb::RerankStreamResponse {
+        let h = &self.header;
+        let results = rank(
+            &self.scores,
+            &self.documents,
+            h.top_n as usize,
+            h.min_score,
+            h.return_documents,
+        );
+        let out = RerankOutput {
+            model: self.model.name.clone(),
+            results,
+            usage: self.usage,
+            timing: self.timing,
+        };
+        let response = convert::rerank_response(out, h.request_id.clone());
+        pb::RerankStreamResponse {
+            kind: Some(pb::rerank_stream_response::Kind::Final(response)),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `crossrank.v1.CrossEncoder`: Score, Rerank and ScoreStream; RerankStream is in `rerank_stream`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::deadline::deadline;
+use super::{convert, pb, rerank_stream, status};
+use crate::engine::{Engine, ServeError};
+
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+pub struct Scoring {
+    pub engine: Arc<Engine>,
+}
+
+/// One Score call, shared by the unary RPC and ScoreStream.
+async fn score_one(
+    engine: &Engine,
+    req: pb::ScoreRequest,
+    deadline: Option<Instant>,
+) -> Result<pb::ScoreResponse, ServeError> {
+    let request_id = req.request_id.clone();
+    let valid = convert::score_request(req, &engine.limits)?;
+    let out = engine.score(valid, deadline).await?;
+    Ok(convert::score_response(out, request_id))
+}
+
+#[tonic::async_trait]
+impl pb::cross_encoder_server::CrossEncoder for Scoring {
+    async fn score(
+        &self,
+        req: Request<pb::ScoreRequest>,
+    ) -> Result<Response<pb::ScoreResponse>, Status> {
+        let deadline = deadline(req.metadata());
+        Ok(Response::new(
+            score_one(&self.engine, req.into_inner(), deadline).await?,
+        ))
+    }
+
+    async fn rerank(
+        &self,
+        req: Request<pb::RerankRequest>,
+    ) -> Result<Response<pb::RerankResponse>, Status> {
+        let deadline = deadline(req.metadata());
+        let req = req.into_inner();
+        let request_id = req.request_id.clone();
+        let valid = convert::rerank_request(req, &self.engine.limits)?;
+        let out = self.engine.rerank(valid, deadline).await?;
+        Ok(Response::new(convert::rerank_response(out, request_id)))
+    }
+
+    type ScoreStreamStream = ResponseStream<pb::ScoreResponse>;
+
+    async fn score_stream(
+        &self,
+        req: Request<Streaming<pb::ScoreRequest>>,
+    ) -> Result<Response<Self::ScoreStreamStream>, Status> {
+        let deadline = deadline(req.metadata());
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(request)) = inbound.next().await {
+                let (engine, tx) = (engine.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let request_id = request.request_id.clone();
+                    // Dropping the scoring future (client gone) drops its queued pairs.
+                    let response = tokio::select! {
+                        r = score_one(&engine, request, deadline) => r.unwrap_or_else(|e| error_response(e, request_id)),
+                        _ = tx.closed() => return,
+                    };
+                    let _ = tx.send(Ok(response)).await;
+                });
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type RerankStreamStream = ResponseStream<pb::RerankStreamResponse>;
+
+    async fn rerank_stream(
+        &self,
+        req: Request<Streaming<pb::RerankStreamRequest>>,
+    ) -> Result<Response<Self::RerankStreamStream>, Status> {
+        let deadline = deadline(req.metadata());
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(rerank_stream::run(
+            self.engine.clone(),
+            req.into_inner(),
+            deadline,
+            tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+fn error_response(e: ServeError, request_id: String) -> pb::ScoreResponse {
+    pb::ScoreResponse {
+        request_id,
+        error: Some(pb::Error {
+            code: status::code(&e) as i32,
+            message: e.to_string(),
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,286 @@
+//! Server configuration: a TOML file (`--config`) and/or repeated `--model` flags, merged into one
+//! typed [`ServeConfig`].
+//!
+//! ```toml
+//! [limits]                    # optional; these are the defaults
+//! max_pairs_per_request = 2048
+//! max_text_bytes = 65536
+//!
+//! [[models]]
+//! name = "minilm"
+//! path = "models/minilm-ce"
+//! devices = ["cpu"]           # one replica per entry; or `device` + `replicas`
+//! dtype = "f32"
+//! max_batch_tokens = 16384
+//! max_batch_pairs = 64
+//! max_wait_ms = 2
+//! max_queue_pairs = 4096
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::device::DType;
+use crate::scheduler::BatchLimits;
+
+/// One model to serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub name: String,
+    pub path: PathBuf,
+    /// One replica per entry, by device name (`cpu`, `cuda:0`, …).
+    pub devices: Vec<String>,
+    pub dtype: Option<DType>,
+    pub max_length: Option<usize>,
+    pub batching: BatchLimits,
+}
+
+/// Per-request limits, checked before any work is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestLimits {
+    /// Pairs (or documents) in one request.
+    pub max_pairs_per_request: usize,
+    /// Bytes in one text (text_a, text_b, query or document).
+    pub max_text_bytes: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_pairs_per_request: 2048,
+            max_text_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServeConfig {
+    pub models: Vec<ModelConfig>,
+    pub limits: RequestLimits,
+}
+
+/// The TOML file's shape.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    limits: RequestLimits,
+    #[serde(default)]
+    models: Vec<FileModel>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileModel {
+    name: String,
+    path: PathBuf,
+    devices: Option<Vec<String>>,
+    device: Option<String>,
+    replicas: Option<usize>,
+    dtype: Option<String>,
+    max_length: Option<usize>,
+    max_batch_tokens: Option<usize>,
+    max_batch_pairs: Option<usize>,
+    max_wait_ms: Option<u64>,
+    max_queue_pairs: Option<usize>,
+}
+
+impl ServeConfig {
+    /// Parses a TOML config; relative model paths are taken from the file's directory.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Self, String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let models = file
+            .models
+            .into_iter()
+            .map(|m| m.into_config(base))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = Self {
+            models,
+            limits: file.limits,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Names unique, limits coherent.
+    pub fn check(&self) -> Result<(), String> {
+        for (i, m) in self.models.iter().enumerate() {
+            if self.models[..i].iter().any(|o| o.name == m.name) {
+                return Err(format!("model name {:?} is configured twice", m.name));
+            }
+            check_model(m)?;
+        }
+        if self.limits.max_pairs_per_request == 0 || self.limits.max_text_bytes == 0 {
+            return Err("limits must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+pub fn check_model(m: &ModelConfig) -> Result<(), String> {
+    let b = &m.batching;
+    let name = &m.name;
+    if name.is_empty()
+        || name.len() > 128
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(format!(
+            "model name {name:?} must be 1-128 characters of A-Z a-z 0-9 - _ ."
+        ));
+    }
+    if m.devices.is_empty() {
+        return Err(format!(
+            "model {name}: at least one replica device is needed"
+        ));
+    }
+    if b.max_batch_pairs == 0 || b.max_queue_pairs == 0 || b.max_batch_tokens == 0 {
+        return Err(format!(
+            "model {name}: max_batch_pairs, max_batch_tokens and max_queue_pairs must be positive"
+        ));
+    }
+    Ok(())
+}
+
+impl FileModel {
+    fn into_config(self, base: &Path) -> Result<ModelConfig, String> {
+        let devices = match (self.devices, self.device) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "model {}: give `devices` or `device`, not both",
+                    self.name
+                ))
+            }
+            (Some(d), None) => d,
+            (None, d) => vec![d.unwrap_or_else(|| "cpu".into()); self.replicas.unwrap_or(1)],
+        };
+        let d = BatchLimits::default();
+        Ok(ModelConfig {
+            path: base.join(&self.path),
+            devices,
+            dtype: self.dtype.as_deref().map(DType::from_str).transpose()?,
+            max_length: self.max_length,
+            batching: BatchLimits {
+                max_batch_tokens: self.max_batch_tokens.unwrap_or(d.max_batch_tokens),
+                max_batch_pairs: self.max_batch_pairs.unwrap_or(d.max_batch_pairs),
+                max_wait: self.max_wait_ms.map_or(d.max_wait, Duration::from_millis),
+                max_queue_pairs: self.max_queue_pairs.unwrap_or(d.max_queue_pairs),
+            },
+            name: self.name,
+        })
+    }
+}
+
+impl FromStr for ModelConfig {
+    type Err = String;
+
+    /// `NAME=DIR[,device=cuda:0][,dtype=f16][,replicas=2][,max_batch_tokens=N][,max_batch_pairs=N]
+    /// [,max_wait_ms=N][,max_queue_pairs=N][,max_length=N]`
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, rest) = s
+            .split_once('=')
+            .ok_or_else(|| format!("--model {s:?}: expected NAME=DIR[,key=value…]"))?;
+        let mut parts = rest.split(',');
+        let mut m = FileModel {
+            name: name.to_owned(),
+            path: PathBuf::from(parts.next().unwrap_or_default()),
+            ..Default::default()
+        };
+        for kv in parts {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("--model {name}: {kv:?} is not key=value"))?;
+            let num = || {
+                v.parse::<usize>()
+                    .map_err(|_| format!("--model {name}: {k}={v:?} is not a whole number"))
+            };
+            match k {
+                "device" => m.device = Some(v.to_owned()),
+                "dtype" => m.dtype = Some(v.to_owned()),
+                "replicas" => m.replicas = Some(num()?),
+                "max_batch_tokens" => m.max_batch_tokens = Some(num()?),
+                "max_batch_pairs" => m.max_batch_pairs = Some(num()?),
+                "max_wait_ms" => m.max_wait_ms = Some(num()? as u64),
+                "max_queue_pairs" => m.max_queue_pairs = Some(num()?),
+                "max_length" => m.max_length = Some(num()?),
+                _ => return Err(format!("--model {name}: unknown option {k:?}; known: device, dtype, replicas, max_batch_tokens, max_batch_pairs, max_wait_ms, max_queue_pairs, max_length")),
+            }
+        }
+        if m.replicas == Some(0) {
+            return Err(format!("--model {name}: replicas must be at least 1"));
+        }
+        let config = m.into_config(Path::new(""))?;
+        check_model(&config)?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_flag_with_options() {
+        let m: ModelConfig =
+            "ce=/m,device=cpu,replicas=2,dtype=bf16,max_wait_ms=7,max_queue_pairs=10"
+                .parse()
+                .unwrap();
+        assert_eq!(m.name, "ce");
+        assert_eq!(m.path, PathBuf::from("/m"));
+        assert_eq!(m.devices, vec!["cpu", "cpu"]);
+        assert_eq!(m.dtype, Some(DType::Bf16));
+        assert_eq!(m.batching.max_wait, Duration::from_millis(7));
+        assert_eq!(m.batching.max_queue_pairs, 10);
+    }
+
+    #[test]
+    fn model_flag_errors_name_the_option() {
+        assert!("ce"
+            .parse::<ModelConfig>()
+            .unwrap_err()
+            .contains("NAME=DIR"));
+        assert!("ce=/m,colour=red"
+            .parse::<ModelConfig>()
+            .unwrap_err()
+            .contains("\"colour\""));
+        assert!("ce=/m,replicas=x"
+            .parse::<ModelConfig>()
+            .unwrap_err()
+            .contains("replicas"));
+        assert!("ce=/m,replicas=0"
+            .parse::<ModelConfig>()
+            .unwrap_err()
+            .contains("at least 1"));
+    }
+
+    #[test]
+    fn toml_config() {
+        let text = "[limits]\nmax_text_bytes = 100\n[[models]]\nname = \"a\"\npath = \"m\"\ndevices = [\"cpu\", \"cpu\"]\n";
+        let c = ServeConfig::from_toml(text, Path::new("/etc/cr")).unwrap();
+        assert_eq!(c.limits.max_text_bytes, 100);
+        assert_eq!(c.models[0].path, PathBuf::from("/etc/cr/m"));
+        assert_eq!(c.models[0].devices.len(), 2);
+        let dup =
+            "[[models]]\nname = \"a\"\npath = \"m\"\n[[models]]\nname = \"a\"\npath = \"n\"\n";
+        assert!(ServeConfig::from_toml(dup, Path::new(""))
+            .unwrap_err()
+            .contains("twice"));
+        assert!(ServeConfig::from_toml(
+            "[[models]]\nname=\"a\"\npath=\"m\"\ncolor=1\n",
+            Path::new("")
+        )
+        .is_err());
+    }
+}

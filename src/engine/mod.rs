@@ -1,0 +1,290 @@
+//! The serving core between transport and models: resolves the model, tokenizes off the async
+//! threads, queues every pair on the model's micro-batcher and gathers the results.
+//! Knows nothing of gRPC.
+
+mod error;
+mod rank;
+pub mod request;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+pub use error::ServeError;
+pub use rank::{rank, Ranked};
+use request::{Options, Truncation, ValidRerank, ValidScore};
+
+use crate::activation::Activation;
+use crate::config::RequestLimits;
+use crate::registry::{LoadedModel, Registry};
+use crate::scheduler::{Job, PairError, PairResult, Rejected, Sink};
+
+/// Counts that go back to the caller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub pairs: usize,
+    pub tokens: usize,
+    pub truncated: usize,
+}
+
+/// Where the time of a request went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    pub queue: Duration,
+    pub tokenize: Duration,
+    pub inference: Duration,
+    pub total: Duration,
+}
+
+pub struct ScoreOutput {
+    pub model: String,
+    /// Per pair, in input order.
+    pub scores: Vec<Vec<f32>>,
+    pub truncated: Vec<bool>,
+    pub usage: Usage,
+    pub timing: Timing,
+}
+
+pub struct RerankOutput {
+    pub model: String,
+    pub results: Vec<Ranked>,
+    pub usage: Usage,
+    pub timing: Timing,
+}
+
+/// Pairs handed to a model's queue; their results arrive on the receiver given to [`Engine::enqueue`].
+pub struct Enqueued {
+    pub usage: Usage,
+    pub truncated: Vec<bool>,
+    pub tokenize: Duration,
+}
+
+pub struct Engine {
+    pub registry: Registry,
+    pub limits: RequestLimits,
+    /// Set at shutdown: new calls are refused with UNAVAILABLE.
+    draining: AtomicBool,
+}
+
+impl Engine {
+    pub fn new(limits: RequestLimits) -> Arc<Self> {
+        Arc::new(Self {
+            registry: Registry::default(),
+            limits,
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// The ready model for a call, or why there is none.
+    pub fn model(&self, name: &str) -> Result<Arc<LoadedModel>, ServeError> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(ServeError::Unavailable(
+                "the server is shutting down".into(),
+            ));
+        }
+        self.registry.get(name)
+    }
+
+    pub fn activation(model: &LoadedModel, options: &Options) -> Result<Activation, ServeError> {
+        options
+            .activation
+            .resolve(model.spec.default_activation, model.spec.labels.len())
+            .map_err(ServeError::InvalidArgument)
+    }
+
+    pub async fn score(
+        &self,
+        req: ValidScore,
+        deadline: Option<Instant>,
+    ) -> Result<ScoreOutput, ServeError> {
+        let start = Instant::now();
+        let model = self.model(&req.options.model)?;
+        let activation = Self::activation(&model, &req.options)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let n = req.pairs.len();
+        let enq = self
+            .enqueue(
+                &model,
+                req.pairs,
+                activation,
+                req.options.truncation,
+                deadline,
+                0,
+                tx,
+            )
+            .await?;
+        let (scores, mut timing) = collect(rx, n, deadline).await?;
+        timing.tokenize = enq.tokenize;
+        timing.total = start.elapsed();
+        Ok(ScoreOutput {
+            model: model.name.clone(),
+            scores,
+            truncated: enq.truncated,
+            usage: enq.usage,
+            timing,
+        })
+    }
+
+    pub async fn rerank(
+        &self,
+        req: ValidRerank,
+        deadline: Option<Instant>,
+    ) -> Result<RerankOutput, ServeError> {
+        let model = self.model(&req.options.model)?;
+        check_rerankable(&model)?;
+        let pairs = req
+            .documents
+            .iter()
+            .map(|(_, text)| (req.query.clone(), text.clone()))
+            .collect();
+        let scored = self
+            .score(
+                ValidScore {
+                    options: req.options.clone(),
+                    pairs,
+                },
+                deadline,
+            )
+            .await?;
+        let scores: Vec<f32> = scored.scores.iter().map(|s| s[0]).collect();
+        let results = rank(
+            &scores,
+            &req.documents,
+            req.top_n,
+            req.min_score,
+            req.return_documents,
+        );
+        Ok(RerankOutput {
+            model: scored.model,
+            results,
+            usage: scored.usage,
+            timing: scored.timing,
+        })
+    }
+
+    /// Tokenizes `pairs` on a blocking thread and queues them (all or none) with indices from
+    /// `first_index`; each pair's result is sent on `tx` as soon as its batch ran.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enqueue(
+        &self,
+        model: &Arc<LoadedModel>,
+        pairs: Vec<(String, String)>,
+        activation: Activation,
+        truncation: Truncation,
+        deadline: Option<Instant>,
+        first_index: usize,
+        tx: mpsc::UnboundedSender<PairResult>,
+    ) -> Result<Enqueued, ServeError> {
+        let started = Instant::now();
+        let tokenizer = model.tokenizer.clone();
+        let encoded = tokio::task::spawn_blocking(move || tokenizer.encode(&pairs))
+            .await
+            .map_err(|e| ServeError::Internal(format!("tokenizer task failed: {e}")))?
+            .map_err(|e| ServeError::InvalidArgument(e.to_string()))?;
+        let tokenize = started.elapsed();
+        let truncated: Vec<bool> = encoded.iter().map(|e| e.truncated).collect();
+        if truncation == Truncation::Reject {
+            if let Some(i) = truncated.iter().position(|&t| t) {
+                return Err(ServeError::InvalidArgument(format!(
+                    "pair {} is longer than the model's max length of {} tokens and truncation is REJECT",
+                    first_index + i,
+                    model.tokenizer.max_length()
+                )));
+            }
+        }
+        let usage = Usage {
+            pairs: encoded.len(),
+            tokens: encoded.iter().map(|e| e.len()).sum(),
+            truncated: truncated.iter().filter(|&&t| t).count(),
+        };
+        let sink = Arc::new(Sink {
+            activation,
+            deadline,
+            tx,
+        });
+        let now = Instant::now();
+        let jobs = encoded
+            .into_iter()
+            .enumerate()
+            .map(|(i, encoded)| Job {
+                encoded,
+                index: first_index + i,
+                sink: sink.clone(),
+                enqueued: now,
+            })
+            .collect();
+        model
+            .queue
+            .submit(jobs)
+            .map_err(|r| rejected(&model.name, r))?;
+        Ok(Enqueued {
+            usage,
+            truncated,
+            tokenize,
+        })
+    }
+}
+
+pub fn check_rerankable(model: &LoadedModel) -> Result<(), ServeError> {
+    let labels = model.spec.labels.len();
+    if labels != 1 {
+        return Err(ServeError::FailedPrecondition(format!(
+            "model {:?} has {labels} labels; Rerank needs a one-label model (use Score)",
+            model.name
+        )));
+    }
+    Ok(())
+}
+
+fn rejected(model: &str, r: Rejected) -> ServeError {
+    match r {
+        Rejected::Full { queued, asked, limit } => ServeError::ResourceExhausted(format!(
+            "model {model:?} is overloaded: {queued} pairs queued + {asked} requested exceeds max_queue_pairs {limit}"
+        )),
+        Rejected::Closed => ServeError::Unavailable(format!("model {model:?} is unloading")),
+    }
+}
+
+/// Gathers `n` pair results (indices 0..n) into input order, with queue and inference times.
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<PairResult>,
+    n: usize,
+    deadline: Option<Instant>,
+) -> Result<(Vec<Vec<f32>>, Timing), ServeError> {
+    let mut scores = vec![Vec::new(); n];
+    let mut timing = Timing::default();
+    let mut batches = std::collections::HashSet::new();
+    for _ in 0..n {
+        let next = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), rx.recv())
+                .await
+                .map_err(|_| deadline_exceeded())?,
+            None => rx.recv().await,
+        };
+        let r = next
+            .ok_or_else(|| ServeError::Unavailable("the model stopped before answering".into()))?;
+        timing.queue = timing.queue.max(r.queue);
+        if batches.insert(r.batch_id) {
+            timing.inference += r.inference;
+        }
+        scores[r.index] = pair_outcome(r.outcome)?;
+    }
+    Ok((scores, timing))
+}
+
+pub fn pair_outcome(outcome: Result<Vec<f32>, PairError>) -> Result<Vec<f32>, ServeError> {
+    outcome.map_err(|e| match e {
+        PairError::DeadlineExceeded => deadline_exceeded(),
+        PairError::Inference(m) => ServeError::Internal(format!("inference failed: {m}")),
+    })
+}
+
+fn deadline_exceeded() -> ServeError {
+    ServeError::DeadlineExceeded("the deadline passed before every pair was scored".into())
+}

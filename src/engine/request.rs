@@ -1,0 +1,121 @@
+//! Validated requests: a `Valid*` value exists only after its limits were checked.
+
+use crate::activation::ActivationChoice;
+use crate::config::RequestLimits;
+
+use super::ServeError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Truncation {
+    #[default]
+    LongestFirst,
+    /// Refuse pairs that would be truncated.
+    Reject,
+}
+
+/// Options shared by every scoring call.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub model: String,
+    pub activation: ActivationChoice,
+    pub truncation: Truncation,
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidScore {
+    pub options: Options,
+    pub pairs: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidRerank {
+    pub options: Options,
+    pub query: String,
+    /// (caller's id, text)
+    pub documents: Vec<(String, String)>,
+    pub top_n: usize,
+    pub return_documents: bool,
+    pub min_score: Option<f32>,
+}
+
+impl ValidScore {
+    pub fn new(
+        options: Options,
+        pairs: Vec<(String, String)>,
+        limits: &RequestLimits,
+    ) -> Result<Self, ServeError> {
+        check_count("pairs", pairs.len(), limits)?;
+        for (i, (a, b)) in pairs.iter().enumerate() {
+            check_text(&format!("pairs[{i}].text_a"), a, limits)?;
+            check_text(&format!("pairs[{i}].text_b"), b, limits)?;
+        }
+        Ok(Self { options, pairs })
+    }
+}
+
+/// The rerank-specific fields of a request.
+pub struct RerankFields {
+    pub query: String,
+    pub documents: Vec<(String, String)>,
+    pub top_n: usize,
+    pub return_documents: bool,
+    pub min_score: Option<f32>,
+}
+
+impl ValidRerank {
+    pub fn new(
+        options: Options,
+        f: RerankFields,
+        limits: &RequestLimits,
+    ) -> Result<Self, ServeError> {
+        check_count("documents", f.documents.len(), limits)?;
+        check_text("query", &f.query, limits)?;
+        for (i, (_, text)) in f.documents.iter().enumerate() {
+            check_text(&format!("documents[{i}].text"), text, limits)?;
+        }
+        check_min_score(f.min_score)?;
+        Ok(Self {
+            options,
+            query: f.query,
+            documents: f.documents,
+            top_n: f.top_n,
+            return_documents: f.return_documents,
+            min_score: f.min_score,
+        })
+    }
+}
+
+pub fn check_min_score(min_score: Option<f32>) -> Result<(), ServeError> {
+    match min_score {
+        Some(m) if m.is_nan() => Err(ServeError::InvalidArgument(
+            "`min_score` is NaN; give a number or leave it unset".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub fn check_count(field: &str, n: usize, limits: &RequestLimits) -> Result<(), ServeError> {
+    if n == 0 {
+        return Err(ServeError::InvalidArgument(format!(
+            "`{field}` is empty; at least one is needed"
+        )));
+    }
+    if n > limits.max_pairs_per_request {
+        return Err(ServeError::InvalidArgument(format!(
+            "`{field}` has {n} entries; the limit is {} (max_pairs_per_request)",
+            limits.max_pairs_per_request
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_text(field: &str, text: &str, limits: &RequestLimits) -> Result<(), ServeError> {
+    if text.len() > limits.max_text_bytes {
+        return Err(ServeError::InvalidArgument(format!(
+            "`{field}` is {} bytes; the limit is {} (max_text_bytes)",
+            text.len(),
+            limits.max_text_bytes
+        )));
+    }
+    Ok(())
+}

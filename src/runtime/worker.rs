@@ -1,0 +1,171 @@
+//! Replica threads: each owns one [`Network`] on its device and pulls batches from the model's
+//! queue until the queue is closed and drained. Inference never runs on async threads.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tch::Device;
+
+use super::Network;
+use crate::device::DType;
+use crate::error::{Result, RuntimeError};
+use crate::models::ModelSpec;
+use crate::scheduler::{Job, PairError, PairResult, Queue};
+use crate::tokenize::{Encoded, PairTokenizer};
+
+/// What a replica thread needs to start.
+pub struct ReplicaConfig {
+    pub name: String,
+    pub dir: PathBuf,
+    pub device: Device,
+    pub dtype: Option<DType>,
+    pub max_length: Option<usize>,
+    pub index: usize,
+}
+
+/// A running replica and what it learnt while loading.
+pub struct Started {
+    pub handle: JoinHandle<()>,
+    pub spec: ModelSpec,
+    pub dtype: DType,
+    pub tokenizer: PairTokenizer,
+}
+
+type Ready = Result<(ModelSpec, DType, PairTokenizer)>;
+
+/// Starts one replica thread; returns once its model is loaded and warmed up (or failed).
+pub fn spawn(cfg: ReplicaConfig, queue: Arc<Queue>) -> Result<Started> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
+    let thread_name = format!("{}-replica-{}", cfg.name, cfg.index);
+    let handle = std::thread::Builder::new()
+        .name(thread_name.clone())
+        .spawn(move || {
+            let network = match load_and_warm_up(&cfg) {
+                Ok((network, tokenizer)) => {
+                    let _ = ready_tx.send(Ok((network.spec.clone(), network.dtype, tokenizer)));
+                    network
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            serve(&network, &queue);
+        })
+        .map_err(|e| {
+            RuntimeError::InvalidOption(format!("cannot start thread {thread_name}: {e}"))
+        })?;
+    match ready_rx.recv() {
+        Ok(Ok((spec, dtype, tokenizer))) => Ok(Started {
+            handle,
+            spec,
+            dtype,
+            tokenizer,
+        }),
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = handle.join();
+            Err(RuntimeError::InvalidOption(format!(
+                "replica thread {thread_name} died while loading"
+            )))
+        }
+    }
+}
+
+/// Loads the network and runs it once on a short and a maximum-length pair, so the first real
+/// request does not pay for allocator growth and kernel selection.
+fn load_and_warm_up(cfg: &ReplicaConfig) -> Result<(Network, PairTokenizer)> {
+    let network = Network::load(&cfg.dir, cfg.device, cfg.dtype)?;
+    let tokenizer = PairTokenizer::load(&cfg.dir, &network.spec, cfg.max_length)?;
+    let long = "warm up ".repeat(tokenizer.max_length());
+    let pairs = tokenizer.encode(&[
+        ("warm up", "a short document"),
+        (long.as_str(), long.as_str()),
+    ])?;
+    let refs: Vec<&Encoded> = pairs.iter().collect();
+    let _no_grad = tch::no_grad_guard();
+    network.logits(&refs)?;
+    Ok((network, tokenizer))
+}
+
+fn serve(network: &Network, queue: &Queue) {
+    let _no_grad = tch::no_grad_guard();
+    while let Some((batch_id, jobs)) = queue.next_batch() {
+        run_batch(network, batch_id, jobs);
+    }
+}
+
+/// Runs one batch and answers every pair in it; nothing here may take the thread down.
+fn run_batch(network: &Network, batch_id: u64, jobs: Vec<Job>) {
+    let start = Instant::now();
+    let (live, expired): (Vec<Job>, Vec<Job>) = jobs
+        .into_iter()
+        .partition(|j| j.sink.deadline.is_none_or(|d| d > start));
+    for job in expired {
+        reply(
+            &job,
+            batch_id,
+            start,
+            Err(PairError::DeadlineExceeded),
+            Default::default(),
+        );
+    }
+    if live.is_empty() {
+        return;
+    }
+    let inputs: Vec<&Encoded> = live.iter().map(|j| &j.encoded).collect();
+    let outcome = catch_unwind(AssertUnwindSafe(|| network.logits(&inputs))).unwrap_or_else(|_| {
+        Err(RuntimeError::InvalidOption(
+            "libtorch panicked during inference".into(),
+        ))
+    });
+    let inference = start.elapsed();
+    match outcome {
+        Ok(rows) => {
+            for (job, logits) in live.iter().zip(rows) {
+                reply(
+                    job,
+                    batch_id,
+                    start,
+                    Ok(job.sink.activation.apply(&logits)),
+                    inference,
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, pairs = live.len(), "inference failed");
+            for job in &live {
+                reply(
+                    job,
+                    batch_id,
+                    start,
+                    Err(PairError::Inference(e.to_string())),
+                    inference,
+                );
+            }
+        }
+    }
+}
+
+fn reply(
+    job: &Job,
+    batch_id: u64,
+    start: Instant,
+    outcome: Result<Vec<f32>, PairError>,
+    inference: std::time::Duration,
+) {
+    // A closed receiver means the caller is gone; nothing to do.
+    let _ = job.sink.tx.send(PairResult {
+        index: job.index,
+        outcome,
+        queue: start.saturating_duration_since(job.enqueued),
+        inference,
+        batch_id,
+    });
+}

@@ -1,0 +1,189 @@
+//! Per-model queue and micro-batcher.
+//!
+//! Every pair is queued on its own, so pairs of different requests share batches. Admission is
+//! whole-request: a request that does not fit under `max_queue_pairs` is refused at once. Device
+//! worker threads pull batches ([`Queue::next_batch`]); a batch closes on a padded-token budget, a
+//! pair cap, or when its oldest pair has waited `max_wait`. Pairs whose caller is gone or whose
+//! deadline passed are dropped before the model sees them.
+
+mod select;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::activation::Activation;
+use crate::tokenize::Encoded;
+
+/// Batching and admission limits of one model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Padded tokens per batch: longest pair × pairs.
+    pub max_batch_tokens: usize,
+    pub max_batch_pairs: usize,
+    /// How long the oldest queued pair may wait for company.
+    pub max_wait: Duration,
+    /// Queued pairs beyond which requests are refused.
+    pub max_queue_pairs: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        Self {
+            max_batch_tokens: 16_384,
+            max_batch_pairs: 64,
+            max_wait: Duration::from_millis(2),
+            max_queue_pairs: 4_096,
+        }
+    }
+}
+
+/// Where a request's pair results go, shared by all its queued pairs.
+pub struct Sink {
+    pub activation: Activation,
+    pub deadline: Option<Instant>,
+    /// Results as they complete; a closed receiver means the caller is gone.
+    pub tx: mpsc::UnboundedSender<PairResult>,
+}
+
+/// One queued pair.
+pub struct Job {
+    pub encoded: Encoded,
+    /// Position of the pair in its request (or stream).
+    pub index: usize,
+    pub sink: Arc<Sink>,
+    pub enqueued: Instant,
+}
+
+/// What happened to one pair.
+#[derive(Debug)]
+pub struct PairResult {
+    pub index: usize,
+    pub outcome: Result<Vec<f32>, PairError>,
+    /// Time from queueing to the start of its batch.
+    pub queue: Duration,
+    /// Forward-pass time of its batch, and the batch's identity (to sum distinct batches).
+    pub inference: Duration,
+    pub batch_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairError {
+    DeadlineExceeded,
+    Inference(String),
+}
+
+/// Why a request was not queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejected {
+    /// Queue full: (queued now, asked for, limit).
+    Full {
+        queued: usize,
+        asked: usize,
+        limit: usize,
+    },
+    /// The model is unloading or the server shutting down.
+    Closed,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    /// Sum of unpadded tokens of queued jobs.
+    tokens: usize,
+    closed: bool,
+    next_batch_id: u64,
+}
+
+/// The queue of one model, shared by the request side and its replica threads.
+pub struct Queue {
+    state: Mutex<State>,
+    /// Signalled when jobs arrive or the queue closes; replica threads wait on it.
+    wake: Condvar,
+    limits: BatchLimits,
+}
+
+impl Queue {
+    pub fn new(limits: BatchLimits) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            limits,
+        })
+    }
+
+    pub fn limits(&self) -> BatchLimits {
+        self.limits
+    }
+
+    /// Queues all `jobs` or none of them.
+    pub fn submit(&self, jobs: Vec<Job>) -> Result<(), Rejected> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(Rejected::Closed);
+        }
+        let (queued, asked, limit) = (st.jobs.len(), jobs.len(), self.limits.max_queue_pairs);
+        if queued + asked > limit {
+            return Err(Rejected::Full {
+                queued,
+                asked,
+                limit,
+            });
+        }
+        st.tokens += jobs.iter().map(|j| j.encoded.len()).sum::<usize>();
+        st.jobs.extend(jobs);
+        drop(st);
+        self.wake.notify_all();
+        Ok(())
+    }
+
+    /// Pairs queued now.
+    pub fn depth(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
+    /// Stops admission; replicas finish what is queued, then [`Queue::next_batch`] returns None.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_all();
+    }
+
+    /// Blocks until a batch is due and returns it with its id; None once closed and empty.
+    pub fn next_batch(&self) -> Option<(u64, Vec<Job>)> {
+        let mut st = self.lock();
+        loop {
+            let st_ref = &mut *st;
+            select::drop_abandoned(&mut st_ref.jobs, &mut st_ref.tokens);
+            let Some(oldest) = st.jobs.front().map(|j| j.enqueued) else {
+                if st.closed {
+                    return None;
+                }
+                st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            let due = oldest + self.limits.max_wait;
+            let now = Instant::now();
+            let full = st.jobs.len() >= self.limits.max_batch_pairs
+                || st.tokens >= self.limits.max_batch_tokens;
+            if full || st.closed || now >= due {
+                let jobs = select::take_batch(&mut st.jobs, &self.limits);
+                st.tokens -= jobs.iter().map(|j| j.encoded.len()).sum::<usize>();
+                st.next_batch_id += 1;
+                return Some((st.next_batch_id, jobs));
+            }
+            st = self
+                .wake
+                .wait_timeout(st, due - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A replica that panicked while holding the lock leaves consistent state (every
+        // mutation is a single push/pop); keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
