@@ -1,6 +1,8 @@
 //! Shared helpers: where the generated fixtures are and what sentence-transformers said about them.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

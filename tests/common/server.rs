@@ -1,0 +1,102 @@
+//! A real crossrank server on 127.0.0.1:0 for tests, with generated clients.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crossrank::api::pb::cross_encoder_client::CrossEncoderClient;
+use crossrank::api::pb::models_client::ModelsClient;
+use crossrank::api::{serve, ServerOptions};
+use crossrank::config::{ModelConfig, RequestLimits};
+use crossrank::engine::Engine;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub handle: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+/// `NAME=DIR,...` with DIR a fixture model name.
+pub fn model(spec: &str) -> ModelConfig {
+    let (name, rest) = spec.split_once('=').unwrap();
+    let (dir, opts) = rest.split_once(',').map_or((rest, ""), |(d, o)| (d, o));
+    let path = super::fixtures().join(dir);
+    let flag = if opts.is_empty() { format!("{name}={}", path.display()) } else { format!("{name}={},{opts}", path.display()) };
+    flag.parse().unwrap()
+}
+
+pub fn model_at(name: &str, dir: &Path) -> ModelConfig {
+    format!("{name}={}", dir.display()).parse().unwrap()
+}
+
+impl TestServer {
+    /// Starts a server and returns once health "" is SERVING (every model loaded and warmed up).
+    pub async fn start(models: Vec<ModelConfig>, opts: ServerOptions, limits: RequestLimits) -> Self {
+        let server = Self::start_unready(models, opts, limits).await;
+        server.wait_serving("").await;
+        server
+    }
+
+    pub async fn start_unready(models: Vec<ModelConfig>, opts: ServerOptions, limits: RequestLimits) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let engine = Engine::new(limits);
+        let handle = tokio::spawn(serve(listener, engine, models, opts, async {
+            let _ = rx.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        Self { addr, channel, shutdown: Some(tx), handle }
+    }
+
+    pub async fn simple(models: &[&str]) -> Self {
+        Self::start(models.iter().map(|m| model(m)).collect(), ServerOptions::default(), RequestLimits::default()).await
+    }
+
+    pub fn client(&self) -> CrossEncoderClient<Channel> {
+        CrossEncoderClient::new(self.channel.clone())
+    }
+
+    pub fn models(&self) -> ModelsClient<Channel> {
+        ModelsClient::new(self.channel.clone())
+    }
+
+    /// Waits on the health Watch stream until `service` is SERVING.
+    pub async fn wait_serving(&self, service: &str) {
+        let mut health = HealthClient::new(self.channel.clone());
+        let req = HealthCheckRequest { service: service.into() };
+        let mut stream = health.watch(req).await.unwrap().into_inner();
+        while let Some(msg) = stream.message().await.unwrap() {
+            if msg.status == 1 {
+                return;
+            }
+        }
+        panic!("health watch for {service:?} ended before SERVING");
+    }
+
+    pub async fn health(&self, service: &str) -> i32 {
+        let mut health = HealthClient::new(self.channel.clone());
+        match health.check(HealthCheckRequest { service: service.into() }).await {
+            Ok(r) => r.into_inner().status,
+            Err(s) => -(s.code() as i32),
+        }
+    }
+
+    /// Triggers graceful shutdown and waits for `serve` to return.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.handle.await.unwrap().unwrap();
+    }
+
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
