@@ -9,6 +9,7 @@
 mod select;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,17 @@ pub struct Queue {
     /// Signalled when jobs arrive or the queue closes; replica threads wait on it.
     wake: Condvar,
     limits: BatchLimits,
+    /// Batches handed to replicas, and the pairs in them (their ratio is the mean batch size).
+    batches: AtomicU64,
+    batched_pairs: AtomicU64,
+}
+
+/// Cumulative batching counters of one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    pub depth: usize,
+    pub batches: u64,
+    pub batched_pairs: u64,
 }
 
 impl Queue {
@@ -111,6 +123,8 @@ impl Queue {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             limits,
+            batches: AtomicU64::new(0),
+            batched_pairs: AtomicU64::new(0),
         })
     }
 
@@ -144,6 +158,14 @@ impl Queue {
         self.lock().jobs.len()
     }
 
+    pub fn stats(&self) -> QueueStats {
+        QueueStats {
+            depth: self.depth(),
+            batches: self.batches.load(Ordering::Relaxed),
+            batched_pairs: self.batched_pairs.load(Ordering::Relaxed),
+        }
+    }
+
     /// Stops admission; replicas finish what is queued, then [`Queue::next_batch`] returns None.
     pub fn close(&self) {
         self.lock().closed = true;
@@ -171,6 +193,8 @@ impl Queue {
                 let jobs = select::take_batch(&mut st.jobs, &self.limits);
                 st.tokens -= jobs.iter().map(|j| j.encoded.len()).sum::<usize>();
                 st.next_batch_id += 1;
+                self.batches.fetch_add(1, Ordering::Relaxed);
+                self.batched_pairs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                 return Some((st.next_batch_id, jobs));
             }
             st = self

@@ -15,6 +15,8 @@ use tonic_health::pb::HealthCheckRequest;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The server's core, for observing queues from tests.
+    pub engine: std::sync::Arc<Engine>,
     pub channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
     pub handle: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
@@ -46,11 +48,11 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
         let engine = Engine::new(limits);
-        let handle = tokio::spawn(serve(listener, engine, models, opts, async {
+        let handle = tokio::spawn(serve(listener, engine.clone(), models, opts, async {
             let _ = rx.await;
         }));
         let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-        Self { addr, channel, shutdown: Some(tx), handle }
+        Self { addr, engine, channel, shutdown: Some(tx), handle }
     }
 
     pub async fn simple(models: &[&str]) -> Self {
@@ -84,6 +86,18 @@ impl TestServer {
             Ok(r) => r.into_inner().status,
             Err(s) => -(s.code() as i32),
         }
+    }
+
+    /// Waits (polling the queue) until model `name` has at least `n` pairs queued.
+    pub async fn wait_queued(&self, name: &str, n: usize) {
+        let queue = self.engine.registry.get(name).unwrap().queue.clone();
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while queue.depth() < n {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("pairs never reached the queue");
     }
 
     /// Triggers graceful shutdown and waits for `serve` to return.
