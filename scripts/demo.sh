@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job, from a clean clone: set up, build, then score and rerank a small sample with the
-# CLI on the default model (MiniLM-L6-H384 with an untrained head: its scores mean nothing yet).
+# The main job, from a clean clone: set up, build, start the gRPC server on the default model
+# (MiniLM-L6-H384 with an untrained head: its scores mean nothing yet), wait until it reports
+# SERVING, send a Rerank from a Python client, and stop the server. The CLI's `score` / `rerank`
+# run on the same model first.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$CROSSRANK_ROOT"
@@ -15,5 +17,24 @@ echo
 echo "== crossrank score --model models/minilm-ce --input examples/pairs.tsv"
 $bin score --model models/minilm-ce --input examples/pairs.tsv
 echo
-echo "== crossrank rerank --model models/minilm-ce --query 'how do I read a file in rust' --documents examples/documents.txt --top-n 3"
-$bin rerank --model models/minilm-ce --query "how do I read a file in rust" --documents examples/documents.txt --top-n 3
+echo "== crossrank serve --host 127.0.0.1 --port ${CROSSRANK_PORT:-50051} --model minilm=models/minilm-ce"
+log=$(mktemp)
+$bin serve --host 127.0.0.1 --port "${CROSSRANK_PORT:-50051}" --model minilm=models/minilm-ce > "$log" &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
+python - "${CROSSRANK_PORT:-50051}" <<'PY'
+import sys, grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+with grpc.insecure_channel(f"127.0.0.1:{sys.argv[1]}") as ch:
+    grpc.channel_ready_future(ch).result(timeout=60)
+    for r in health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=""), timeout=300):
+        if r.status == health_pb2.HealthCheckResponse.SERVING:
+            break
+PY
+head -1 "$log"
+echo
+echo "== python examples/client.py 127.0.0.1:${CROSSRANK_PORT:-50051} minilm"
+python -W ignore examples/client.py "127.0.0.1:${CROSSRANK_PORT:-50051}" minilm
+kill -TERM $server
+wait $server
+tail -1 "$log"

@@ -10,39 +10,81 @@ use std::process::{Command, Stdio};
 async fn serve_binary_with_python_client() {
     let model = common::minilm_dir();
     let mut child = Command::new(env!("CARGO_BIN_EXE_crossrank"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--grace-period-secs", "25", "--model"])
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--grace-period-secs",
+            "25",
+            "--model",
+        ])
         .arg(format!("minilm={}", model.display()))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    let addr = first.strip_prefix("crossrank listening on ").unwrap_or_else(|| panic!("unexpected: {first}")).to_owned();
+    let addr = first
+        .strip_prefix("crossrank listening on ")
+        .unwrap_or_else(|| panic!("unexpected: {first}"))
+        .to_owned();
 
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let mut watch = health.watch(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     while watch.message().await.unwrap().unwrap().status != 1 {}
 
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/grpc_parity.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/grpc_parity.py");
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(python).arg("-W").arg("ignore").arg(script).args([addr.as_str(), "minilm"]).arg(&model).output().unwrap()
+        Command::new(python)
+            .arg("-W")
+            .arg("ignore")
+            .arg(script)
+            .args([addr.as_str(), "minilm"])
+            .arg(&model)
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
     println!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(out.status.success(), "python client failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python client failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Long-lived streams would hold shutdown up to the grace period; this client is done.
     drop(watch);
     drop(health);
     let pid = child.id().to_string();
     let stopping = std::time::Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
-    assert!(stopping.elapsed() < std::time::Duration::from_secs(20), "shutdown took {:?}", stopping.elapsed());
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(20),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l == "crossrank stopped"), "{rest:?}");
 }

@@ -9,15 +9,33 @@ use crossrank::api::pb;
 use tonic::Code;
 
 fn pairs(exp: &common::Expected) -> Vec<pb::Pair> {
-    exp.pairs.iter().map(|(a, b)| pb::Pair { text_a: a.clone(), text_b: b.clone() }).collect()
+    exp.pairs
+        .iter()
+        .map(|(a, b)| pb::Pair {
+            text_a: a.clone(),
+            text_b: b.clone(),
+        })
+        .collect()
 }
 
 fn score_req(model: &str, pairs: Vec<pb::Pair>) -> pb::ScoreRequest {
-    pb::ScoreRequest { model: model.into(), pairs, request_id: "r-1".into(), ..Default::default() }
+    pb::ScoreRequest {
+        model: model.into(),
+        pairs,
+        request_id: "r-1".into(),
+        ..Default::default()
+    }
 }
 
 fn docs(texts: &[&str]) -> Vec<pb::Document> {
-    texts.iter().enumerate().map(|(i, t)| pb::Document { id: format!("doc-{i}"), text: t.to_string() }).collect()
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| pb::Document {
+            id: format!("doc-{i}"),
+            text: t.to_string(),
+        })
+        .collect()
 }
 
 /// Score returns sentence-transformers' numbers in input order, with usage, timing and the
@@ -28,7 +46,11 @@ async fn score_two_models_match_reference() {
     let server = TestServer::simple(&["one=bert", "three=bert_3labels"]).await;
     let mut client = server.client();
     for (name, fixture) in [("one", "bert"), ("three", "bert_3labels")] {
-        let r = client.score(score_req(name, pairs(&exp))).await.unwrap().into_inner();
+        let r = client
+            .score(score_req(name, pairs(&exp)))
+            .await
+            .unwrap()
+            .into_inner();
         let got: Vec<Vec<f32>> = r.results.iter().map(|p| p.scores.clone()).collect();
         let d = max_diff(&got, &exp.models[fixture].default);
         assert!(d <= 1e-5, "{name}: differs by {d}");
@@ -37,7 +59,10 @@ async fn score_two_models_match_reference() {
         assert_eq!((r.request_id.as_str(), r.model.as_str()), ("r-1", name));
         let usage = r.usage.unwrap();
         assert_eq!(usage.pairs as usize, exp.pairs.len());
-        assert_eq!(usage.truncated_pairs as usize, truncated.iter().filter(|&&t| t).count());
+        assert_eq!(
+            usage.truncated_pairs as usize,
+            truncated.iter().filter(|&&t| t).count()
+        );
         assert!(usage.tokens > 0);
         let t = r.timing.unwrap();
         assert!(t.total_us >= t.inference_us && t.inference_us > 0, "{t:?}");
@@ -54,9 +79,19 @@ async fn score_two_models_match_reference() {
 async fn rerank_orders_and_filters() {
     let server = TestServer::simple(&["ce=bert"]).await;
     let mut client = server.client();
-    let texts = ["Paris is in France.", "Cross-encoders read both texts.", "Paris is in France.", "", "cats"];
+    let texts = [
+        "Paris is in France.",
+        "Cross-encoders read both texts.",
+        "Paris is in France.",
+        "",
+        "cats",
+    ];
     let full = client
-        .rerank(pb::RerankRequest { query: "what is a cross encoder".into(), documents: docs(&texts), ..Default::default() })
+        .rerank(pb::RerankRequest {
+            query: "what is a cross encoder".into(),
+            documents: docs(&texts),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -64,10 +99,23 @@ async fn rerank_orders_and_filters() {
     assert!(full.results.windows(2).all(|w| w[0].score >= w[1].score));
     let pos = |i: u32| full.results.iter().position(|r| r.index == i).unwrap();
     assert!(pos(0) < pos(2), "equal documents keep input order");
-    assert!(full.results.iter().all(|r| r.id == format!("doc-{}", r.index) && r.text.is_empty()));
+    assert!(full
+        .results
+        .iter()
+        .all(|r| r.id == format!("doc-{}", r.index) && r.text.is_empty()));
     // Same scores as Score on the same pairs.
-    let pairs = texts.iter().map(|t| pb::Pair { text_a: "what is a cross encoder".into(), text_b: t.to_string() }).collect();
-    let scored = client.score(score_req("ce", pairs)).await.unwrap().into_inner();
+    let pairs = texts
+        .iter()
+        .map(|t| pb::Pair {
+            text_a: "what is a cross encoder".into(),
+            text_b: t.to_string(),
+        })
+        .collect();
+    let scored = client
+        .score(score_req("ce", pairs))
+        .await
+        .unwrap()
+        .into_inner();
     for r in &full.results {
         assert!((r.score - scored.results[r.index as usize].scores[0]).abs() <= 1e-5);
     }
@@ -92,7 +140,11 @@ async fn rerank_orders_and_filters() {
     let server = TestServer::simple(&["nli=bert_3labels"]).await;
     let err = server
         .client()
-        .rerank(pb::RerankRequest { query: "q".into(), documents: docs(&["d"]), ..Default::default() })
+        .rerank(pb::RerankRequest {
+            query: "q".into(),
+            documents: docs(&["d"]),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
@@ -104,21 +156,72 @@ async fn rerank_orders_and_filters() {
 /// the limit and the value; the server keeps serving afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_matrix() {
-    let limits = crossrank::config::RequestLimits { max_pairs_per_request: 3, max_text_bytes: 100 };
-    let server = TestServer::start(vec![common::server::model("ce=bert")], Default::default(), limits).await;
+    let limits = crossrank::config::RequestLimits {
+        max_pairs_per_request: 3,
+        max_text_bytes: 100,
+    };
+    let server = TestServer::start(
+        vec![common::server::model("ce=bert")],
+        Default::default(),
+        limits,
+    )
+    .await;
     let mut c = server.client();
-    let p = |a: &str, b: &str| pb::Pair { text_a: a.into(), text_b: b.into() };
+    let p = |a: &str, b: &str| pb::Pair {
+        text_a: a.into(),
+        text_b: b.into(),
+    };
     let long = "x".repeat(101);
     let cases: Vec<(pb::ScoreRequest, Code, &str)> = vec![
-        (score_req("ce", vec![]), Code::InvalidArgument, "`pairs` is empty"),
-        (score_req("ce", vec![p("a", "b"); 4]), Code::InvalidArgument, "`pairs` has 4 entries; the limit is 3"),
-        (score_req("ce", vec![p("a", "b"), p("a", &long)]), Code::InvalidArgument, "`pairs[1].text_b` is 101 bytes; the limit is 100"),
-        (pb::ScoreRequest { activation: 9, ..score_req("ce", vec![p("a", "b")]) }, Code::InvalidArgument, "`activation` is 9"),
-        (pb::ScoreRequest { truncation: 7, ..score_req("ce", vec![p("a", "b")]) }, Code::InvalidArgument, "`truncation` is 7"),
-        (pb::ScoreRequest { activation: 3, ..score_req("ce", vec![p("a", "b")]) }, Code::InvalidArgument, "at least 2 labels"),
-        (score_req("nope", vec![p("a", "b")]), Code::NotFound, "\"nope\" is not loaded; loaded models: ce"),
         (
-            pb::ScoreRequest { truncation: 1, ..score_req("ce", vec![p("a", "b"), p(&"a ".repeat(45), "z")]) },
+            score_req("ce", vec![]),
+            Code::InvalidArgument,
+            "`pairs` is empty",
+        ),
+        (
+            score_req("ce", vec![p("a", "b"); 4]),
+            Code::InvalidArgument,
+            "`pairs` has 4 entries; the limit is 3",
+        ),
+        (
+            score_req("ce", vec![p("a", "b"), p("a", &long)]),
+            Code::InvalidArgument,
+            "`pairs[1].text_b` is 101 bytes; the limit is 100",
+        ),
+        (
+            pb::ScoreRequest {
+                activation: 9,
+                ..score_req("ce", vec![p("a", "b")])
+            },
+            Code::InvalidArgument,
+            "`activation` is 9",
+        ),
+        (
+            pb::ScoreRequest {
+                truncation: 7,
+                ..score_req("ce", vec![p("a", "b")])
+            },
+            Code::InvalidArgument,
+            "`truncation` is 7",
+        ),
+        (
+            pb::ScoreRequest {
+                activation: 3,
+                ..score_req("ce", vec![p("a", "b")])
+            },
+            Code::InvalidArgument,
+            "at least 2 labels",
+        ),
+        (
+            score_req("nope", vec![p("a", "b")]),
+            Code::NotFound,
+            "\"nope\" is not loaded; loaded models: ce",
+        ),
+        (
+            pb::ScoreRequest {
+                truncation: 1,
+                ..score_req("ce", vec![p("a", "b"), p(&"a ".repeat(45), "z")])
+            },
             Code::InvalidArgument,
             "pair 1 is longer than the model's max length of 40",
         ),
@@ -126,14 +229,38 @@ async fn bad_input_matrix() {
     for (req, code, needle) in cases {
         let err = c.score(req).await.unwrap_err();
         assert_eq!(err.code(), code, "{err:?}");
-        assert!(err.message().contains(needle), "{:?} lacks {needle:?}", err.message());
+        assert!(
+            err.message().contains(needle),
+            "{:?} lacks {needle:?}",
+            err.message()
+        );
     }
-    let nan = pb::RerankRequest { query: "q".into(), documents: docs(&["d"]), min_score: Some(f32::NAN), ..Default::default() };
-    assert_eq!(c.rerank(nan).await.unwrap_err().code(), Code::InvalidArgument);
-    let empty = pb::RerankRequest { query: "q".into(), ..Default::default() };
-    assert!(c.rerank(empty).await.unwrap_err().message().contains("`documents` is empty"));
+    let nan = pb::RerankRequest {
+        query: "q".into(),
+        documents: docs(&["d"]),
+        min_score: Some(f32::NAN),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.rerank(nan).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let empty = pb::RerankRequest {
+        query: "q".into(),
+        ..Default::default()
+    };
+    assert!(c
+        .rerank(empty)
+        .await
+        .unwrap_err()
+        .message()
+        .contains("`documents` is empty"));
     // Empty texts are valid input, and the server still answers.
-    let ok = c.score(score_req("ce", vec![p("", ""), p("a", "")])).await.unwrap().into_inner();
+    let ok = c
+        .score(score_req("ce", vec![p("", ""), p("a", "")]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(ok.results.len(), 2);
     server.stop().await;
 }

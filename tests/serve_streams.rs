@@ -13,18 +13,35 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
 fn pair(a: &str, b: &str) -> pb::Pair {
-    pb::Pair { text_a: a.into(), text_b: b.into() }
+    pb::Pair {
+        text_a: a.into(),
+        text_b: b.into(),
+    }
 }
 
 fn header(top_n: u32) -> pb::RerankStreamRequest {
     pb::RerankStreamRequest {
-        kind: Some(In::Header(pb::RerankStreamHeader { query: "what is a cross encoder".into(), top_n, request_id: "s-1".into(), ..Default::default() })),
+        kind: Some(In::Header(pb::RerankStreamHeader {
+            query: "what is a cross encoder".into(),
+            top_n,
+            request_id: "s-1".into(),
+            ..Default::default()
+        })),
     }
 }
 
 fn batch(first: usize, texts: &[&str]) -> pb::RerankStreamRequest {
-    let documents = texts.iter().enumerate().map(|(i, t)| pb::Document { id: format!("d{}", first + i), text: t.to_string() }).collect();
-    pb::RerankStreamRequest { kind: Some(In::Documents(pb::DocumentBatch { documents })) }
+    let documents = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| pb::Document {
+            id: format!("d{}", first + i),
+            text: t.to_string(),
+        })
+        .collect();
+    pb::RerankStreamRequest {
+        kind: Some(In::Documents(pb::DocumentBatch { documents })),
+    }
 }
 
 /// Interleaved requests on one stream are each answered with their request id; a bad request in
@@ -35,15 +52,27 @@ async fn score_stream_answers_each_request() {
     let mut client = server.client();
     let reqs: Vec<pb::ScoreRequest> = (0..6)
         .map(|i| pb::ScoreRequest {
-            model: if i == 3 { "missing".into() } else { "ce".into() },
+            model: if i == 3 {
+                "missing".into()
+            } else {
+                "ce".into()
+            },
             pairs: vec![pair(&format!("query {i}"), "a document"); i + 1],
             request_id: format!("req-{i}"),
             ..Default::default()
         })
         .collect();
-    let expected_single = client.score(pb::ScoreRequest { model: "ce".into(), pairs: vec![pair("query 4", "a document")], ..Default::default() });
+    let expected_single = client.score(pb::ScoreRequest {
+        model: "ce".into(),
+        pairs: vec![pair("query 4", "a document")],
+        ..Default::default()
+    });
     let single = expected_single.await.unwrap().into_inner().results[0].scores[0];
-    let mut responses = client.score_stream(tokio_stream::iter(reqs)).await.unwrap().into_inner();
+    let mut responses = client
+        .score_stream(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
     let mut seen = HashSet::new();
     while let Some(r) = responses.message().await.unwrap() {
         let i: usize = r.request_id.strip_prefix("req-").unwrap().parse().unwrap();
@@ -71,14 +100,27 @@ async fn score_stream_answers_each_request() {
 async fn rerank_stream_partials_then_final() {
     let server = TestServer::simple(&["ce=bert"]).await;
     let mut client = server.client();
-    let texts = ["A cross-encoder reads both texts.", "Paris is in France.", "", "rerankers score pairs", "cats and dogs", "x"];
+    let texts = [
+        "A cross-encoder reads both texts.",
+        "Paris is in France.",
+        "",
+        "rerankers score pairs",
+        "cats and dogs",
+        "x",
+    ];
     let (tx, rx) = mpsc::channel(8);
-    let mut responses = client.rerank_stream(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let mut responses = client
+        .rerank_stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
     tx.send(header(3)).await.unwrap();
     tx.send(batch(0, &texts[..2])).await.unwrap();
     // Scores of the first batch come back before the stream is closed.
     let first = responses.message().await.unwrap().unwrap();
-    let Some(Out::Partial(p)) = first.kind else { panic!("expected partial scores first: {first:?}") };
+    let Some(Out::Partial(p)) = first.kind else {
+        panic!("expected partial scores first: {first:?}")
+    };
     assert!(p.scores.iter().all(|s| s.index < 2));
     let mut partial: Vec<(u32, f32)> = p.scores.iter().map(|s| (s.index, s.score)).collect();
     tx.send(batch(2, &texts[2..5])).await.unwrap();
@@ -95,27 +137,53 @@ async fn rerank_stream_partials_then_final() {
         }
     }
     partial.sort_by_key(|p| p.0);
-    assert_eq!(partial.iter().map(|p| p.0).collect::<Vec<_>>(), (0..6).collect::<Vec<u32>>());
+    assert_eq!(
+        partial.iter().map(|p| p.0).collect::<Vec<_>>(),
+        (0..6).collect::<Vec<u32>>()
+    );
     let fin = last.expect("a final ranking");
     assert_eq!(fin.request_id, "s-1");
     assert_eq!(fin.usage.unwrap().pairs, 6);
-    let docs = texts.iter().enumerate().map(|(i, t)| pb::Document { id: format!("d{i}"), text: t.to_string() }).collect();
+    let docs = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| pb::Document {
+            id: format!("d{i}"),
+            text: t.to_string(),
+        })
+        .collect();
     let unary = client
-        .rerank(pb::RerankRequest { query: "what is a cross encoder".into(), documents: docs, top_n: 3, ..Default::default() })
+        .rerank(pb::RerankRequest {
+            query: "what is a cross encoder".into(),
+            documents: docs,
+            top_n: 3,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     let key = |r: &pb::RankedDocument| (r.index, r.id.clone());
-    assert_eq!(fin.results.iter().map(key).collect::<Vec<_>>(), unary.results.iter().map(key).collect::<Vec<_>>());
+    assert_eq!(
+        fin.results.iter().map(key).collect::<Vec<_>>(),
+        unary.results.iter().map(key).collect::<Vec<_>>()
+    );
     for (f, u) in fin.results.iter().zip(&unary.results) {
         assert!((f.score - u.score).abs() <= 1e-5, "{f:?} vs {u:?}");
-        assert_eq!(f.score, partial[f.index as usize].1, "the final ranking uses the partial scores");
+        assert_eq!(
+            f.score, partial[f.index as usize].1,
+            "the final ranking uses the partial scores"
+        );
     }
     server.stop().await;
 }
 
 async fn stream_error(server: &TestServer, msgs: Vec<pb::RerankStreamRequest>) -> tonic::Status {
-    let mut responses = server.client().rerank_stream(tokio_stream::iter(msgs)).await.unwrap().into_inner();
+    let mut responses = server
+        .client()
+        .rerank_stream(tokio_stream::iter(msgs))
+        .await
+        .unwrap()
+        .into_inner();
     loop {
         match responses.message().await {
             Ok(Some(_)) => continue,
@@ -133,17 +201,34 @@ async fn rerank_stream_protocol_errors_and_cancel() {
     for (msgs, needle) in [
         (vec![], "ended before its header"),
         (vec![batch(0, &["d"])], "first message must be a header"),
-        (vec![header(0), batch(0, &["d"]), header(0)], "second header"),
-        (vec![header(0), pb::RerankStreamRequest { kind: None }], "neither header nor documents"),
+        (
+            vec![header(0), batch(0, &["d"]), header(0)],
+            "second header",
+        ),
+        (
+            vec![header(0), pb::RerankStreamRequest { kind: None }],
+            "neither header nor documents",
+        ),
     ] {
         let s = stream_error(&server, msgs).await;
         assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
-        assert!(s.message().contains(needle), "{:?} lacks {needle:?}", s.message());
+        assert!(
+            s.message().contains(needle),
+            "{:?} lacks {needle:?}",
+            s.message()
+        );
     }
     // Early half-close: header only.
-    let mut r = server.client().rerank_stream(tokio_stream::iter(vec![header(0)])).await.unwrap().into_inner();
+    let mut r = server
+        .client()
+        .rerank_stream(tokio_stream::iter(vec![header(0)]))
+        .await
+        .unwrap()
+        .into_inner();
     let m = r.message().await.unwrap().unwrap();
-    let Some(Out::Final(f)) = m.kind else { panic!("{m:?}") };
+    let Some(Out::Final(f)) = m.kind else {
+        panic!("{m:?}")
+    };
     assert!(f.results.is_empty());
     // Cancel mid-stream: drop the call with documents in flight.
     let (tx, rx) = mpsc::channel(4);
@@ -155,7 +240,10 @@ async fn rerank_stream_protocol_errors_and_cancel() {
     drop(tx);
     let ok = server
         .client()
-        .score(pb::ScoreRequest { pairs: vec![pair("still", "serving")], ..Default::default() })
+        .score(pb::ScoreRequest {
+            pairs: vec![pair("still", "serving")],
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(ok.into_inner().results.len(), 1);

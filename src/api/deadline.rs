@@ -41,7 +41,10 @@ mod tests {
         let mut md = MetadataMap::new();
         md.insert("grpc-timeout", "1500m".parse().unwrap());
         let d = deadline(&md).unwrap() - Instant::now();
-        assert!(d > Duration::from_millis(1400) && d <= Duration::from_millis(1425), "{d:?}");
+        assert!(
+            d > Duration::from_millis(1400) && d <= Duration::from_millis(1425),
+            "{d:?}"
+        );
         md.insert("grpc-timeout", "12x".parse().unwrap());
         assert!(deadline(&md).is_none());
     }

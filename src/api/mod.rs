@@ -124,6 +124,9 @@ async fn load_all(engine: Arc<Engine>, health: Health, models: Vec<ModelConfig>)
         let loaded = tokio::task::spawn_blocking(move || e.registry.load(config)).await;
         let ready = matches!(loaded, Ok(Ok(_)));
         all_ready &= ready;
+        if engine.is_draining() {
+            return; // shutdown began while loading: health stays NOT_SERVING
+        }
         health.model_serving(&name, ready).await;
     }
     health.overall(all_ready).await;

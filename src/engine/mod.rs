@@ -81,6 +81,10 @@ impl Engine {
         self.draining.store(true, Ordering::SeqCst);
     }
 
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     /// The ready model for a call, or why there is none.
     pub fn model(&self, name: &str) -> Result<Arc<LoadedModel>, ServeError> {
         if self.draining.load(Ordering::SeqCst) {

@@ -194,7 +194,8 @@ impl Queue {
                 st.tokens -= jobs.iter().map(|j| j.encoded.len()).sum::<usize>();
                 st.next_batch_id += 1;
                 self.batches.fetch_add(1, Ordering::Relaxed);
-                self.batched_pairs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                self.batched_pairs
+                    .fetch_add(jobs.len() as u64, Ordering::Relaxed);
                 return Some((st.next_batch_id, jobs));
             }
             st = self

@@ -27,7 +27,11 @@ pub fn model(spec: &str) -> ModelConfig {
     let (name, rest) = spec.split_once('=').unwrap();
     let (dir, opts) = rest.split_once(',').map_or((rest, ""), |(d, o)| (d, o));
     let path = super::fixtures().join(dir);
-    let flag = if opts.is_empty() { format!("{name}={}", path.display()) } else { format!("{name}={},{opts}", path.display()) };
+    let flag = if opts.is_empty() {
+        format!("{name}={}", path.display())
+    } else {
+        format!("{name}={},{opts}", path.display())
+    };
     flag.parse().unwrap()
 }
 
@@ -37,13 +41,21 @@ pub fn model_at(name: &str, dir: &Path) -> ModelConfig {
 
 impl TestServer {
     /// Starts a server and returns once health "" is SERVING (every model loaded and warmed up).
-    pub async fn start(models: Vec<ModelConfig>, opts: ServerOptions, limits: RequestLimits) -> Self {
+    pub async fn start(
+        models: Vec<ModelConfig>,
+        opts: ServerOptions,
+        limits: RequestLimits,
+    ) -> Self {
         let server = Self::start_unready(models, opts, limits).await;
         server.wait_serving("").await;
         server
     }
 
-    pub async fn start_unready(models: Vec<ModelConfig>, opts: ServerOptions, limits: RequestLimits) -> Self {
+    pub async fn start_unready(
+        models: Vec<ModelConfig>,
+        opts: ServerOptions,
+        limits: RequestLimits,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
@@ -51,12 +63,27 @@ impl TestServer {
         let handle = tokio::spawn(serve(listener, engine.clone(), models, opts, async {
             let _ = rx.await;
         }));
-        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-        Self { addr, engine, channel, shutdown: Some(tx), handle }
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Self {
+            addr,
+            engine,
+            channel,
+            shutdown: Some(tx),
+            handle,
+        }
     }
 
     pub async fn simple(models: &[&str]) -> Self {
-        Self::start(models.iter().map(|m| model(m)).collect(), ServerOptions::default(), RequestLimits::default()).await
+        Self::start(
+            models.iter().map(|m| model(m)).collect(),
+            ServerOptions::default(),
+            RequestLimits::default(),
+        )
+        .await
     }
 
     pub fn client(&self) -> CrossEncoderClient<Channel> {
@@ -70,7 +97,9 @@ impl TestServer {
     /// Waits on the health Watch stream until `service` is SERVING.
     pub async fn wait_serving(&self, service: &str) {
         let mut health = HealthClient::new(self.channel.clone());
-        let req = HealthCheckRequest { service: service.into() };
+        let req = HealthCheckRequest {
+            service: service.into(),
+        };
         let mut stream = health.watch(req).await.unwrap().into_inner();
         while let Some(msg) = stream.message().await.unwrap() {
             if msg.status == 1 {
@@ -82,7 +111,12 @@ impl TestServer {
 
     pub async fn health(&self, service: &str) -> i32 {
         let mut health = HealthClient::new(self.channel.clone());
-        match health.check(HealthCheckRequest { service: service.into() }).await {
+        match health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+        {
             Ok(r) => r.into_inner().status,
             Err(s) => -(s.code() as i32),
         }
