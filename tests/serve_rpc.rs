@@ -264,3 +264,74 @@ async fn bad_input_matrix() {
     assert_eq!(ok.results.len(), 2);
     server.stop().await;
 }
+
+/// A model whose tokenizer does not match its weights fails at warm-up: it is FAILED with the
+/// reason, its requests get UNAVAILABLE naming it, and the other model keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_model_does_not_stop_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = tmp.path().join("roberta-with-bert-tokenizer");
+    std::fs::create_dir(&broken).unwrap();
+    let fixtures = common::fixtures();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures.join("roberta").join(file), broken.join(file)).unwrap();
+    }
+    std::fs::copy(
+        fixtures.join("bert/tokenizer.json"),
+        broken.join("tokenizer.json"),
+    )
+    .unwrap();
+    let models = vec![
+        common::server::model("ok=bert"),
+        common::server::model_at("broken", &broken),
+    ];
+    let server = TestServer::start_unready(models, Default::default(), Default::default()).await;
+    server.wait_serving("ok").await;
+    let mut m = server.models();
+    let info = loop {
+        let info = m
+            .get_model(pb::GetModelRequest {
+                name: "broken".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if info.state != pb::ModelState::Loading as i32 {
+            break info;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(info.state, pb::ModelState::Failed as i32);
+    assert!(
+        info.reason.contains("tokenizer.json does not match"),
+        "{}",
+        info.reason
+    );
+    assert_ne!(
+        server.health("").await,
+        1,
+        "overall health must not be SERVING with a failed model"
+    );
+    let mut c = server.client();
+    let p = vec![pb::Pair {
+        text_a: "zebra quantum".into(),
+        text_b: "xylophone".into(),
+    }];
+    let err = c.score(score_req("broken", p.clone())).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("failed to load"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(
+        c.score(score_req("ok", p))
+            .await
+            .unwrap()
+            .into_inner()
+            .results
+            .len(),
+        1
+    );
+    server.stop().await;
+}

@@ -82,6 +82,9 @@ pub async fn serve(
     .max_decoding_message_size(n)
     .max_encoding_message_size(n);
 
+    for m in &models {
+        health.model_serving(&m.name, false).await; // known, NOT_SERVING, until loaded
+    }
     tokio::spawn(load_all(engine.clone(), health.clone(), models));
 
     let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);

@@ -192,6 +192,7 @@ impl Engine {
             .map_err(|e| ServeError::Internal(format!("tokenizer task failed: {e}")))?
             .map_err(|e| ServeError::InvalidArgument(e.to_string()))?;
         let tokenize = started.elapsed();
+        check_vocabulary(model, &encoded)?;
         let truncated: Vec<bool> = encoded.iter().map(|e| e.truncated).collect();
         if truncation == Truncation::Reject {
             if let Some(i) = truncated.iter().position(|&t| t) {
@@ -233,6 +234,36 @@ impl Engine {
             tokenize,
         })
     }
+}
+
+/// Token ids beyond the model's tables (a tokenizer.json that does not match the weights) fail
+/// this request alone, before its pairs can share a batch with anyone else's.
+fn check_vocabulary(
+    model: &LoadedModel,
+    encoded: &[crate::tokenize::Encoded],
+) -> Result<(), ServeError> {
+    let spec = &model.spec;
+    let max_id = encoded
+        .iter()
+        .flat_map(|e| e.ids.iter())
+        .max()
+        .copied()
+        .unwrap_or(0);
+    let max_type = encoded
+        .iter()
+        .flat_map(|e| e.type_ids.iter())
+        .max()
+        .copied()
+        .unwrap_or(0);
+    let bad_type = spec.uses_token_types && i64::from(max_type) >= spec.type_vocab_size;
+    if i64::from(max_id) >= spec.vocab_size || bad_type {
+        return Err(ServeError::Internal(format!(
+            "model {:?}: its tokenizer produced token id {max_id} (type {max_type}) outside the model's \
+             tables ({} tokens, {} types); tokenizer.json does not match the weights",
+            model.name, spec.vocab_size, spec.type_vocab_size
+        )));
+    }
+    Ok(())
 }
 
 pub fn check_rerankable(model: &LoadedModel) -> Result<(), ServeError> {
