@@ -8,7 +8,7 @@ cd "$CROSSRANK_ROOT"
 ./scripts/setup.sh
 cargo build --release --quiet
 port=${CROSSRANK_BENCH_PORT:-50151}
-target/release/crossrank serve --host 127.0.0.1 --port "$port" --threads 2 \
+target/release/crossrank serve --host 127.0.0.1 --port "$port" --metrics-port 0 --threads 2 \
   --model "minilm=models/minilm-ce,max_batch_pairs=32,max_wait_ms=5" > /dev/null &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT

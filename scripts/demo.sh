@@ -19,7 +19,7 @@ $bin score --model models/minilm-ce --input examples/pairs.tsv
 echo
 echo "== crossrank serve --host 127.0.0.1 --port ${CROSSRANK_PORT:-50051} --model minilm=models/minilm-ce"
 log=$(mktemp)
-$bin serve --host 127.0.0.1 --port "${CROSSRANK_PORT:-50051}" --model minilm=models/minilm-ce > "$log" &
+$bin serve --host 127.0.0.1 --port "${CROSSRANK_PORT:-50051}" --metrics-port 0 --model minilm=models/minilm-ce > "$log" &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
 python - "${CROSSRANK_PORT:-50051}" <<'PY'

@@ -15,6 +15,17 @@ if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
   echo "$want" > .venv/.requirements.sha256
 fi
 
+# promtool (Debian package prometheus) validates the /metrics output in the tests.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing promtool (Debian package prometheus)" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "setup: promtool is missing; install the Debian package prometheus (as root) for the metrics test" >&2
+  fi
+fi
+
 # The default model: the real MiniLM-L6-H384 BERT with a seeded, untrained 1-label head.
 if [ ! -f models/minilm-ce/.complete ]; then
   echo "setup: building models/minilm-ce" >&2

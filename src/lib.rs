@@ -18,4 +18,5 @@ pub mod models;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;
+pub mod telemetry;
 pub mod tokenize;

@@ -18,6 +18,8 @@ async fn serve_binary_with_python_client() {
             "0",
             "--grace-period-secs",
             "25",
+            "--metrics-port",
+            "0",
             "--model",
         ])
         .arg(format!("minilm={}", model.display()))

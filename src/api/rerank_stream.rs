@@ -9,6 +9,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
+use super::status::observed;
 use super::{convert, pb};
 use crate::config::RequestLimits;
 use crate::engine::request::{check_count, check_min_score, check_text, Options};
@@ -23,22 +24,39 @@ type Out = mpsc::Sender<Result<pb::RerankStreamResponse, Status>>;
 /// Drives one RerankStream call; any error ends the call with its status.
 pub async fn run(
     engine: Arc<Engine>,
-    inbound: Streaming<pb::RerankStreamRequest>,
+    mut inbound: Streaming<pb::RerankStreamRequest>,
     deadline: Option<Instant>,
     out: Out,
 ) {
-    let work = session(&engine, inbound, &out);
-    let result = match deadline {
-        Some(d) => tokio::time::timeout_at(d.into(), work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(ServeError::DeadlineExceeded(
-                    "the deadline passed before every document was scored".into(),
-                ))
-            }),
-        None => work.await,
+    let header = match inbound.next().await {
+        None => Err(invalid(
+            "the stream ended before its header: the first message must be a header",
+        )),
+        Some(Err(_)) => return, // the client went away
+        Some(Ok(pb::RerankStreamRequest {
+            kind: Some(pb::rerank_stream_request::Kind::Header(h)),
+        })) => Ok(h),
+        Some(Ok(_)) => Err(invalid(
+            "the first message must be a header; got documents or an empty message",
+        )),
     };
-    if let Err(e) = result {
+    let model = header
+        .as_ref()
+        .map_or_else(|_| String::new(), |h| engine.model_label(&h.model));
+    let work = observed("RerankStream", model, async {
+        let scoring = session(&engine, header?, inbound, &out);
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), scoring)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ServeError::DeadlineExceeded(
+                        "the deadline passed before every document was scored".into(),
+                    ))
+                }),
+            None => scoring.await,
+        }
+    });
+    if let Err(e) = work.await {
         let _ = out.send(Err(e.into())).await;
     }
 }
@@ -58,26 +76,11 @@ struct Session {
 
 async fn session(
     engine: &Engine,
+    header: pb::RerankStreamHeader,
     mut inbound: Streaming<pb::RerankStreamRequest>,
     out: &Out,
 ) -> Result<(), ServeError> {
     let start = Instant::now();
-    let header = match inbound.next().await {
-        None => {
-            return Err(invalid(
-                "the stream ended before its header: the first message must be a header",
-            ))
-        }
-        Some(Err(_)) => return Ok(()), // the client went away
-        Some(Ok(pb::RerankStreamRequest {
-            kind: Some(pb::rerank_stream_request::Kind::Header(h)),
-        })) => h,
-        Some(Ok(_)) => {
-            return Err(invalid(
-                "the first message must be a header; got documents or an empty message",
-            ))
-        }
-    };
     let mut s = Session::open(engine, header)?;
     let activation = Engine::activation(&s.model, &s.options)?;
     let (ptx, mut prx) = mpsc::unbounded_channel::<PairResult>();
@@ -215,6 +218,7 @@ impl Session {
             usage: self.usage,
             timing: self.timing,
         };
+        crate::engine::record_scored(&out.model, &out.usage);
         let response = convert::rerank_response(out, h.request_id.clone());
         pb::RerankStreamResponse {
             kind: Some(pb::rerank_stream_response::Kind::Final(response)),

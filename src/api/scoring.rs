@@ -10,7 +10,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::deadline::deadline;
-use super::{convert, pb, rerank_stream, status};
+use super::status::{self, observed};
+use super::{convert, pb, rerank_stream};
 use crate::engine::{Engine, ServeError};
 
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -38,9 +39,9 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
         req: Request<pb::ScoreRequest>,
     ) -> Result<Response<pb::ScoreResponse>, Status> {
         let deadline = deadline(req.metadata());
-        Ok(Response::new(
-            score_one(&self.engine, req.into_inner(), deadline).await?,
-        ))
+        let model = self.engine.model_label(&req.get_ref().model);
+        let work = score_one(&self.engine, req.into_inner(), deadline);
+        Ok(Response::new(observed("Score", model, work).await?))
     }
 
     async fn rerank(
@@ -49,10 +50,14 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
     ) -> Result<Response<pb::RerankResponse>, Status> {
         let deadline = deadline(req.metadata());
         let req = req.into_inner();
-        let request_id = req.request_id.clone();
-        let valid = convert::rerank_request(req, &self.engine.limits)?;
-        let out = self.engine.rerank(valid, deadline).await?;
-        Ok(Response::new(convert::rerank_response(out, request_id)))
+        let model = self.engine.model_label(&req.model);
+        let work = async {
+            let request_id = req.request_id.clone();
+            let valid = convert::rerank_request(req, &self.engine.limits)?;
+            let out = self.engine.rerank(valid, deadline).await?;
+            Ok(convert::rerank_response(out, request_id))
+        };
+        Ok(Response::new(observed("Rerank", model, work).await?))
     }
 
     type ScoreStreamStream = ResponseStream<pb::ScoreResponse>;
@@ -70,9 +75,12 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
                 let (engine, tx) = (engine.clone(), tx.clone());
                 tokio::spawn(async move {
                     let request_id = request.request_id.clone();
+                    let model = engine.model_label(&request.model);
+                    let work =
+                        observed("ScoreStream", model, score_one(&engine, request, deadline));
                     // Dropping the scoring future (client gone) drops its queued pairs.
                     let response = tokio::select! {
-                        r = score_one(&engine, request, deadline) => r.unwrap_or_else(|e| error_response(e, request_id)),
+                        r = work => r.unwrap_or_else(|e| error_response(e, request_id)),
                         _ = tx.closed() => return,
                     };
                     let _ = tx.send(Ok(response)).await;

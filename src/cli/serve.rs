@@ -18,6 +18,9 @@ pub struct ServeArgs {
     /// gRPC port (0 picks a free one; the chosen address is printed).
     #[arg(long, env = "CROSSRANK_PORT", default_value_t = 50051)]
     port: u16,
+    /// Port of the Prometheus endpoint (GET /metrics) on --host; 0 picks a free one.
+    #[arg(long, env = "CROSSRANK_METRICS_PORT", default_value_t = 9464)]
+    metrics_port: u16,
     /// TOML config file with [[models]] and [limits] (see README).
     #[arg(long, env = "CROSSRANK_CONFIG")]
     config: Option<PathBuf>,
@@ -98,12 +101,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         println!("crossrank listening on {}", listener.local_addr()?);
+        let engine = Engine::new(config.limits);
+        let metrics_addr: SocketAddr = format!("{}:{}", args.host, args.metrics_port)
+            .parse()
+            .context("--metrics-port")?;
+        let metrics = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_addr} (--metrics-port)"))?;
+        println!(
+            "crossrank metrics on http://{}/metrics",
+            metrics.local_addr()?
+        );
+        tokio::spawn(crossrank::telemetry::serve_metrics(metrics, engine.clone()));
         let opts = ServerOptions {
             admin_token: args.admin_token.clone(),
             max_message_bytes: args.max_message_bytes,
             grace_period: Duration::from_secs(args.grace_period_secs),
         };
-        let engine = Engine::new(config.limits);
         serve(listener, engine, config.models, opts, shutdown_signal()).await?;
         println!("crossrank stopped");
         Ok(())

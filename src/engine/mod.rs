@@ -20,6 +20,7 @@ use crate::activation::Activation;
 use crate::config::RequestLimits;
 use crate::registry::{LoadedModel, Registry};
 use crate::scheduler::{Job, PairError, PairResult, Rejected, Sink};
+use crate::telemetry::metrics::{metrics, ModelLabel};
 
 /// Counts that go back to the caller.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -85,6 +86,13 @@ impl Engine {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// The name a request's `model` field resolves to (the only model for ""), for labels.
+    pub fn model_label(&self, name: &str) -> String {
+        self.registry
+            .entry(name)
+            .map_or_else(|_| name.to_owned(), |e| e.config.name.clone())
+    }
+
     /// The ready model for a call, or why there is none.
     pub fn model(&self, name: &str) -> Result<Arc<LoadedModel>, ServeError> {
         if self.draining.load(Ordering::SeqCst) {
@@ -123,7 +131,12 @@ impl Engine {
                 tx,
             )
             .await?;
-        let (scores, mut timing) = collect(rx, n, deadline).await?;
+        let (scores, mut timing) = collect(rx, n, deadline).await.inspect_err(|e| {
+            if matches!(e, ServeError::DeadlineExceeded(_)) {
+                metrics().reject(&model.name, "deadline");
+            }
+        })?;
+        record_scored(&model.name, &enq.usage);
         timing.tokenize = enq.tokenize;
         timing.total = start.elapsed();
         Ok(ScoreOutput {
@@ -277,7 +290,23 @@ pub fn check_rerankable(model: &LoadedModel) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Counts pairs, tokens and truncated pairs of a scored request (or stream batch).
+pub fn record_scored(model: &str, usage: &Usage) {
+    let m = metrics();
+    let l = ModelLabel {
+        model: model.into(),
+    };
+    m.pairs.get_or_create(&l).inc_by(usage.pairs as u64);
+    m.tokens.get_or_create(&l).inc_by(usage.tokens as u64);
+    m.truncated_pairs
+        .get_or_create(&l)
+        .inc_by(usage.truncated as u64);
+}
+
 fn rejected(model: &str, r: Rejected) -> ServeError {
+    if matches!(r, Rejected::Full { .. }) {
+        metrics().reject(model, "overload");
+    }
     match r {
         Rejected::Full { queued, asked, limit } => ServeError::ResourceExhausted(format!(
             "model {model:?} is overloaded: {queued} pairs queued + {asked} requested exceeds max_queue_pairs {limit}"

@@ -14,6 +14,7 @@ use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 use crate::models::ModelSpec;
 use crate::scheduler::{Job, PairError, PairResult, Queue};
+use crate::telemetry::metrics::{metrics, ModelLabel};
 use crate::tokenize::{Encoded, PairTokenizer};
 
 /// What a replica thread needs to start.
@@ -53,7 +54,7 @@ pub fn spawn(cfg: ReplicaConfig, queue: Arc<Queue>) -> Result<Started> {
                     return;
                 }
             };
-            serve(&network, &queue);
+            serve(&cfg.name, &network, &queue);
         })
         .map_err(|e| {
             RuntimeError::InvalidOption(format!("cannot start thread {thread_name}: {e}"))
@@ -94,15 +95,16 @@ fn load_and_warm_up(cfg: &ReplicaConfig) -> Result<(Network, PairTokenizer)> {
     Ok((network, tokenizer))
 }
 
-fn serve(network: &Network, queue: &Queue) {
+fn serve(model: &str, network: &Network, queue: &Queue) {
     let _no_grad = tch::no_grad_guard();
     while let Some((batch_id, jobs)) = queue.next_batch() {
-        run_batch(network, batch_id, jobs);
+        run_batch(model, network, batch_id, jobs);
     }
 }
 
 /// Runs one batch and answers every pair in it; nothing here may take the thread down.
-fn run_batch(network: &Network, batch_id: u64, jobs: Vec<Job>) {
+fn run_batch(model: &str, network: &Network, batch_id: u64, jobs: Vec<Job>) {
+    let m = metrics();
     let start = Instant::now();
     let (live, expired): (Vec<Job>, Vec<Job>) = jobs
         .into_iter()
@@ -126,6 +128,15 @@ fn run_batch(network: &Network, batch_id: u64, jobs: Vec<Job>) {
         ))
     });
     let inference = start.elapsed();
+    let tokens: usize = inputs.iter().map(|e| e.len()).sum();
+    let padded = inputs.iter().map(|e| e.len()).max().unwrap_or(0) * inputs.len();
+    m.batch(model, inputs.len(), tokens, padded, inference);
+    let wait = m.queue_wait.get_or_create(&ModelLabel {
+        model: model.into(),
+    });
+    for job in &live {
+        wait.observe(start.saturating_duration_since(job.enqueued).as_secs_f64());
+    }
     match outcome {
         Ok(rows) => {
             for (job, logits) in live.iter().zip(rows) {

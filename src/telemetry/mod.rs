@@ -1,0 +1,63 @@
+//! Observability: Prometheus metrics ([`metrics`]) and their HTTP endpoint.
+
+pub mod metrics;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::engine::Engine;
+use crate::registry::State;
+use metrics::{metrics, ModelLabel, StateLabels};
+
+/// Serves `GET /metrics` (Prometheus text format) on `listener` until the process ends.
+pub async fn serve_metrics(listener: TcpListener, engine: Arc<Engine>) -> std::io::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let engine = engine.clone();
+            async move {
+                refresh(&engine);
+                (
+                    [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                    metrics().encode(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app).await
+}
+
+/// Gauges read from the registry at scrape time: queue depth, model state, replicas.
+fn refresh(engine: &Engine) {
+    let m = metrics();
+    for entry in engine.registry.entries() {
+        let model = entry.config.name.clone();
+        let state = entry.state();
+        let current = match &state {
+            State::Loading => "loading",
+            State::Ready(_) => "ready",
+            State::Failed(_) => "failed",
+            State::Unloading => "unloading",
+        };
+        for s in ["loading", "ready", "failed", "unloading"] {
+            m.model_state
+                .get_or_create(&StateLabels {
+                    model: model.clone(),
+                    state: s.into(),
+                })
+                .set(i64::from(s == current));
+        }
+        let l = ModelLabel { model };
+        m.replicas
+            .get_or_create(&l)
+            .set(entry.config.devices.len() as i64);
+        let depth = if let State::Ready(loaded) = state {
+            loaded.queue.depth()
+        } else {
+            0
+        };
+        m.queue_depth.get_or_create(&l).set(depth as i64);
+    }
+}
