@@ -50,7 +50,11 @@ fn pairs(n: usize) -> Vec<pb::Pair> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_the_traffic_and_pass_promtool() {
     let server = TestServer::start(
-        vec![model("metrics-a=bert"), model("metrics-b=bert_3labels")],
+        vec![
+            model("metrics-a=bert"),
+            model("metrics-b=bert_3labels"),
+            model("metrics-c=bert,max_queue_pairs=2"),
+        ],
         Default::default(),
         Default::default(),
     )
@@ -101,6 +105,14 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
         })
         .await;
     assert!(bad.is_err());
+    let full = c
+        .score(pb::ScoreRequest {
+            model: "metrics-c".into(),
+            pairs: pairs(3),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(full.unwrap_err().code(), tonic::Code::ResourceExhausted);
 
     let text = scrape(metrics_addr).await;
     let req = |model: &str, method: &str, code: &str| {
@@ -115,6 +127,9 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
     assert_eq!(req("metrics-a", "Rerank", "OK"), 1.0);
     assert_eq!(req("metrics-a", "Score", "INVALID_ARGUMENT"), 1.0);
     assert_eq!(req("metrics-b", "Score", "OK"), 1.0);
+    assert_eq!(req("metrics-c", "Score", "RESOURCE_EXHAUSTED"), 1.0);
+    let overload = "crossrank_rejections_total{model=\"metrics-c\",reason=\"overload\"}";
+    assert_eq!(sample(&text, overload), 1.0);
     assert_eq!(
         sample(&text, "crossrank_pairs_total{model=\"metrics-a\"}"),
         14.0
@@ -150,6 +165,36 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
         ),
         0.0
     );
+
+    // Every family served is documented, and every series the dashboard queries is served.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert!(families.len() >= 16, "{families:?}\n{text}");
+    for f in &families {
+        assert!(
+            docs.contains(&format!("`{f}`")),
+            "{f} is not in docs/metrics.md"
+        );
+    }
+    let dashboard = std::fs::read_to_string(root.join("dashboards/crossrank.json")).unwrap();
+    let used = dashboard.split("crossrank_").skip(1).map(|rest| {
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        format!("crossrank_{name}")
+    });
+    for series in used {
+        assert!(
+            text.contains(&series),
+            "the dashboard queries {series}, which /metrics does not serve"
+        );
+    }
 
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])

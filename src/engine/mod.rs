@@ -237,6 +237,13 @@ impl Engine {
                 enqueued: now,
             })
             .collect();
+        let label = ModelLabel {
+            model: model.name.clone(),
+        };
+        metrics()
+            .tokenize_duration
+            .get_or_create(&label)
+            .observe(tokenize.as_secs_f64());
         model
             .queue
             .submit(jobs)

@@ -280,3 +280,19 @@ impl Drop for RequestGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every family appears once it has a sample.
+    #[test]
+    fn rejections_are_encoded() {
+        metrics().reject("unit-model", "overload");
+        let text = metrics().encode();
+        assert!(
+            text.contains("crossrank_rejections_total{model=\"unit-model\",reason=\"overload\"} 1"),
+            "{text}"
+        );
+    }
+}
