@@ -110,6 +110,7 @@ fn run_batch(model: &str, network: &Network, batch_id: u64, jobs: Vec<Job>) {
         .into_iter()
         .partition(|j| j.sink.deadline.is_none_or(|d| d > start));
     for job in expired {
+        m.reject(model, "deadline");
         reply(
             &job,
             batch_id,
