@@ -27,6 +27,7 @@ pub async fn run(
     mut inbound: Streaming<pb::RerankStreamRequest>,
     deadline: Option<Instant>,
     out: Out,
+    span: tracing::Span,
 ) {
     let header = match inbound.next().await {
         None => Err(invalid(
@@ -43,7 +44,8 @@ pub async fn run(
     let model = header
         .as_ref()
         .map_or_else(|_| String::new(), |h| engine.model_label(&h.model));
-    let work = observed("RerankStream", model, async {
+    span.record("model", model.as_str());
+    let work = observed("RerankStream", model, span, async {
         let scoring = session(&engine, header?, inbound, &out);
         match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), scoring)

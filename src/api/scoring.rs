@@ -10,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::deadline::deadline;
-use super::status::{self, observed};
+use super::status::{self, observed, rpc_span};
 use super::{convert, pb, rerank_stream};
 use crate::engine::{Engine, ServeError};
 
@@ -40,8 +40,9 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
     ) -> Result<Response<pb::ScoreResponse>, Status> {
         let deadline = deadline(req.metadata());
         let model = self.engine.model_label(&req.get_ref().model);
+        let span = rpc_span("Score", &model, req.metadata());
         let work = score_one(&self.engine, req.into_inner(), deadline);
-        Ok(Response::new(observed("Score", model, work).await?))
+        Ok(Response::new(observed("Score", model, span, work).await?))
     }
 
     async fn rerank(
@@ -49,15 +50,16 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
         req: Request<pb::RerankRequest>,
     ) -> Result<Response<pb::RerankResponse>, Status> {
         let deadline = deadline(req.metadata());
+        let model = self.engine.model_label(&req.get_ref().model);
+        let span = rpc_span("Rerank", &model, req.metadata());
         let req = req.into_inner();
-        let model = self.engine.model_label(&req.model);
         let work = async {
             let request_id = req.request_id.clone();
             let valid = convert::rerank_request(req, &self.engine.limits)?;
             let out = self.engine.rerank(valid, deadline).await?;
             Ok(convert::rerank_response(out, request_id))
         };
-        Ok(Response::new(observed("Rerank", model, work).await?))
+        Ok(Response::new(observed("Rerank", model, span, work).await?))
     }
 
     type ScoreStreamStream = ResponseStream<pb::ScoreResponse>;
@@ -67,17 +69,31 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
         req: Request<Streaming<pb::ScoreRequest>>,
     ) -> Result<Response<Self::ScoreStreamStream>, Status> {
         let deadline = deadline(req.metadata());
+        let stream_span = rpc_span("ScoreStream", "", req.metadata());
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let engine = self.engine.clone();
         tokio::spawn(async move {
             while let Some(Ok(request)) = inbound.next().await {
                 let (engine, tx) = (engine.clone(), tx.clone());
+                let span = tracing::info_span!(
+                    parent: &stream_span,
+                    "request",
+                    request_id = %request.request_id,
+                    model = %request.model,
+                    pairs = tracing::field::Empty,
+                    tokens = tracing::field::Empty,
+                    status = tracing::field::Empty,
+                );
                 tokio::spawn(async move {
                     let request_id = request.request_id.clone();
                     let model = engine.model_label(&request.model);
-                    let work =
-                        observed("ScoreStream", model, score_one(&engine, request, deadline));
+                    let work = observed(
+                        "ScoreStream",
+                        model,
+                        span,
+                        score_one(&engine, request, deadline),
+                    );
                     // Dropping the scoring future (client gone) drops its queued pairs.
                     let response = tokio::select! {
                         r = work => r.unwrap_or_else(|e| error_response(e, request_id)),
@@ -97,12 +113,15 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
         req: Request<Streaming<pb::RerankStreamRequest>>,
     ) -> Result<Response<Self::RerankStreamStream>, Status> {
         let deadline = deadline(req.metadata());
+        let span = rpc_span("RerankStream", "", req.metadata());
         let (tx, rx) = mpsc::channel(64);
+        let engine = self.engine.clone();
         tokio::spawn(rerank_stream::run(
-            self.engine.clone(),
+            engine,
             req.into_inner(),
             deadline,
             tx,
+            span,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

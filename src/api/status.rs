@@ -50,15 +50,54 @@ pub fn code_name<T>(result: &Result<T, ServeError>) -> &'static str {
     }
 }
 
-/// Runs one call's work counted in the request metrics under `method` and `model`; a call
-/// dropped before it finishes (client gone) is counted as CANCELLED.
+/// Runs one call's work inside `span`, counted in the request metrics under `method` and
+/// `model`; a call dropped before it finishes (client gone) is counted as CANCELLED.
 pub async fn observed<T>(
     method: &str,
     model: String,
+    span: tracing::Span,
     work: impl std::future::Future<Output = Result<T, ServeError>>,
 ) -> Result<T, ServeError> {
     let guard = crate::telemetry::metrics::RequestGuard::start(method, &model);
-    let result = work.await;
-    guard.finish(code_name(&result));
+    let result = tracing::Instrument::instrument(work, span.clone()).await;
+    let code = code_name(&result);
+    span.record("status", code);
+    if let Err(e) = &result {
+        span.in_scope(|| tracing::info!(code, error = %e, "request failed"));
+    }
+    guard.finish(code);
     result
+}
+
+/// The span of one RPC, a child of the caller's span when it sent a W3C `traceparent`.
+pub fn rpc_span(
+    method: &str,
+    model: &str,
+    metadata: &tonic::metadata::MetadataMap,
+) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = %format!("crossrank.v1.CrossEncoder/{method}"),
+        rpc.method = method,
+        model = %model,
+        pairs = tracing::field::Empty,
+        tokens = tracing::field::Empty,
+        status = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    let headers = metadata.clone().into_headers();
+    let _ = span.set_parent(crate::telemetry::tracing::remote_context(&headers));
+    record_trace_id(&span);
+    span
+}
+
+/// Puts the span's trace id into its fields, so that log lines inside it carry it.
+pub fn record_trace_id(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let id = span.context().span().span_context().trace_id();
+    if id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(id));
+    }
 }

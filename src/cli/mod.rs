@@ -37,6 +37,17 @@ enum Command {
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
+        if !matches!(self.command, Command::Serve(_)) {
+            // `serve` installs its own subscriber (with trace export) inside its runtime.
+            let filter = std::env::var("CROSSRANK_LOG").unwrap_or_else(|_| "warn".into());
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_new(filter)
+                        .unwrap_or_else(|_| "warn".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+        }
         match self.command {
             Command::Score(args) => score::run(args),
             Command::Rerank(args) => rerank::run(args),

@@ -9,6 +9,7 @@ use clap::Args;
 use crossrank::api::{serve, ServerOptions};
 use crossrank::config::{ModelConfig, ServeConfig};
 use crossrank::engine::Engine;
+use crossrank::telemetry::tracing::TraceOptions;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -47,6 +48,21 @@ pub struct ServeArgs {
     /// Intra-op threads for libtorch (default: one per core).
     #[arg(long, env = "CROSSRANK_THREADS")]
     threads: Option<u16>,
+    /// Log line format on stderr: text or json.
+    #[arg(long, env = "CROSSRANK_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Log filter (tracing EnvFilter directives).
+    #[arg(long, env = "CROSSRANK_LOG", default_value = "info")]
+    log_filter: String,
+    /// OTLP/gRPC endpoint to export traces to, e.g. http://otel-collector:4317 (unset: no export).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// service.name of the exported spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "crossrank")]
+    otlp_service_name: String,
+    /// Share of root traces sampled (0..1); callers' sampling decisions are followed.
+    #[arg(long, env = "CROSSRANK_TRACE_SAMPLING_RATIO", default_value_t = 1.0)]
+    trace_sampling_ratio: f64,
     /// Validate the configuration, print it and exit without loading models.
     #[arg(long)]
     check_config: bool,
@@ -94,6 +110,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
+        let trace = TraceOptions {
+            filter: args.log_filter.clone(),
+            json_logs: args.log_format == "json",
+            otlp_endpoint: args.otlp_endpoint.clone(),
+            service_name: args.otlp_service_name.clone(),
+            sampling_ratio: args.trace_sampling_ratio,
+        };
+        let _tracing = crossrank::telemetry::tracing::init(&trace).map_err(anyhow::Error::msg)?;
         let addr: SocketAddr = format!("{}:{}", args.host, args.port)
             .parse()
             .context("--host/--port")?;

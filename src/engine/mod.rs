@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 pub use error::ServeError;
 pub use rank::{rank, Ranked};
@@ -131,11 +132,18 @@ impl Engine {
                 tx,
             )
             .await?;
-        let (scores, mut timing) = collect(rx, n, deadline).await.inspect_err(|e| {
-            if matches!(e, ServeError::DeadlineExceeded(_)) {
-                metrics().reject(&model.name, "deadline");
-            }
-        })?;
+        tracing::Span::current()
+            .record("pairs", enq.usage.pairs)
+            .record("tokens", enq.usage.tokens);
+        let waiting = tracing::info_span!("queue_wait", pairs = n);
+        let (scores, mut timing) = collect(rx, n, deadline)
+            .instrument(waiting)
+            .await
+            .inspect_err(|e| {
+                if matches!(e, ServeError::DeadlineExceeded(_)) {
+                    metrics().reject(&model.name, "deadline");
+                }
+            })?;
         record_scored(&model.name, &enq.usage);
         timing.tokenize = enq.tokenize;
         timing.total = start.elapsed();
@@ -200,10 +208,12 @@ impl Engine {
     ) -> Result<Enqueued, ServeError> {
         let started = Instant::now();
         let tokenizer = model.tokenizer.clone();
-        let encoded = tokio::task::spawn_blocking(move || tokenizer.encode(&pairs))
-            .await
-            .map_err(|e| ServeError::Internal(format!("tokenizer task failed: {e}")))?
-            .map_err(|e| ServeError::InvalidArgument(e.to_string()))?;
+        let span = tracing::info_span!("tokenize", pairs = pairs.len());
+        let encoded =
+            tokio::task::spawn_blocking(move || span.in_scope(|| tokenizer.encode(&pairs)))
+                .await
+                .map_err(|e| ServeError::Internal(format!("tokenizer task failed: {e}")))?
+                .map_err(|e| ServeError::InvalidArgument(e.to_string()))?;
         let tokenize = started.elapsed();
         check_vocabulary(model, &encoded)?;
         let truncated: Vec<bool> = encoded.iter().map(|e| e.truncated).collect();
@@ -222,6 +232,7 @@ impl Engine {
             truncated: truncated.iter().filter(|&&t| t).count(),
         };
         let sink = Arc::new(Sink {
+            span: tracing::Span::current(),
             activation,
             deadline,
             tx,

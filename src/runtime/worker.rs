@@ -54,7 +54,7 @@ pub fn spawn(cfg: ReplicaConfig, queue: Arc<Queue>) -> Result<Started> {
                     return;
                 }
             };
-            serve(&cfg.name, &network, &queue);
+            serve(&cfg, &network, &queue);
         })
         .map_err(|e| {
             RuntimeError::InvalidOption(format!("cannot start thread {thread_name}: {e}"))
@@ -82,6 +82,9 @@ pub fn spawn(cfg: ReplicaConfig, queue: Arc<Queue>) -> Result<Started> {
 /// Loads the network and runs it once on a short and a maximum-length pair, so the first real
 /// request does not pay for allocator growth and kernel selection.
 fn load_and_warm_up(cfg: &ReplicaConfig) -> Result<(Network, PairTokenizer)> {
+    let device = crate::device::device_name(cfg.device);
+    let span = tracing::info_span!("load_model", model = %cfg.name, %device, replica = cfg.index);
+    let _entered = span.enter();
     let network = Network::load(&cfg.dir, cfg.device, cfg.dtype)?;
     let tokenizer = PairTokenizer::load(&cfg.dir, &network.spec, cfg.max_length)?;
     let long = "warm up ".repeat(tokenizer.max_length());
@@ -91,15 +94,42 @@ fn load_and_warm_up(cfg: &ReplicaConfig) -> Result<(Network, PairTokenizer)> {
     ])?;
     let refs: Vec<&Encoded> = pairs.iter().collect();
     let _no_grad = tch::no_grad_guard();
-    network.logits(&refs)?;
+    tracing::info_span!("warm_up", pairs = refs.len()).in_scope(|| network.logits(&refs))?;
     Ok((network, tokenizer))
 }
 
-fn serve(model: &str, network: &Network, queue: &Queue) {
+fn serve(cfg: &ReplicaConfig, network: &Network, queue: &Queue) {
     let _no_grad = tch::no_grad_guard();
     while let Some((batch_id, jobs)) = queue.next_batch() {
-        run_batch(model, network, batch_id, jobs);
+        let span = batch_span(cfg, &jobs);
+        span.in_scope(|| run_batch(&cfg.name, network, batch_id, jobs));
     }
+}
+
+/// The span of one executed batch, linked to the span of every request it serves.
+fn batch_span(cfg: &ReplicaConfig, jobs: &[Job]) -> tracing::Span {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let tokens: usize = jobs.iter().map(|j| j.encoded.len()).sum();
+    let padded = jobs.iter().map(|j| j.encoded.len()).max().unwrap_or(0) * jobs.len();
+    let span = tracing::info_span!(
+        "batch",
+        model = %cfg.name,
+        pairs = jobs.len(),
+        tokens,
+        padding_ratio = 1.0 - tokens as f64 / padded.max(1) as f64,
+        device = %crate::device::device_name(cfg.device),
+        replica = cfg.index,
+    );
+    let mut linked: Vec<*const crate::scheduler::Sink> = Vec::new();
+    for job in jobs {
+        let key = Arc::as_ptr(&job.sink);
+        if !linked.contains(&key) {
+            linked.push(key);
+            span.add_link(job.sink.span.context().span().span_context().clone());
+        }
+    }
+    span
 }
 
 /// Runs one batch and answers every pair in it; nothing here may take the thread down.

@@ -43,6 +43,8 @@ impl Default for BatchLimits {
 
 /// Where a request's pair results go, shared by all its queued pairs.
 pub struct Sink {
+    /// The request's span; batch spans link to it.
+    pub span: tracing::Span,
     pub activation: Activation,
     pub deadline: Option<Instant>,
     /// Results as they complete; a closed receiver means the caller is gone.

@@ -1,4 +1,5 @@
-//! Observability: Prometheus metrics ([`metrics`]) and their HTTP endpoint.
+//! Observability: Prometheus metrics ([`metrics`]) and their HTTP endpoint; logs and
+//! OpenTelemetry traces ([`tracing`]).
 
 pub mod metrics;
 
@@ -61,3 +62,4 @@ fn refresh(engine: &Engine) {
         m.queue_depth.get_or_create(&l).set(depth as i64);
     }
 }
+pub mod tracing;

@@ -1,6 +1,7 @@
 //! Shared helpers: where the generated fixtures are and what sentence-transformers said about them.
 #![allow(dead_code)]
 
+pub mod collector;
 pub mod server;
 
 use std::collections::BTreeMap;
