@@ -9,6 +9,8 @@ use std::process::{Command, Stdio};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_binary_with_python_client() {
     let model = common::minilm_dir();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("stderr.jsonl");
     let mut child = Command::new(env!("CARGO_BIN_EXE_crossrank"))
         .args([
             "serve",
@@ -20,10 +22,13 @@ async fn serve_binary_with_python_client() {
             "25",
             "--metrics-port",
             "0",
+            "--log-format",
+            "json",
             "--model",
         ])
         .arg(format!("minilm={}", model.display()))
         .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -32,6 +37,12 @@ async fn serve_binary_with_python_client() {
         .strip_prefix("crossrank listening on ")
         .unwrap_or_else(|| panic!("unexpected: {first}"))
         .to_owned();
+    let first_addr = addr.clone();
+    let second = lines.next().unwrap().unwrap();
+    assert!(
+        second.starts_with("crossrank metrics on http://127.0.0.1:"),
+        "{second}"
+    );
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -70,6 +81,29 @@ async fn serve_binary_with_python_client() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A failed request with a caller's traceparent: its log line carries the caller's trace id.
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let channel = tonic::transport::Channel::from_shared(format!("http://{first_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut req = tonic::Request::new(crossrank::api::pb::ScoreRequest {
+        model: "minilm".into(),
+        ..Default::default()
+    });
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-b7ad6b7169203331-01")
+            .parse()
+            .unwrap(),
+    );
+    let err = crossrank::api::pb::cross_encoder_client::CrossEncoderClient::new(channel)
+        .score(req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
     // Long-lived streams would hold shutdown up to the grace period; this client is done.
     drop(watch);
     drop(health);
@@ -89,4 +123,11 @@ async fn serve_binary_with_python_client() {
     );
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l == "crossrank stopped"), "{rest:?}");
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("request failed") && l.contains("INVALID_ARGUMENT"))
+        .unwrap_or_else(|| panic!("no failure logged:\n{stderr}"));
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(json["span"]["trace_id"], trace_id, "{line}");
 }

@@ -74,14 +74,9 @@ pub fn init(opts: &TraceOptions) -> Result<TracingGuard, String> {
             .with_writer(std::io::stderr)
             .boxed()
     };
-    let provider = opts
-        .otlp_endpoint
-        .as_ref()
-        .map(|e| provider(e, opts))
-        .transpose()?;
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("crossrank")));
+    // Without an endpoint spans still get trace ids (for log lines), they are just not exported.
+    let provider = provider(opts)?;
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("crossrank"));
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     tracing_subscriber::registry()
         .with(filter)
@@ -89,32 +84,35 @@ pub fn init(opts: &TraceOptions) -> Result<TracingGuard, String> {
         .with(otel)
         .try_init()
         .map_err(|e| format!("cannot install the log subscriber: {e}"))?;
-    Ok(TracingGuard { provider })
+    Ok(TracingGuard {
+        provider: Some(provider),
+    })
 }
 
-fn provider(endpoint: &str, opts: &TraceOptions) -> Result<SdkTracerProvider, String> {
+fn provider(opts: &TraceOptions) -> Result<SdkTracerProvider, String> {
     if !(0.0..=1.0).contains(&opts.sampling_ratio) {
         return Err(format!(
             "sampling ratio {} is not between 0 and 1",
             opts.sampling_ratio
         ));
     }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
-        .with_timeout(std::time::Duration::from_secs(5))
-        .build()
-        .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
     let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(opts.sampling_ratio)));
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+    let resource = Resource::builder()
+        .with_service_name(opts.service_name.clone())
+        .build();
+    let mut builder = SdkTracerProvider::builder()
         .with_sampler(sampler)
-        .with_resource(
-            Resource::builder()
-                .with_service_name(opts.service_name.clone())
-                .build(),
-        )
-        .build())
+        .with_resource(resource);
+    if let Some(endpoint) = &opts.otlp_endpoint {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    Ok(builder.build())
 }
 
 /// Reads W3C `traceparent` / `tracestate` from a header map (gRPC metadata).
