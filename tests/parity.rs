@@ -109,7 +109,7 @@ fn max_length_is_capped_by_positions() {
 }
 
 /// The real-size MiniLM cross-encoder matches within 1e-4 on 240 corpus pairs in f32; bf16's
-/// deviation is printed and bounded.
+/// deviation (on the first 64) is printed and bounded.
 #[test]
 fn minilm_matches_in_f32_and_reports_bf16() {
     let reference = minilm();
@@ -129,10 +129,11 @@ fn minilm_matches_in_f32_and_reports_bf16() {
     );
     assert!(d <= 1e-4, "f32 differs by {d}");
     let bf16_model = CrossEncoder::load(&minilm_dir(), &opts(DType::Bf16)).unwrap();
+    // 64 pairs: CPUs without native bf16 (AVX2 only) emulate it and run ~5x slower than f32.
     let scores = bf16_model
-        .predict(&reference.pairs, ActivationChoice::None, 32, |_| {})
+        .predict(&reference.pairs[..64], ActivationChoice::None, 32, |_| {})
         .unwrap();
-    let d = max_diff(&scores, &reference.reference.none);
+    let d = max_diff(&scores, &reference.reference.none[..64]);
     println!(
         "minilm bf16: max |delta logit| = {d:e} over {} pairs",
         scores.len()
