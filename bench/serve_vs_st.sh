@@ -12,13 +12,5 @@ target/release/crossrank serve --host 127.0.0.1 --port "$port" --metrics-port 0 
   --model "minilm=models/minilm-ce,max_batch_pairs=32,max_wait_ms=5" > /dev/null &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
-python - "$port" <<'PY'
-import sys, grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-with grpc.insecure_channel(f"127.0.0.1:{sys.argv[1]}") as ch:
-    grpc.channel_ready_future(ch).result(timeout=60)
-    for r in health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=""), timeout=300):
-        if r.status == health_pb2.HealthCheckResponse.SERVING:
-            break
-PY
+python scripts/wait_serving.py "127.0.0.1:$port"
 python -W ignore bench/grpc_bench.py "127.0.0.1:$port" minilm models/minilm-ce "$@"

@@ -22,15 +22,7 @@ log=$(mktemp)
 $bin serve --host 127.0.0.1 --port "${CROSSRANK_PORT:-50051}" --metrics-port 0 --model minilm=models/minilm-ce > "$log" &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
-python - "${CROSSRANK_PORT:-50051}" <<'PY'
-import sys, grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-with grpc.insecure_channel(f"127.0.0.1:{sys.argv[1]}") as ch:
-    grpc.channel_ready_future(ch).result(timeout=60)
-    for r in health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=""), timeout=300):
-        if r.status == health_pb2.HealthCheckResponse.SERVING:
-            break
-PY
+python scripts/wait_serving.py "127.0.0.1:${CROSSRANK_PORT:-50051}"
 head -1 "$log"
 echo
 echo "== python examples/client.py 127.0.0.1:${CROSSRANK_PORT:-50051} minilm"

@@ -97,6 +97,22 @@ impl ModelArgs {
     }
 }
 
+impl ModelArgs {
+    /// Scores `pairs` in length-sorted batches with a progress bar; results in input order.
+    fn predict<S: AsRef<str>>(
+        &self,
+        encoder: &CrossEncoder,
+        pairs: &[(S, S)],
+    ) -> anyhow::Result<Vec<Vec<f32>>> {
+        let bar = progress(pairs.len(), self.batch_size);
+        let scores = encoder.predict(pairs, self.activation, self.batch_size as usize, |n| {
+            bar.inc(n as u64)
+        })?;
+        bar.finish_and_clear();
+        Ok(scores)
+    }
+}
+
 /// A progress bar on stderr for inputs larger than one batch; hidden when stderr is no terminal.
 fn progress(total: usize, batch_size: u32) -> indicatif::ProgressBar {
     if total <= batch_size as usize {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 
-use super::{input, progress, ModelArgs};
+use super::{input, ModelArgs};
 
 #[derive(Args)]
 pub struct RerankArgs {
@@ -37,14 +37,7 @@ pub fn run(args: RerankArgs) -> anyhow::Result<()> {
         .iter()
         .map(|d| (args.query.as_str(), d.as_str()))
         .collect();
-    let bar = progress(pairs.len(), args.model.batch_size);
-    let scores = encoder.predict(
-        &pairs,
-        args.model.activation,
-        args.model.batch_size as usize,
-        |n| bar.inc(n as u64),
-    )?;
-    bar.finish_and_clear();
+    let scores = args.model.predict(&encoder, &pairs)?;
     let ranked = rank(scores.iter().map(|s| s[0]).collect());
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (rank, &(index, score)) in ranked

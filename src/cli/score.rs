@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{input, progress, ModelArgs};
+use super::{input, ModelArgs};
 
 #[derive(Args)]
 pub struct ScoreArgs {
@@ -22,14 +22,7 @@ pub struct ScoreArgs {
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let pairs = input::read_pairs(input::open(&args.input)?)?;
     let encoder = args.model.load()?;
-    let bar = progress(pairs.len(), args.model.batch_size);
-    let scores = encoder.predict(
-        &pairs,
-        args.model.activation,
-        args.model.batch_size as usize,
-        |n| bar.inc(n as u64),
-    )?;
-    bar.finish_and_clear();
+    let scores = args.model.predict(&encoder, &pairs)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (index, s) in scores.iter().enumerate() {
         if args.json {
