@@ -46,3 +46,84 @@ pub fn take_batch(jobs: &mut VecDeque<Job>, limits: &BatchLimits) -> Vec<Job> {
     batch.reverse();
     batch
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::activation::Activation;
+    use crate::scheduler::Sink;
+    use crate::tokenize::Encoded;
+
+    fn queue(
+        lengths: &[usize],
+    ) -> (
+        VecDeque<Job>,
+        tokio::sync::mpsc::UnboundedReceiver<crate::scheduler::PairResult>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = Arc::new(Sink {
+            span: tracing::Span::none(),
+            activation: Activation::Identity,
+            deadline: None,
+            tx,
+        });
+        let jobs = lengths
+            .iter()
+            .enumerate()
+            .map(|(index, &n)| Job {
+                encoded: Encoded {
+                    ids: vec![1; n],
+                    type_ids: vec![0; n],
+                    truncated: false,
+                },
+                index,
+                sink: sink.clone(),
+                enqueued: Instant::now(),
+            })
+            .collect();
+        (jobs, rx)
+    }
+
+    fn limits(tokens: usize, pairs: usize) -> BatchLimits {
+        BatchLimits {
+            max_batch_tokens: tokens,
+            max_batch_pairs: pairs,
+            ..Default::default()
+        }
+    }
+
+    /// The oldest pair always goes; its company is the pairs nearest in length, within the
+    /// padded-token budget and the pair cap; the rest stays queued in order.
+    #[test]
+    fn oldest_plus_nearest_lengths_within_budget() {
+        let (mut jobs, _rx) = queue(&[10, 100, 12, 9, 50, 11]);
+        let batch = take_batch(&mut jobs, &limits(1000, 3));
+        assert_eq!(
+            batch.iter().map(|j| j.index).collect::<Vec<_>>(),
+            vec![0, 3, 5]
+        );
+        assert_eq!(
+            jobs.iter().map(|j| j.index).collect::<Vec<_>>(),
+            vec![1, 2, 4]
+        );
+        // Budget 120 padded tokens: 100 fits alone, a second pair of <= 60 tokens would not.
+        let batch = take_batch(&mut jobs, &limits(120, 8));
+        assert_eq!(batch.iter().map(|j| j.index).collect::<Vec<_>>(), vec![1]);
+        // A pair longer than the whole budget still runs (alone) rather than starving.
+        let (mut jobs, _rx) = queue(&[500, 5]);
+        assert_eq!(take_batch(&mut jobs, &limits(100, 8)).len(), 1);
+    }
+
+    #[test]
+    fn abandoned_pairs_are_dropped_with_their_tokens() {
+        let (mut jobs, rx) = queue(&[3, 4]);
+        let mut tokens = 7;
+        drop(rx);
+        drop_abandoned(&mut jobs, &mut tokens);
+        assert!(jobs.is_empty());
+        assert_eq!(tokens, 0);
+    }
+}
