@@ -183,10 +183,6 @@ impl LoadedModel {
             let _ = w.join();
         }
     }
-
-    pub fn devices(&self) -> usize {
-        self.workers.lock().map(|w| w.len()).unwrap_or(0)
-    }
 }
 
 /// Starts every replica of `config`; all must load and warm up.

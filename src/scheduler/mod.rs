@@ -130,10 +130,6 @@ impl Queue {
         })
     }
 
-    pub fn limits(&self) -> BatchLimits {
-        self.limits
-    }
-
     /// Queues all `jobs` or none of them.
     pub fn submit(&self, jobs: Vec<Job>) -> Result<(), Rejected> {
         let mut st = self.lock();
