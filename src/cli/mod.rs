@@ -1,6 +1,7 @@
 //! Subcommands: `score` (like `CrossEncoder.predict`), `rerank` (like `CrossEncoder.rank`) and
-//! `serve` (the gRPC server).
+//! `serve` (the gRPC server), and `bench` (a load generator for a running server).
 
+mod bench;
 mod input;
 mod rerank;
 mod score;
@@ -33,6 +34,8 @@ enum Command {
     Rerank(rerank::RerankArgs),
     /// Serve models over gRPC.
     Serve(serve::ServeArgs),
+    /// Drive a running server over gRPC and report throughput, latency and errors.
+    Bench(bench::BenchArgs),
 }
 
 impl Cli {
@@ -52,6 +55,7 @@ impl Cli {
             Command::Score(args) => score::run(args),
             Command::Rerank(args) => rerank::run(args),
             Command::Serve(args) => serve::run(args),
+            Command::Bench(args) => bench::run(args),
         }
     }
 }

@@ -7,7 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
-use super::encoder::{key_mask, Encoder, LayerNames};
+use super::encoder::{Encoder, LayerNames};
 use super::weights::{Linear, Weights};
 use super::{first_token, spec_from, Inputs, ModelSpec, SequenceClassifier};
 use crate::error::Result;
@@ -61,9 +61,7 @@ impl SequenceClassifier for DistilBert {
         let x = self
             .embeddings
             .forward(&inputs.input_ids, &inputs.token_type_ids)?;
-        let hidden = self
-            .encoder
-            .forward(x, &key_mask(&inputs.attention_mask)?)?;
+        let hidden = self.encoder.forward(x, &inputs.attention_mask)?;
         let x = self
             .pre_classifier
             .forward(&first_token(&hidden)?)?

@@ -7,7 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
-use super::encoder::{key_mask, Encoder, HiddenAct, BERT_NAMES};
+use super::encoder::{Encoder, HiddenAct, BERT_NAMES};
 use super::weights::{Linear, Weights};
 use super::{first_token, spec_from, Inputs, ModelSpec, SequenceClassifier};
 use crate::error::Result;
@@ -54,9 +54,7 @@ impl SequenceClassifier for Electra {
         if let Some(project) = &self.project {
             x = project.forward(&x)?;
         }
-        let hidden = self
-            .encoder
-            .forward(x, &key_mask(&inputs.attention_mask)?)?;
+        let hidden = self.encoder.forward(x, &inputs.attention_mask)?;
         // transformers' ElectraClassificationHead uses exact GELU whatever `hidden_act` says.
         let x = HiddenAct::Gelu.forward(&self.dense.forward(&first_token(&hidden)?)?)?;
         self.out_proj.forward(&x)

@@ -69,9 +69,8 @@ pub const BERT_NAMES: LayerNames = LayerNames {
 };
 
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    /// Query, key and value projections fused into one [3H, H] layer.
+    qkv: Linear,
     attn_out: Linear,
     attn_norm: LayerNorm,
     ffn_in: Linear,
@@ -98,10 +97,13 @@ impl Encoder {
         let layers = (0..cfg.num_layers)
             .map(|n| {
                 let p = |s: &str| format!("{prefix}.{n}.{s}");
+                let qkv = [
+                    w.linear(&p(names.query), h, h)?,
+                    w.linear(&p(names.key), h, h)?,
+                    w.linear(&p(names.value), h, h)?,
+                ];
                 Ok(Layer {
-                    query: w.linear(&p(names.query), h, h)?,
-                    key: w.linear(&p(names.key), h, h)?,
-                    value: w.linear(&p(names.value), h, h)?,
+                    qkv: Linear::concat(&qkv)?,
                     attn_out: w.linear(&p(names.attn_out), h, h)?,
                     attn_norm: w.layer_norm(&p(names.attn_norm), h, eps)?,
                     ffn_in: w.linear(&p(names.ffn_in), h, i)?,
@@ -118,34 +120,23 @@ impl Encoder {
         })
     }
 
-    /// `hidden` [B, S, H]; `key_mask` boolean [B, 1, 1, S], true where a token may be attended.
-    pub fn forward(&self, hidden: Tensor, key_mask: &Tensor) -> Result<Tensor> {
-        self.layers
+    /// `hidden` [B, S, H], right-padded; `attention_mask` [B, S] of 0/1. Returns [B, S, H].
+    ///
+    /// The dense layers, which are nearly all the work, run on the real tokens only, packed into
+    /// [T, H]: padding costs nothing there. Attention: see [`Packing::attention`].
+    pub fn forward(&self, hidden: Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let (b, s, h) = hidden.size3()?;
+        let layout = Packing::new(attention_mask)?;
+        let packed = layout.pack(&hidden.f_reshape([b * s, h])?)?;
+        let out = self
+            .layers
             .iter()
-            .try_fold(hidden, |x, layer| self.layer_forward(layer, &x, key_mask))
+            .try_fold(packed, |x, layer| self.layer_forward(layer, &x, &layout))?;
+        layout.unpack(&out)
     }
 
-    fn layer_forward(&self, l: &Layer, x: &Tensor, key_mask: &Tensor) -> Result<Tensor> {
-        let (b, s, h) = x.size3()?;
-        let split = |t: Tensor| -> Result<Tensor> {
-            Ok(t.f_view([b, s, self.heads, self.head_dim])?
-                .f_transpose(1, 2)?)
-        };
-        let q = split(l.query.forward(x)?)?;
-        let k = split(l.key.forward(x)?)?;
-        let v = split(l.value.forward(x)?)?;
-        let ctx = Tensor::f_scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            Some(key_mask),
-            0.0,
-            false,
-            None,
-            false,
-        )?
-        .f_transpose(1, 2)?
-        .f_reshape([b, s, h])?;
+    fn layer_forward(&self, l: &Layer, x: &Tensor, layout: &Packing) -> Result<Tensor> {
+        let ctx = layout.attention(&l.qkv.forward(x)?, self.heads, self.head_dim)?;
         let attn = l.attn_norm.forward(&l.attn_out.forward(&ctx)?.f_add(x)?)?;
         let inner = self.act.forward(&l.ffn_in.forward(&attn)?)?;
         l.ffn_norm
@@ -153,7 +144,113 @@ impl Encoder {
     }
 }
 
-/// Boolean key mask [B, 1, 1, S] from an attention mask [B, S] of 0/1.
-pub fn key_mask(attention_mask: &Tensor) -> Result<Tensor> {
-    Ok(attention_mask.f_ne(0)?.f_unsqueeze(1)?.f_unsqueeze(1)?)
+/// Where the real tokens of a right-padded [B, S] batch are, to move rows between the padded
+/// layout [B·S, D] and the packed one [T, D] (T real tokens, sequence after sequence).
+struct Packing {
+    rows: i64,
+    width: i64,
+    /// Real tokens per sequence.
+    lengths: Vec<i64>,
+    /// Flat indices of the real tokens; `None` when there is no padding at all.
+    keep: Option<Tensor>,
+    /// Boolean [B, 1, 1, S], true where a token may be attended; only on accelerators, which
+    /// attend over the padded batch in one call. On the CPU each sequence attends on its own,
+    /// so padding costs nothing there either.
+    key_mask: Option<Tensor>,
+}
+
+impl Packing {
+    fn new(attention_mask: &Tensor) -> Result<Self> {
+        let (rows, width) = attention_mask.size2()?;
+        let lengths = Vec::<i64>::try_from(
+            &attention_mask
+                .f_ne(0)?
+                .f_sum_dim_intlist(1, false, tch::Kind::Int64)?
+                .f_to_device(tch::Device::Cpu)?,
+        )?;
+        let keep = if lengths.iter().all(|&n| n == width) {
+            None
+        } else {
+            Some(
+                attention_mask
+                    .f_reshape([-1])?
+                    .f_nonzero()?
+                    .f_squeeze_dim(1)?,
+            )
+        };
+        let key_mask = if attention_mask.device() == tch::Device::Cpu {
+            None
+        } else {
+            Some(attention_mask.f_ne(0)?.f_unsqueeze(1)?.f_unsqueeze(1)?)
+        };
+        Ok(Self {
+            rows,
+            width,
+            lengths,
+            keep,
+            key_mask,
+        })
+    }
+
+    /// [B·S, D] → [T, D].
+    fn pack(&self, padded: &Tensor) -> Result<Tensor> {
+        match &self.keep {
+            Some(keep) => Ok(padded.f_index_select(0, keep)?),
+            None => Ok(padded.shallow_clone()),
+        }
+    }
+
+    /// [T, D] → [B, S, D], zeros at padded positions.
+    fn unpack(&self, packed: &Tensor) -> Result<Tensor> {
+        let d = packed.size2()?.1;
+        let padded = match &self.keep {
+            Some(keep) => packed
+                .f_new_zeros(
+                    [self.rows * self.width, d],
+                    (packed.kind(), packed.device()),
+                )?
+                .f_index_copy(0, keep, packed)?,
+            None => packed.shallow_clone(),
+        };
+        Ok(padded.f_view([self.rows, self.width, d])?)
+    }
+
+    /// Scaled dot-product attention of packed `qkv` [T, 3H] (query, key, value side by side);
+    /// returns the context [T, H]. On the CPU one call per sequence at its own length (no
+    /// padding, no mask); elsewhere one masked call over the padded batch.
+    fn attention(&self, qkv: &Tensor, heads: i64, head_dim: i64) -> Result<Tensor> {
+        let h = heads * head_dim;
+        // [N, S, 3H] → three [N, heads, S, head_dim] → context [N·S, H]
+        let attend = |x: &Tensor, mask: Option<&Tensor>| -> Result<Tensor> {
+            let (n, s, _) = x.size3()?;
+            let parts = x
+                .f_view([n, s, 3, heads, head_dim])?
+                .f_permute([2, 0, 3, 1, 4])?;
+            let part = |i: i64| parts.f_select(0, i);
+            let ctx = Tensor::f_scaled_dot_product_attention(
+                &part(0)?,
+                &part(1)?,
+                &part(2)?,
+                mask,
+                0.0,
+                false,
+                None,
+                false,
+            )?;
+            Ok(ctx.f_transpose(1, 2)?.f_reshape([n * s, h])?)
+        };
+        match &self.key_mask {
+            Some(mask) => self.pack(&attend(&self.unpack(qkv)?, Some(mask))?),
+            None => {
+                let mut start = 0;
+                let mut out = Vec::with_capacity(self.lengths.len());
+                for &len in &self.lengths {
+                    let seq = qkv.f_narrow(0, start, len)?.f_unsqueeze(0)?;
+                    out.push(attend(&seq, None)?);
+                    start += len;
+                }
+                Ok(Tensor::f_cat(&out, 0)?)
+            }
+        }
+    }
 }

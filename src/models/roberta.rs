@@ -8,7 +8,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
-use super::encoder::{key_mask, Encoder, BERT_NAMES};
+use super::encoder::{Encoder, BERT_NAMES};
 use super::weights::{Linear, Weights};
 use super::{first_token, spec_from, Inputs, ModelSpec, SequenceClassifier};
 use crate::error::Result;
@@ -55,9 +55,7 @@ impl SequenceClassifier for Roberta {
         let x = self
             .embeddings
             .forward(&inputs.input_ids, &inputs.token_type_ids)?;
-        let hidden = self
-            .encoder
-            .forward(x, &key_mask(&inputs.attention_mask)?)?;
+        let hidden = self.encoder.forward(x, &inputs.attention_mask)?;
         let x = self.dense.forward(&first_token(&hidden)?)?.f_tanh()?;
         self.out_proj.forward(&x)
     }

@@ -146,6 +146,17 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.f_linear(&self.weight, Some(&self.bias))?)
     }
+
+    /// One layer computing `parts` side by side (outputs concatenated in order): one larger
+    /// matrix product instead of several small ones.
+    pub fn concat(parts: &[Linear]) -> Result<Linear> {
+        let weights: Vec<&Tensor> = parts.iter().map(|l| &l.weight).collect();
+        let biases: Vec<&Tensor> = parts.iter().map(|l| &l.bias).collect();
+        Ok(Linear {
+            weight: Tensor::f_cat(&weights, 0)?,
+            bias: Tensor::f_cat(&biases, 0)?,
+        })
+    }
 }
 
 pub struct LayerNorm {

@@ -1,0 +1,187 @@
+//! The load loop: `concurrency` clients, each on its own connection, sending requests built from
+//! consecutive slices of the corpus until the deadline or the request count is reached.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossrank::api::pb;
+use pb::cross_encoder_client::CrossEncoderClient;
+use tonic::transport::Channel;
+
+use super::report::Tally;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Shape {
+    /// Score with `size` pairs.
+    Score,
+    /// Rerank of one query and `size` documents.
+    Rerank,
+    /// RerankStream of `size` documents sent in messages of `chunk`.
+    Stream,
+}
+
+/// When the run ends.
+#[derive(Clone, Copy)]
+pub enum Stop {
+    At(Instant),
+    After(u64),
+}
+
+pub struct Plan {
+    pub shape: Shape,
+    pub model: String,
+    pub size: usize,
+    pub chunk: usize,
+    pub timeout: Duration,
+    pub keep_scores: bool,
+    pub corpus: Vec<(String, String)>,
+}
+
+/// Counters shared by the clients and the progress display.
+#[derive(Default)]
+pub struct Progress {
+    next: AtomicU64,
+    pub done: AtomicU64,
+    pub pairs: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl Progress {
+    /// The next request number, or `None` once the run is over.
+    fn claim(&self, stop: Stop) -> Option<u64> {
+        match stop {
+            Stop::At(deadline) if Instant::now() >= deadline => None,
+            Stop::At(_) => Some(self.next.fetch_add(1, Ordering::Relaxed)),
+            Stop::After(n) => {
+                let k = self.next.fetch_add(1, Ordering::Relaxed);
+                (k < n).then_some(k)
+            }
+        }
+    }
+}
+
+/// One client: sends requests until the run is over.
+pub async fn client(
+    channel: Channel,
+    plan: Arc<Plan>,
+    stop: Stop,
+    progress: Arc<Progress>,
+) -> Tally {
+    let mut client = CrossEncoderClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    let mut tally = Tally::default();
+    while let Some(k) = progress.claim(stop) {
+        let start = Instant::now();
+        let outcome = send(&mut client, &plan, k, &mut tally).await;
+        let latency = start.elapsed();
+        match outcome {
+            Ok(()) => {
+                tally.ok(latency, plan.size);
+                progress
+                    .pairs
+                    .fetch_add(plan.size as u64, Ordering::Relaxed);
+            }
+            Err(status) => {
+                tally.error(latency, &status);
+                progress.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        progress.done.fetch_add(1, Ordering::Relaxed);
+    }
+    tally
+}
+
+/// Sends request number `k` (warm-up requests use any `k`).
+pub async fn send(
+    client: &mut CrossEncoderClient<Channel>,
+    plan: &Plan,
+    k: u64,
+    tally: &mut Tally,
+) -> Result<(), tonic::Status> {
+    let n = plan.corpus.len();
+    let first = (k as usize).wrapping_mul(plan.size) % n;
+    let indices: Vec<usize> = (0..plan.size).map(|j| (first + j) % n).collect();
+    let query = plan.corpus[first].0.clone();
+    let documents = || {
+        indices.iter().map(|&i| pb::Document {
+            id: i.to_string(),
+            text: plan.corpus[i].1.clone(),
+        })
+    };
+    match plan.shape {
+        Shape::Score => {
+            let pairs = indices
+                .iter()
+                .map(|&i| pb::Pair {
+                    text_a: plan.corpus[i].0.clone(),
+                    text_b: plan.corpus[i].1.clone(),
+                })
+                .collect();
+            let request = pb::ScoreRequest {
+                model: plan.model.clone(),
+                pairs,
+                ..Default::default()
+            };
+            let response = client.score(timed(request, plan.timeout)).await?;
+            if plan.keep_scores {
+                for (&i, r) in indices.iter().zip(&response.get_ref().results) {
+                    if let Some(&s) = r.scores.first() {
+                        tally.scores.push((i, s));
+                    }
+                }
+            }
+        }
+        Shape::Rerank => {
+            let request = pb::RerankRequest {
+                model: plan.model.clone(),
+                query,
+                documents: documents().collect(),
+                ..Default::default()
+            };
+            client.rerank(timed(request, plan.timeout)).await?;
+        }
+        Shape::Stream => {
+            use pb::rerank_stream_request::Kind;
+            let header = pb::RerankStreamHeader {
+                model: plan.model.clone(),
+                query,
+                ..Default::default()
+            };
+            let mut messages = vec![pb::RerankStreamRequest {
+                kind: Some(Kind::Header(header)),
+            }];
+            let docs: Vec<pb::Document> = documents().collect();
+            for chunk in docs.chunks(plan.chunk.max(1)) {
+                let batch = pb::DocumentBatch {
+                    documents: chunk.to_vec(),
+                };
+                messages.push(pb::RerankStreamRequest {
+                    kind: Some(Kind::Documents(batch)),
+                });
+            }
+            let request = timed(tokio_stream::iter(messages), plan.timeout);
+            let mut responses = client.rerank_stream(request).await?.into_inner();
+            let mut finished = false;
+            while let Some(message) = responses.message().await? {
+                finished |= matches!(
+                    message.kind,
+                    Some(pb::rerank_stream_response::Kind::Final(_))
+                );
+            }
+            if !finished {
+                return Err(tonic::Status::internal(
+                    "RerankStream ended without its final ranking",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn timed<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
