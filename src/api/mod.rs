@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::ModelConfig;
 use crate::engine::Engine;
@@ -99,12 +98,14 @@ pub async fn serve(
         }
         let _ = draining_tx.send(true);
     };
+    // TCP_NODELAY: without it a small response can wait ~40 ms for a delayed ACK (Nagle).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(scoring)
         .add_service(models_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown);
+        .serve_with_incoming_shutdown(incoming, on_shutdown);
     let grace = opts.grace_period;
     let grace_over = async move {
         let _ = draining_rx.wait_for(|d| *d).await;

@@ -193,8 +193,9 @@ impl Engine {
         })
     }
 
-    /// Tokenizes `pairs` on a blocking thread and queues them (all or none) with indices from
-    /// `first_index`; each pair's result is sent on `tx` as soon as its batch ran.
+    /// Admits `pairs` (all or none, refused at once when the queue is full), tokenizes them on a
+    /// blocking thread and queues them with indices from `first_index`; each pair's result is
+    /// sent on `tx` as soon as its batch ran.
     #[allow(clippy::too_many_arguments)]
     pub async fn enqueue(
         &self,
@@ -206,6 +207,10 @@ impl Engine {
         first_index: usize,
         tx: mpsc::UnboundedSender<PairResult>,
     ) -> Result<Enqueued, ServeError> {
+        let reservation = model
+            .queue
+            .reserve(pairs.len())
+            .map_err(|r| rejected(&model.name, r))?;
         let started = Instant::now();
         let tokenizer = model.tokenizer.clone();
         let span = tracing::info_span!("tokenize", pairs = pairs.len());
@@ -255,8 +260,7 @@ impl Engine {
             .tokenize_duration
             .get_or_create(&label)
             .observe(tokenize.as_secs_f64());
-        model
-            .queue
+        reservation
             .submit(jobs)
             .map_err(|r| rejected(&model.name, r))?;
         Ok(Enqueued {

@@ -96,6 +96,8 @@ struct State {
     jobs: VecDeque<Job>,
     /// Sum of unpadded tokens of queued jobs.
     tokens: usize,
+    /// Pairs admitted but still being tokenized ([`Reservation`]s).
+    reserved: usize,
     closed: bool,
     next_batch_id: u64,
 }
@@ -109,6 +111,37 @@ pub struct Queue {
     /// Batches handed to replicas, and the pairs in them (their ratio is the mean batch size).
     batches: AtomicU64,
     batched_pairs: AtomicU64,
+}
+
+/// Room held in a queue for one request while it is tokenized; released if dropped unused.
+pub struct Reservation {
+    queue: Arc<Queue>,
+    pairs: usize,
+}
+
+impl Reservation {
+    /// Queues `jobs` (at most the reserved number) in the room held.
+    pub fn submit(mut self, jobs: Vec<Job>) -> Result<(), Rejected> {
+        debug_assert!(jobs.len() <= self.pairs);
+        let mut st = self.queue.lock();
+        st.reserved -= std::mem::take(&mut self.pairs);
+        if st.closed {
+            return Err(Rejected::Closed);
+        }
+        st.tokens += jobs.iter().map(|j| j.encoded.len()).sum::<usize>();
+        st.jobs.extend(jobs);
+        drop(st);
+        self.queue.wake.notify_all();
+        Ok(())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.pairs > 0 {
+            self.queue.lock().reserved -= self.pairs;
+        }
+    }
 }
 
 /// Cumulative batching counters of one queue.
@@ -130,25 +163,32 @@ impl Queue {
         })
     }
 
-    /// Queues all `jobs` or none of them.
-    pub fn submit(&self, jobs: Vec<Job>) -> Result<(), Rejected> {
+    /// Holds room for `pairs` pairs, or refuses at once when the queue (with what others hold)
+    /// has no room: admission is decided before any tokenization work, so a refusal under
+    /// overload costs microseconds.
+    pub fn reserve(self: &Arc<Self>, pairs: usize) -> Result<Reservation, Rejected> {
         let mut st = self.lock();
         if st.closed {
             return Err(Rejected::Closed);
         }
-        let (queued, asked, limit) = (st.jobs.len(), jobs.len(), self.limits.max_queue_pairs);
-        if queued + asked > limit {
+        let (queued, limit) = (st.jobs.len() + st.reserved, self.limits.max_queue_pairs);
+        if queued + pairs > limit {
             return Err(Rejected::Full {
                 queued,
-                asked,
+                asked: pairs,
                 limit,
             });
         }
-        st.tokens += jobs.iter().map(|j| j.encoded.len()).sum::<usize>();
-        st.jobs.extend(jobs);
-        drop(st);
-        self.wake.notify_all();
-        Ok(())
+        st.reserved += pairs;
+        Ok(Reservation {
+            queue: self.clone(),
+            pairs,
+        })
+    }
+
+    /// Queues all `jobs` or none of them.
+    pub fn submit(self: &Arc<Self>, jobs: Vec<Job>) -> Result<(), Rejected> {
+        self.reserve(jobs.len())?.submit(jobs)
     }
 
     /// Pairs queued now.

@@ -35,6 +35,8 @@ pub struct Plan {
     pub chunk: usize,
     pub timeout: Duration,
     pub keep_scores: bool,
+    /// Pause of a client after a failed request, as a retrying client would back off.
+    pub backoff: Duration,
     pub corpus: Vec<(String, String)>,
 }
 
@@ -86,6 +88,9 @@ pub async fn client(
             Err(status) => {
                 tally.error(latency, &status);
                 progress.failed.fetch_add(1, Ordering::Relaxed);
+                progress.done.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(plan.backoff).await;
+                continue;
             }
         }
         progress.done.fetch_add(1, Ordering::Relaxed);

@@ -49,6 +49,9 @@ pub struct BenchArgs {
     /// Per-request deadline in milliseconds (sent as grpc-timeout).
     #[arg(long, default_value_t = 120_000)]
     timeout_ms: u64,
+    /// Pause of a client after a failed request, in milliseconds (a retrying client backs off).
+    #[arg(long, default_value_t = 0)]
+    backoff_ms: u64,
     /// Corpus seed: the same seed and size give the same pairs everywhere.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -111,6 +114,7 @@ async fn drive(
         chunk: args.chunk as usize,
         timeout: Duration::from_millis(args.timeout_ms),
         keep_scores: args.scores_out.is_some(),
+        backoff: Duration::from_millis(args.backoff_ms),
         corpus,
     });
     let endpoint = Endpoint::from_shared(args.addr.clone())

@@ -1,0 +1,103 @@
+"""Prints the table of bench/compare.sh from the reports it left in OUT_DIR.
+
+Usage: table.py OUT_DIR THREADS
+"""
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+
+def load(out: Path, name: str) -> dict:
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def scores(path: Path) -> dict[int, float]:
+    if not path.exists():
+        return {}
+    return {r["index"]: r["score"] for r in map(json.loads, path.read_text().splitlines())}
+
+
+def max_dev(a: dict[int, float], b: dict[int, float]) -> tuple[float, int]:
+    common = sorted(set(a) & set(b))
+    return (max((abs(a[i] - b[i]) for i in common), default=float("nan")), len(common))
+
+
+def cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main() -> None:
+    out, threads = Path(sys.argv[1]), sys.argv[2]
+    st = load(out, "st")
+    base = st["predict_pairs_per_s"]
+    st_scores = scores(out / "st-scores.jsonl")
+    rows = []
+
+    def row(measure, ours, theirs, ratio, target, met, note=""):
+        rows.append((measure, ours, theirs, ratio, target, "yes" if met else "NO", note))
+
+    c8 = load(out, "score-c8")
+    dev, n = max_dev(scores(out / "cr-scores.jsonl"), st_scores)
+    r = c8["pairs_per_s"] / base
+    row("Score, 8 clients x16 pairs, f32", f"{c8['pairs_per_s']:.1f} pairs/s",
+        f"{base:.1f} pairs/s (predict)", f"{r:.2f}x", ">= 1.4x, |d| <= 1e-4",
+        r >= 1.4 and dev <= 1e-4 and c8["requests_failed"] == 0, f"max |d score| {dev:.1e} over {n}")
+
+    bf = load(out, "score-c8-bf16")
+    dev, n = max_dev(scores(out / "cr-bf16-scores.jsonl"), st_scores)
+    r = bf["pairs_per_s"] / base
+    row("Score, 8 clients x16 pairs, bf16", f"{bf['pairs_per_s']:.1f} pairs/s",
+        f"{base:.1f} pairs/s (predict f32)", f"{r:.2f}x", ">= 2.5x", r >= 2.5,
+        f"max |d score| {dev:.1e} over {n}")
+
+    rr = load(out, "rerank-100")
+    ours = rr["latency_ms"]["p50"] / 1e3
+    r = ours / st["rank_seconds"]
+    row(f"Rerank {st['rank_docs']} docs, 1 client, median latency", f"{ours:.2f} s",
+        f"{st['rank_seconds']:.2f} s (rank)", f"{r:.2f}x", "<= 0.7x", r <= 0.7,
+        f"{rr['requests_ok']} requests")
+
+    sweep = {c: load(out, f"score-c{c}") for c in (1, 8, 64)}
+    best_c = max(sweep, key=lambda c: sweep[c]["pairs_per_s"])
+    c64 = sweep[64]
+    r = c64["pairs_per_s"] / sweep[best_c]["pairs_per_s"]
+    row(f"64 clients x16 pairs for {c64['seconds']:.0f} s", f"{c64['pairs_per_s']:.1f} pairs/s",
+        f"best {sweep[best_c]['pairs_per_s']:.1f} (c={best_c})", f"{r:.2f}x",
+        "no errors, >= 0.9x best", r >= 0.9 and c64["requests_failed"] == 0,
+        f"{c64['requests_failed']} failed; c=1: {sweep[1]['pairs_per_s']:.1f} pairs/s")
+
+    ov = load(out, "overload")
+    ex = ov["errors"].get("RESOURCE_EXHAUSTED")
+    other = {k: v["count"] for k, v in ov["errors"].items() if k != "RESOURCE_EXHAUSTED"}
+    p99 = ex["latency_ms"]["p99"] if ex else float("nan")
+    row("Beyond the queue bound (64 pairs), 64 clients", f"p99 {p99:.2f} ms",
+        "-", "-", "RESOURCE_EXHAUSTED, p99 <= 5 ms", bool(ex) and p99 <= 5 and not other,
+        f"{ex['count'] if ex else 0} refused, max {ex['latency_ms']['max'] if ex else 0:.1f} ms, "
+        f"{ov['requests_ok']} served, other errors {other or 'none'}")
+
+    tiny = load(out, "tiny-c16")
+    row("Tiny model (hidden 32, 2 layers), 16 clients x32", f"{tiny['pairs_per_s']:.0f} pairs/s",
+        "-", "-", ">= 5000 pairs/s", tiny["pairs_per_s"] >= 5000 and tiny["requests_failed"] == 0,
+        "gRPC + tokenization + batching")
+
+    rss = int((out / "server-peak-rss").read_text())
+    r = rss / st["peak_rss_bytes"]
+    row("Peak RSS, MiniLM loaded, under load", f"{rss / 2**20:.0f} MiB",
+        f"{st['peak_rss_bytes'] / 2**20:.0f} MiB (Python)", f"{r:.2f}x", "<= 1.0x", r <= 1.0)
+
+    print(f"crossrank vs sentence-transformers {st['sentence_transformers']} (torch {st['torch']}), "
+          f"model models/minilm-ce, {threads} threads, {cpu()}, {st['pairs']} corpus pairs")
+    widths = [max(len(str(r[i])) for r in rows + [HEAD]) for i in range(len(HEAD))]
+    for r in [HEAD] + rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+HEAD = ("measure", "crossrank", "baseline", "ratio", "target", "met", "notes")
+
+if __name__ == "__main__":
+    main()
