@@ -4,6 +4,7 @@
 use tch::Tensor;
 
 use super::config::EncoderConfig;
+use super::packing::Packing;
 use super::weights::{LayerNorm, Linear, Weights};
 use crate::error::{Result, RuntimeError};
 
@@ -123,7 +124,7 @@ impl Encoder {
     /// `hidden` [B, S, H], right-padded; `attention_mask` [B, S] of 0/1. Returns [B, S, H].
     ///
     /// The dense layers, which are nearly all the work, run on the real tokens only, packed into
-    /// [T, H]: padding costs nothing there. Attention: see [`Packing::attention`].
+    /// [T, H]: padding costs nothing there. Attention: see [`Packing::attention`](super::packing::Packing::attention).
     pub fn forward(&self, hidden: Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         let (b, s, h) = hidden.size3()?;
         let layout = Packing::new(attention_mask)?;
@@ -141,116 +142,5 @@ impl Encoder {
         let inner = self.act.forward(&l.ffn_in.forward(&attn)?)?;
         l.ffn_norm
             .forward(&l.ffn_out.forward(&inner)?.f_add(&attn)?)
-    }
-}
-
-/// Where the real tokens of a right-padded [B, S] batch are, to move rows between the padded
-/// layout [B·S, D] and the packed one [T, D] (T real tokens, sequence after sequence).
-struct Packing {
-    rows: i64,
-    width: i64,
-    /// Real tokens per sequence.
-    lengths: Vec<i64>,
-    /// Flat indices of the real tokens; `None` when there is no padding at all.
-    keep: Option<Tensor>,
-    /// Boolean [B, 1, 1, S], true where a token may be attended; only on accelerators, which
-    /// attend over the padded batch in one call. On the CPU each sequence attends on its own,
-    /// so padding costs nothing there either.
-    key_mask: Option<Tensor>,
-}
-
-impl Packing {
-    fn new(attention_mask: &Tensor) -> Result<Self> {
-        let (rows, width) = attention_mask.size2()?;
-        let lengths = Vec::<i64>::try_from(
-            &attention_mask
-                .f_ne(0)?
-                .f_sum_dim_intlist(1, false, tch::Kind::Int64)?
-                .f_to_device(tch::Device::Cpu)?,
-        )?;
-        let keep = if lengths.iter().all(|&n| n == width) {
-            None
-        } else {
-            Some(
-                attention_mask
-                    .f_reshape([-1])?
-                    .f_nonzero()?
-                    .f_squeeze_dim(1)?,
-            )
-        };
-        let key_mask = if attention_mask.device() == tch::Device::Cpu {
-            None
-        } else {
-            Some(attention_mask.f_ne(0)?.f_unsqueeze(1)?.f_unsqueeze(1)?)
-        };
-        Ok(Self {
-            rows,
-            width,
-            lengths,
-            keep,
-            key_mask,
-        })
-    }
-
-    /// [B·S, D] → [T, D].
-    fn pack(&self, padded: &Tensor) -> Result<Tensor> {
-        match &self.keep {
-            Some(keep) => Ok(padded.f_index_select(0, keep)?),
-            None => Ok(padded.shallow_clone()),
-        }
-    }
-
-    /// [T, D] → [B, S, D], zeros at padded positions.
-    fn unpack(&self, packed: &Tensor) -> Result<Tensor> {
-        let d = packed.size2()?.1;
-        let padded = match &self.keep {
-            Some(keep) => packed
-                .f_new_zeros(
-                    [self.rows * self.width, d],
-                    (packed.kind(), packed.device()),
-                )?
-                .f_index_copy(0, keep, packed)?,
-            None => packed.shallow_clone(),
-        };
-        Ok(padded.f_view([self.rows, self.width, d])?)
-    }
-
-    /// Scaled dot-product attention of packed `qkv` [T, 3H] (query, key, value side by side);
-    /// returns the context [T, H]. On the CPU one call per sequence at its own length (no
-    /// padding, no mask); elsewhere one masked call over the padded batch.
-    fn attention(&self, qkv: &Tensor, heads: i64, head_dim: i64) -> Result<Tensor> {
-        let h = heads * head_dim;
-        // [N, S, 3H] → three [N, heads, S, head_dim] → context [N·S, H]
-        let attend = |x: &Tensor, mask: Option<&Tensor>| -> Result<Tensor> {
-            let (n, s, _) = x.size3()?;
-            let parts = x
-                .f_view([n, s, 3, heads, head_dim])?
-                .f_permute([2, 0, 3, 1, 4])?;
-            let part = |i: i64| parts.f_select(0, i);
-            let ctx = Tensor::f_scaled_dot_product_attention(
-                &part(0)?,
-                &part(1)?,
-                &part(2)?,
-                mask,
-                0.0,
-                false,
-                None,
-                false,
-            )?;
-            Ok(ctx.f_transpose(1, 2)?.f_reshape([n * s, h])?)
-        };
-        match &self.key_mask {
-            Some(mask) => self.pack(&attend(&self.unpack(qkv)?, Some(mask))?),
-            None => {
-                let mut start = 0;
-                let mut out = Vec::with_capacity(self.lengths.len());
-                for &len in &self.lengths {
-                    let seq = qkv.f_narrow(0, start, len)?.f_unsqueeze(0)?;
-                    out.push(attend(&seq, None)?);
-                    start += len;
-                }
-                Ok(Tensor::f_cat(&out, 0)?)
-            }
-        }
     }
 }

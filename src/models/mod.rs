@@ -9,6 +9,7 @@ mod distilbert;
 mod electra;
 mod embeddings;
 mod encoder;
+mod packing;
 mod roberta;
 mod torchscript;
 mod weights;

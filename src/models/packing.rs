@@ -1,0 +1,221 @@
+//! Moving a right-padded batch to the packed layout (real tokens only) and back, and attention
+//! over packed tokens.
+//!
+//! The dense layers run on [T, D] (T real tokens, sequence after sequence), so padding costs
+//! them nothing. Attention needs sequences side by side: on the CPU, sequences of similar length
+//! are grouped (padding within a group at most [`GROUP_PADDING`] of its tokens) and each group is
+//! one attention call; on accelerators the whole padded batch is one masked call.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::Result;
+
+/// Largest fraction of padded positions within one CPU attention group.
+const GROUP_PADDING: f64 = 0.1;
+
+pub struct Packing {
+    rows: i64,
+    width: i64,
+    /// Flat indices of the real tokens in [B·S]; `None` when there is no padding at all.
+    keep: Option<Tensor>,
+    attention: Attention,
+}
+
+enum Attention {
+    /// One masked call over the padded batch: boolean [B, 1, 1, S], true where attended.
+    Padded(Tensor),
+    /// One call per group of sequences of similar length.
+    Grouped(Vec<Group>),
+}
+
+/// Sequences attending together, padded to the longest of them.
+struct Group {
+    rows: i64,
+    width: i64,
+    /// Their packed rows [Tg], and where those rows sit in the group's padded [rows·width].
+    src: Tensor,
+    dst: Tensor,
+    /// Key mask [rows, 1, 1, width]; `None` when all have the same length.
+    mask: Option<Tensor>,
+}
+
+impl Packing {
+    /// From an attention mask [B, S] of 0/1, right-padded.
+    pub fn new(attention_mask: &Tensor) -> Result<Self> {
+        let (rows, width) = attention_mask.size2()?;
+        let real = attention_mask.f_ne(0)?;
+        let lengths = Vec::<i64>::try_from(
+            &real
+                .f_sum_dim_intlist(1, false, Kind::Int64)?
+                .f_to_device(Device::Cpu)?,
+        )?;
+        let keep = if lengths.iter().all(|&n| n == width) {
+            None
+        } else {
+            Some(real.f_reshape([-1])?.f_nonzero()?.f_squeeze_dim(1)?)
+        };
+        let attention = if attention_mask.device() == Device::Cpu {
+            Attention::Grouped(groups(&lengths)?)
+        } else {
+            Attention::Padded(real.f_unsqueeze(1)?.f_unsqueeze(1)?)
+        };
+        Ok(Self {
+            rows,
+            width,
+            keep,
+            attention,
+        })
+    }
+
+    /// [B·S, D] → [T, D].
+    pub fn pack(&self, padded: &Tensor) -> Result<Tensor> {
+        match &self.keep {
+            Some(keep) => Ok(padded.f_index_select(0, keep)?),
+            None => Ok(padded.shallow_clone()),
+        }
+    }
+
+    /// [T, D] → [B, S, D], zeros at padded positions.
+    pub fn unpack(&self, packed: &Tensor) -> Result<Tensor> {
+        let padded = match &self.keep {
+            Some(keep) => scatter(packed, keep, self.rows * self.width)?,
+            None => packed.shallow_clone(),
+        };
+        Ok(padded.f_view([self.rows, self.width, -1])?)
+    }
+
+    /// Scaled dot-product attention of packed `qkv` [T, 3H] (query, key and value side by
+    /// side); returns the context [T, H].
+    pub fn attention(&self, qkv: &Tensor, heads: i64, head_dim: i64) -> Result<Tensor> {
+        match &self.attention {
+            Attention::Padded(mask) => {
+                let padded = self.unpack(qkv)?;
+                self.pack(&attend(&padded, Some(mask), heads, head_dim)?)
+            }
+            Attention::Grouped(groups) => {
+                let (t, _) = qkv.size2()?;
+                let mut ctx = qkv.f_new_zeros([t, heads * head_dim], (qkv.kind(), qkv.device()))?;
+                for g in groups {
+                    let rows = qkv.f_index_select(0, &g.src)?;
+                    let padded =
+                        scatter(&rows, &g.dst, g.rows * g.width)?.f_view([g.rows, g.width, -1])?;
+                    let out = attend(&padded, g.mask.as_ref(), heads, head_dim)?;
+                    let _ = ctx.f_index_copy_(0, &g.src, &out.f_index_select(0, &g.dst)?)?;
+                }
+                Ok(ctx)
+            }
+        }
+    }
+}
+
+/// [N, S, 3H] → context [N·S, H].
+fn attend(x: &Tensor, mask: Option<&Tensor>, heads: i64, head_dim: i64) -> Result<Tensor> {
+    let (n, s, _) = x.size3()?;
+    let parts = x
+        .f_view([n, s, 3, heads, head_dim])?
+        .f_permute([2, 0, 3, 1, 4])?;
+    let part = |i: i64| parts.f_select(0, i);
+    let ctx = Tensor::f_scaled_dot_product_attention(
+        &part(0)?,
+        &part(1)?,
+        &part(2)?,
+        mask,
+        0.0,
+        false,
+        None,
+        false,
+    )?;
+    Ok(ctx
+        .f_transpose(1, 2)?
+        .f_reshape([n * s, heads * head_dim])?)
+}
+
+/// Rows of `x` placed at `index` of a zero tensor with `len` rows.
+fn scatter(x: &Tensor, index: &Tensor, len: i64) -> Result<Tensor> {
+    let (_, d) = x.size2()?;
+    Ok(x.f_new_zeros([len, d], (x.kind(), x.device()))?
+        .f_index_copy(0, index, x)?)
+}
+
+/// Groups sequences by length, shortest first, each group as large as its padding allows.
+fn groups(lengths: &[i64]) -> Result<Vec<Group>> {
+    let mut offsets = Vec::with_capacity(lengths.len());
+    let mut total = 0;
+    for &n in lengths {
+        offsets.push(total);
+        total += n;
+    }
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        let mut sum = lengths[order[start]];
+        while end < order.len() {
+            let (longest, count) = (lengths[order[end]], (end - start + 1) as i64);
+            let padded = longest * count;
+            if (padded - sum - longest) as f64 > GROUP_PADDING * padded as f64 {
+                break;
+            }
+            sum += longest;
+            end += 1;
+        }
+        out.push(group(&order[start..end], lengths, &offsets)?);
+        start = end;
+    }
+    Ok(out)
+}
+
+fn group(members: &[usize], lengths: &[i64], offsets: &[i64]) -> Result<Group> {
+    let width = members.iter().map(|&i| lengths[i]).max().unwrap_or(0);
+    let (mut src, mut dst, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+    for (row, &i) in members.iter().enumerate() {
+        let row = row as i64;
+        src.extend(offsets[i]..offsets[i] + lengths[i]);
+        dst.extend(row * width..row * width + lengths[i]);
+        mask.extend((0..width).map(|c| c < lengths[i]));
+    }
+    let rows = members.len() as i64;
+    let same = members.iter().all(|&i| lengths[i] == width);
+    let mask = if same {
+        None
+    } else {
+        Some(Tensor::f_from_slice(&mask)?.f_view([rows, 1, 1, width])?)
+    };
+    Ok(Group {
+        rows,
+        width,
+        src: Tensor::f_from_slice(&src)?,
+        dst: Tensor::f_from_slice(&dst)?,
+        mask,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_cover_every_token_once_with_bounded_padding() {
+        let lengths = [5, 100, 7, 98, 6, 50, 5, 1];
+        let gs = groups(&lengths).unwrap();
+        let mut seen: Vec<i64> = gs
+            .iter()
+            .flat_map(|g| Vec::<i64>::try_from(&g.src).unwrap())
+            .collect();
+        seen.sort_unstable();
+        let total: i64 = lengths.iter().sum();
+        assert_eq!(seen, (0..total).collect::<Vec<_>>());
+        for g in &gs {
+            let real = g.src.size()[0];
+            let padded = g.rows * g.width;
+            assert!(
+                g.rows == 1 || (padded - real) as f64 <= GROUP_PADDING * padded as f64,
+                "{} of {padded} padded",
+                padded - real
+            );
+        }
+        assert!(gs.len() < lengths.len(), "similar lengths share a group");
+    }
+}
