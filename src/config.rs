@@ -141,6 +141,12 @@ pub fn check_model(m: &ModelConfig) -> Result<(), String> {
             "model name {name:?} must be 1-128 characters of A-Z a-z 0-9 - _ ."
         ));
     }
+    if name.starts_with("crossrank.") {
+        return Err(format!(
+            "model name {name:?}: names starting with \"crossrank.\" are reserved for the \
+             server's own health services"
+        ));
+    }
     if m.devices.is_empty() {
         return Err(format!(
             "model {name}: at least one replica device is needed"

@@ -1,5 +1,6 @@
 //! grpc.health.v1 driven by model state: "" is SERVING once every configured model is ready;
-//! each model name is its own service.
+//! each model name is its own service; [`LIVENESS`] is SERVING for as long as the process
+//! answers, whatever the models do (for liveness probes that must not restart a loading pod).
 
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -9,9 +10,18 @@ pub struct Health {
     reporter: HealthReporter,
 }
 
+/// Service name of the liveness check.
+pub const LIVENESS: &str = "crossrank.liveness";
+
 impl Health {
     pub fn new(reporter: HealthReporter) -> Self {
         Self { reporter }
+    }
+
+    pub async fn live(&self) {
+        self.reporter
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
     }
 
     pub async fn overall(&self, serving: bool) {

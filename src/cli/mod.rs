@@ -1,7 +1,8 @@
 //! Subcommands: `score` (like `CrossEncoder.predict`), `rerank` (like `CrossEncoder.rank`) and
-//! `serve` (the gRPC server), and `bench` (a load generator for a running server).
+//! `serve` (the gRPC server), `bench` (a load generator for a running server) and `health`.
 
 mod bench;
+mod health;
 mod input;
 mod rerank;
 mod score;
@@ -36,6 +37,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Drive a running server over gRPC and report throughput, latency and errors.
     Bench(bench::BenchArgs),
+    /// Check a running server's gRPC health; exit status 0 only when SERVING.
+    Health(health::HealthArgs),
 }
 
 impl Cli {
@@ -56,6 +59,7 @@ impl Cli {
             Command::Rerank(args) => rerank::run(args),
             Command::Serve(args) => serve::run(args),
             Command::Bench(args) => bench::run(args),
+            Command::Health(args) => health::run(args),
         }
     }
 }
