@@ -65,6 +65,14 @@ grep VmHWM "/proc/$server/status" | awk '{print $2 * 1024}' > "$out/server-peak-
 bench tiny-c16 --corpus-size "$npairs" --model tiny --shape score --size 32 --concurrency 16 --duration "$secs"
 stop_server
 
+# The same load on two single-threaded replicas of the model (the layout for few cores).
+threads_saved=$threads; threads=1
+start_server "minilm=models/minilm-ce,replicas=$threads_saved"
+bench score-c8-replicas --corpus-size "$npairs" --model minilm --shape score --size 16 \
+  --concurrency 8 --duration "$secs"
+stop_server
+threads=$threads_saved
+
 start_server "minilm-bf16=models/minilm-ce,dtype=bf16" "bounded=models/minilm-ce,max_queue_pairs=64"
 bench score-c8-bf16 --corpus-size "$npairs" --model minilm-bf16 --shape score --size 16 --concurrency 8 --duration "$secs" \
   --scores-out "$out/cr-bf16-scores.jsonl"

@@ -48,6 +48,12 @@ def main() -> None:
         f"{base:.1f} pairs/s (predict)", f"{r:.2f}x", ">= 1.4x, |d| <= 1e-4",
         r >= 1.4 and dev <= 1e-4 and c8["requests_failed"] == 0, f"max |d score| {dev:.1e} over {n}")
 
+    rep = load(out, "score-c8-replicas")
+    r = rep["pairs_per_s"] / base
+    row(f"Score, 8 clients x16, f32, {threads} replicas x 1 thread", f"{rep['pairs_per_s']:.1f} pairs/s",
+        f"{base:.1f} pairs/s (predict)", f"{r:.2f}x", ">= 1.4x", r >= 1.4 and rep["requests_failed"] == 0,
+        "same model, one intra-op thread per replica")
+
     bf = load(out, "score-c8-bf16")
     dev, n = max_dev(scores(out / "cr-bf16-scores.jsonl"), st_scores)
     r = bf["pairs_per_s"] / base

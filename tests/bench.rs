@@ -39,8 +39,16 @@ async fn every_shape_is_counted() {
         let r = report(
             &server,
             &[
-                "--shape", shape, "--size", &size_arg, "--chunk", "2", "--concurrency", "3",
-                "--requests", "8",
+                "--shape",
+                shape,
+                "--size",
+                &size_arg,
+                "--chunk",
+                "2",
+                "--concurrency",
+                "3",
+                "--requests",
+                "8",
             ],
         )
         .await;
@@ -61,15 +69,30 @@ async fn saved_scores_are_the_servers_scores_of_the_written_corpus() {
     let dir = tempfile::tempdir().unwrap();
     let (corpus, scores) = (dir.path().join("c.jsonl"), dir.path().join("s.jsonl"));
     let common = ["--seed", "3", "--corpus-size", "40"];
-    let out = bench(&server, &[&common[..], &["--write-corpus", corpus.to_str().unwrap()]].concat()).await;
+    let out = bench(
+        &server,
+        &[&common[..], &["--write-corpus", corpus.to_str().unwrap()]].concat(),
+    )
+    .await;
     assert!(out.status.success());
-    let args = ["--size", "8", "--requests", "5", "--scores-out", scores.to_str().unwrap()];
+    let args = [
+        "--size",
+        "8",
+        "--requests",
+        "5",
+        "--scores-out",
+        scores.to_str().unwrap(),
+    ];
     report(&server, &[&common[..], &args].concat()).await;
 
     let pairs: Vec<Value> = lines(&corpus);
     let saved: Vec<Value> = lines(&scores);
     assert_eq!(pairs.len(), 40);
-    assert_eq!(saved.len(), 40, "5 requests x 8 pairs cover the corpus once");
+    assert_eq!(
+        saved.len(),
+        40,
+        "5 requests x 8 pairs cover the corpus once"
+    );
     let request = pb::ScoreRequest {
         pairs: pairs
             .iter()
@@ -105,7 +128,13 @@ async fn refusals_are_reported_by_grpc_code() {
     assert_eq!(r["requests_ok"], 0);
     let refused = &r["errors"]["RESOURCE_EXHAUSTED"];
     assert_eq!(refused["count"], 5, "{r}");
-    assert!(refused["example"].as_str().unwrap().contains("max_queue_pairs 4"), "{r}");
+    assert!(
+        refused["example"]
+            .as_str()
+            .unwrap()
+            .contains("max_queue_pairs 4"),
+        "{r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

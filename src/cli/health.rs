@@ -28,7 +28,7 @@ pub fn run(args: HealthArgs) -> anyhow::Result<()> {
         .build()?;
     let timeout = Duration::from_secs(args.timeout_secs);
     let status = runtime
-        .block_on(tokio::time::timeout(timeout, check(&args)))
+        .block_on(async { tokio::time::timeout(timeout, check(&args)).await })
         .map_err(|_| anyhow::anyhow!("no answer from {} within {timeout:?}", args.addr))??;
     println!("{:?}: {}", args.service, status.as_str_name());
     if status != ServingStatus::Serving {

@@ -1,0 +1,166 @@
+"""Checks the Helm chart offline: helm lint, helm template with the default values and every file
+in helm/crossrank/ci/, Kubernetes schema validation of every rendered manifest (kubernetes-validate,
+strict, at the oldest and newest Kubernetes the chart supports), the rendered config.toml loaded by
+`crossrank serve --check-config`, what each values file promises, and values the schema must refuse.
+
+Usage: check_chart.py HELM CROSSRANK_BINARY CHART_DIR
+Exits non-zero with every failure listed.
+"""
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+HELM, CROSSRANK, CHART = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+KUBE_VERSIONS = ["1.27.0", "1.37.0"]
+failures: list[str] = []
+
+
+def check(ok: bool, what: str) -> None:
+    if not ok:
+        failures.append(what)
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+def render(values: Path | None, *sets: str) -> subprocess.CompletedProcess:
+    args = [HELM, "template", "rel", str(CHART), "--namespace", "ns"]
+    if values:
+        args += ["-f", str(values)]
+    for s in sets:
+        args += ["--set", s]
+    return run(*args)
+
+
+def by_kind(manifests: list[dict]) -> dict[str, dict]:
+    return {m["kind"]: m for m in manifests}
+
+
+def validate(name: str, text: str, work: Path) -> list[dict]:
+    path = work / f"{name}.yaml"
+    path.write_text(text)
+    for version in KUBE_VERSIONS:
+        r = run("kubernetes-validate", "--strict", "--quiet", "-k", version, str(path))
+        check(r.returncode == 0, f"{name}: kubernetes-validate {version}: {r.stdout}{r.stderr}")
+    return [m for m in yaml.safe_load_all(text) if m]
+
+
+def check_config(name: str, kinds: dict[str, dict], work: Path) -> str:
+    toml = kinds["ConfigMap"]["data"]["config.toml"]
+    path = work / f"{name}.toml"
+    path.write_text(toml)
+    r = run(CROSSRANK, "serve", "--check-config", "--config", str(path))
+    check(r.returncode == 0, f"{name}: crossrank refused the rendered config: {r.stderr}\n{toml}")
+    return r.stdout
+
+
+def check_common(name: str, kinds: dict[str, dict]) -> None:
+    pod = kinds["Deployment"]["spec"]["template"]
+    spec = pod["spec"]
+    c = spec["containers"][0]
+    check("checksum/config" in pod["metadata"]["annotations"], f"{name}: no config checksum")
+    for probe, service in [("startupProbe", ""), ("readinessProbe", ""),
+                           ("livenessProbe", "crossrank.liveness")]:
+        grpc = c.get(probe, {}).get("grpc", {})
+        check(grpc.get("service") == service and grpc.get("port") == 50051,
+              f"{name}: {probe} is not a gRPC probe of {service!r} on 50051: {c.get(probe)}")
+    grace = int(next(a.split("=")[1] for a in c["args"] if a.startswith("--grace-period-secs=")))
+    check(spec["terminationGracePeriodSeconds"] > grace + 5,
+          f"{name}: terminationGracePeriodSeconds must exceed the drain period plus preStop")
+    check("preStop" in c["lifecycle"], f"{name}: no preStop")
+    sc = c["securityContext"]
+    check(sc["readOnlyRootFilesystem"] and sc["capabilities"]["drop"] == ["ALL"]
+          and not sc["allowPrivilegeEscalation"], f"{name}: container security context {sc}")
+    psc = spec["securityContext"]
+    check(psc["runAsNonRoot"] and psc["seccompProfile"]["type"] == "RuntimeDefault",
+          f"{name}: pod security context {psc}")
+    check(spec["automountServiceAccountToken"] is False, f"{name}: service-account token mounted")
+    ports = {p["name"]: p for p in kinds["Service"]["spec"]["ports"]}
+    check(ports["grpc"].get("appProtocol") == "grpc", f"{name}: Service grpc port lacks appProtocol")
+    check("metrics" in ports, f"{name}: Service has no metrics port")
+
+
+def main() -> None:
+    r = run(HELM, "lint", "--strict", str(CHART))
+    check(r.returncode == 0, f"helm lint: {r.stdout}{r.stderr}")
+    work = Path(tempfile.mkdtemp())
+    cases = [("default", None)] + [(p.stem, p) for p in sorted((CHART / "ci").glob("*.yaml"))]
+    check(len(cases) >= 4, "expected at least three value files in ci/")
+    rendered = {}
+    for name, values in cases:
+        if values:
+            r = run(HELM, "lint", "--strict", str(CHART), "-f", str(values))
+            check(r.returncode == 0, f"helm lint -f {values}: {r.stdout}{r.stderr}")
+        r = render(values)
+        check(r.returncode == 0, f"{name}: helm template: {r.stderr}")
+        if r.returncode != 0:
+            continue
+        kinds = by_kind(validate(name, r.stdout, work))
+        rendered[name] = kinds
+        check_common(name, kinds)
+        out = check_config(name, kinds, work)
+        for m in (values and yaml.safe_load(values.read_text()) or {}).get("models", []):
+            check(f"model {m['name']}:" in out, f"{name}: model {m['name']} missing from {out}")
+
+    if gpu := rendered.get("gpu-two-models"):
+        c = gpu["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+        check(c["resources"]["limits"].get("nvidia.com/gpu") == 1, "gpu: no nvidia.com/gpu limit")
+        check("Service" in gpu and any(
+            m for m in [gpu.get("Service")] if m), "gpu: no Service")
+        env = {e["name"]: e for e in c["env"]}
+        check("k8s.pod.name=$(POD_NAME)" in env["OTEL_RESOURCE_ATTRIBUTES"]["value"],
+              "gpu: pod name is not a resource attribute")
+    if hpa := rendered.get("cpu-hpa"):
+        check("replicas" not in hpa["Deployment"]["spec"], "cpu-hpa: replicas set beside an HPA")
+        metrics = [m["type"] for m in hpa["HorizontalPodAutoscaler"]["spec"]["metrics"]]
+        check(metrics == ["Resource", "Pods"], f"cpu-hpa: HPA metrics {metrics}")
+        sm = hpa["ServiceMonitor"]["spec"]
+        check(sm["endpoints"][0]["port"] == "metrics", "cpu-hpa: ServiceMonitor port")
+        check(sm["selector"]["matchLabels"] == hpa["Deployment"]["spec"]["selector"]["matchLabels"],
+              "cpu-hpa: ServiceMonitor selects other pods")
+        check("Secret" in hpa, "cpu-hpa: admin token Secret not generated")
+    if pvc := rendered.get("pvc-init"):
+        spec = pvc["Deployment"]["spec"]["template"]["spec"]
+        check(spec["initContainers"][0]["name"] == "fetch-models", "pvc-init: no init container")
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        check(volumes["models"]["persistentVolumeClaim"]["claimName"] == "crossrank-models",
+              "pvc-init: models volume is not the claim")
+        check("Secret" not in pvc, "pvc-init: a Secret was generated beside existingSecret")
+
+    # A changed model config changes the checksum, so pods roll.
+    a = by_kind(yaml.safe_load_all(render(None).stdout))
+    b = by_kind(yaml.safe_load_all(render(None, "models[0].name=x", "models[0].path=/m",
+                                          "models[0].maxWaitMs=9").stdout))
+    key = lambda k: k["Deployment"]["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    check(key(a) != key(b), "the config checksum does not follow the models")
+
+    refused = [
+        (["models[0].name=a", "models[0].path=/m", "models[0].dtype=f64"], "dtype"),
+        (["replicaCont=2"], "replicaCont"),
+        (["server.grpcPort=70000"], "grpcPort"),
+        (["modelStorage.type=nfs"], "type"),
+        (["gpu.count=-1"], "count"),
+        (["models[0].name=a b", "models[0].path=/m"], "name"),
+        (["models=null"], "models"),
+        (["models[0].name=a", "models[0].path=/m", "models[0].device=cuda"], "gpu.count"),
+        (["modelStorage.type=persistentVolumeClaim"], "claimName"),
+        (["autoscaling.enabled=true", "autoscaling.targetCPUUtilizationPercentage=0"], "metric"),
+    ]
+    for sets, word in refused:
+        r = render(None, *sets)
+        check(r.returncode != 0 and word in r.stderr,
+              f"--set {' '.join(sets)} was not refused with a message naming {word!r}: {r.stderr}")
+
+    if failures:
+        print("\n".join(f"FAIL {f}" for f in failures))
+        sys.exit(1)
+    print(f"chart ok: {len(cases)} value sets rendered and validated, {len(refused)} refused")
+
+
+if __name__ == "__main__":
+    main()
