@@ -70,6 +70,8 @@ threads_saved=$threads; threads=1
 start_server "minilm=models/minilm-ce,replicas=$threads_saved"
 bench score-c8-replicas --corpus-size "$npairs" --model minilm --shape score --size 16 \
   --concurrency 8 --duration "$secs"
+bench rerank-100-replicas --model minilm --shape rerank --size 100 --concurrency 1 \
+  --requests "$reps" --corpus-size "$rank_docs"
 stop_server
 threads=$threads_saved
 

@@ -3,7 +3,8 @@
 //! Every pair is queued on its own, so pairs of different requests share batches. Admission is
 //! whole-request: a request that does not fit under `max_queue_pairs` is refused at once. Device
 //! worker threads pull batches ([`Queue::next_batch`]); a batch closes on a padded-token budget, a
-//! pair cap, or when its oldest pair has waited `max_wait`. Pairs whose caller is gone or whose
+//! pair cap, or when its oldest pair has waited `max_wait`; while other replicas are idle, a batch
+//! takes only its equal share of the queue, so one large request runs on all replicas at once. Pairs whose caller is gone or whose
 //! deadline passed are dropped before the model sees them.
 
 mod select;
@@ -98,6 +99,8 @@ struct State {
     tokens: usize,
     /// Pairs admitted but still being tokenized ([`Reservation`]s).
     reserved: usize,
+    /// Replica threads waiting in [`Queue::next_batch`].
+    idle: usize,
     closed: bool,
     next_batch_id: u64,
 }
@@ -220,7 +223,9 @@ impl Queue {
                 if st.closed {
                     return None;
                 }
+                st.idle += 1;
                 st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.idle -= 1;
                 continue;
             };
             let due = oldest + self.limits.max_wait;
@@ -228,7 +233,14 @@ impl Queue {
             let full = st.jobs.len() >= self.limits.max_batch_pairs
                 || st.tokens >= self.limits.max_batch_tokens;
             if full || st.closed || now >= due {
-                let jobs = select::take_batch(&mut st.jobs, &self.limits);
+                // With other replicas idle, leave them an equal share: one request's pairs
+                // then run on every replica at once instead of one after the other.
+                let share = st.jobs.len().div_ceil(st.idle + 1);
+                let limits = BatchLimits {
+                    max_batch_pairs: self.limits.max_batch_pairs.min(share),
+                    ..self.limits
+                };
+                let jobs = select::take_batch(&mut st.jobs, &limits);
                 st.tokens -= jobs.iter().map(|j| j.encoded.len()).sum::<usize>();
                 st.next_batch_id += 1;
                 self.batches.fetch_add(1, Ordering::Relaxed);
@@ -236,11 +248,13 @@ impl Queue {
                     .fetch_add(jobs.len() as u64, Ordering::Relaxed);
                 return Some((st.next_batch_id, jobs));
             }
+            st.idle += 1;
             st = self
                 .wake
                 .wait_timeout(st, due - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            st.idle -= 1;
         }
     }
 
@@ -248,5 +262,80 @@ impl Queue {
         // A replica that panicked while holding the lock leaves consistent state (every
         // mutation is a single push/pop); keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::Activation;
+    use crate::tokenize::Encoded;
+
+    fn jobs(n: usize, sink: &Arc<Sink>) -> Vec<Job> {
+        (0..n)
+            .map(|index| Job {
+                encoded: Encoded {
+                    ids: vec![1; 10],
+                    type_ids: vec![0; 10],
+                    truncated: false,
+                },
+                index,
+                sink: sink.clone(),
+                enqueued: Instant::now(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn idle_replicas_share_one_large_request() {
+        let queue = Queue::new(BatchLimits {
+            max_batch_pairs: 64,
+            max_wait: Duration::from_millis(20),
+            ..Default::default()
+        });
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        for _ in 0..2 {
+            let (queue, done_tx) = (queue.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                let size = queue.next_batch().map(|(_, jobs)| jobs.len());
+                done_tx.send(size).unwrap();
+            });
+        }
+        while queue.lock().idle < 2 {
+            std::thread::yield_now();
+        }
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let sink = Arc::new(Sink {
+            span: tracing::Span::none(),
+            activation: Activation::Identity,
+            deadline: None,
+            tx,
+        });
+        queue.submit(jobs(100, &sink)).unwrap();
+        let mut sizes = [done_rx.recv().unwrap(), done_rx.recv().unwrap()];
+        sizes.sort();
+        assert_eq!(sizes, [Some(50), Some(50)]);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_before_tokenizing_and_reservations_count() {
+        let queue = Queue::new(BatchLimits {
+            max_queue_pairs: 10,
+            ..Default::default()
+        });
+        let held = queue.reserve(8).unwrap();
+        assert_eq!(
+            queue.reserve(3).err(),
+            Some(Rejected::Full {
+                queued: 8,
+                asked: 3,
+                limit: 10
+            })
+        );
+        drop(held);
+        assert!(
+            queue.reserve(10).is_ok(),
+            "a dropped reservation gives its room back"
+        );
     }
 }
