@@ -61,19 +61,14 @@ def main() -> None:
         f"{base:.1f} pairs/s (predict f32)", f"{r:.2f}x", ">= 2.5x", r >= 2.5,
         f"max |d score| {dev:.1e} over {n}")
 
-    rr = load(out, "rerank-100")
-    ours = rr["latency_ms"]["p50"] / 1e3
-    r = ours / st["rank_seconds"]
-    row(f"Rerank {st['rank_docs']} docs, 1 client, median latency", f"{ours:.2f} s",
-        f"{st['rank_seconds']:.2f} s (rank)", f"{r:.2f}x", "<= 0.7x", r <= 0.7,
-        f"{rr['requests_ok']} requests")
-
-    rr = load(out, "rerank-100-replicas")
-    ours = rr["latency_ms"]["p50"] / 1e3
-    r = ours / st["rank_seconds"]
-    row(f"Rerank {st['rank_docs']} docs, 1 client, {threads} replicas x 1 thread", f"{ours:.2f} s",
-        f"{st['rank_seconds']:.2f} s (rank)", f"{r:.2f}x", "<= 0.7x", r <= 0.7,
-        f"{rr['requests_ok']} requests")
+    for name, layout in [("rerank-100", "median latency"),
+                         ("rerank-100-replicas", f"{threads} replicas x 1 thread")]:
+        rr = load(out, name)
+        ours = rr["latency_ms"]["p50"] / 1e3
+        r = ours / st["rank_seconds"]
+        row(f"Rerank {st['rank_docs']} docs, 1 client, {layout}", f"{ours:.2f} s",
+            f"{st['rank_seconds']:.2f} s (rank)", f"{r:.2f}x", "<= 0.7x", r <= 0.7,
+            f"{rr['requests_ok']} requests")
 
     sweep = {c: load(out, f"score-c{c}") for c in (1, 8, 64)}
     best_c = max(sweep, key=lambda c: sweep[c]["pairs_per_s"])
