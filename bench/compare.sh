@@ -35,9 +35,11 @@ stop_server() {
   server=""
 }
 trap stop_server EXIT
-# start_server MODEL_SPEC... : a server on a free port; sets $server (pid) and $addr.
+# start_server THREADS MODEL_SPEC... : a server with THREADS intra-op threads on a free port;
+# sets $server (pid) and $addr.
 start_server() {
-  local port
+  local port threads=$1
+  shift
   port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   local specs=()
   for m in "$@"; do specs+=(--model "$m"); done
@@ -54,7 +56,7 @@ bench() {  # bench NAME FLAGS... : one load run, its JSON report kept as $out/NA
   $cr bench --addr "http://$addr" --seed 7 --json "$out/$name.json" "$@" >&2
 }
 
-start_server "minilm=models/minilm-ce" "tiny=$out/tiny"
+start_server "$threads" "minilm=models/minilm-ce" "tiny=$out/tiny"
 bench score-c8 --corpus-size "$npairs" --model minilm --shape score --size 16 --concurrency 8 --duration "$secs" \
   --scores-out "$out/cr-scores.jsonl"
 bench rerank-100 --model minilm --shape rerank --size 100 --concurrency 1 --requests "$reps" \
@@ -66,16 +68,14 @@ bench tiny-c16 --corpus-size "$npairs" --model tiny --shape score --size 32 --co
 stop_server
 
 # The same load on two single-threaded replicas of the model (the layout for few cores).
-threads_saved=$threads; threads=1
-start_server "minilm=models/minilm-ce,replicas=$threads_saved"
+start_server 1 "minilm=models/minilm-ce,replicas=$threads"
 bench score-c8-replicas --corpus-size "$npairs" --model minilm --shape score --size 16 \
   --concurrency 8 --duration "$secs"
 bench rerank-100-replicas --model minilm --shape rerank --size 100 --concurrency 1 \
   --requests "$reps" --corpus-size "$rank_docs"
 stop_server
-threads=$threads_saved
 
-start_server "minilm-bf16=models/minilm-ce,dtype=bf16" "bounded=models/minilm-ce,max_queue_pairs=64"
+start_server "$threads" "minilm-bf16=models/minilm-ce,dtype=bf16" "bounded=models/minilm-ce,max_queue_pairs=64"
 bench score-c8-bf16 --corpus-size "$npairs" --model minilm-bf16 --shape score --size 16 --concurrency 8 --duration "$secs" \
   --scores-out "$out/cr-bf16-scores.jsonl"
 # Clients that back off 100 ms after a refusal, as a gRPC retry policy would.

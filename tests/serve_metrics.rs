@@ -130,41 +130,24 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
     assert_eq!(req("metrics-c", "Score", "RESOURCE_EXHAUSTED"), 1.0);
     let overload = "crossrank_rejections_total{model=\"metrics-c\",reason=\"overload\"}";
     assert_eq!(sample(&text, overload), 1.0);
-    assert_eq!(
-        sample(&text, "crossrank_pairs_total{model=\"metrics-a\"}"),
-        14.0
-    );
-    assert_eq!(
-        sample(&text, "crossrank_pairs_total{model=\"metrics-b\"}"),
-        6.0
-    );
-    assert_eq!(
-        sample(&text, "crossrank_batch_pairs_sum{model=\"metrics-b\"}"),
-        6.0,
-        "warm-up is not counted"
-    );
-    assert_eq!(
-        sample(
-            &text,
-            "crossrank_model_state{model=\"metrics-a\",state=\"ready\"}"
+    for (series, want) in [
+        ("crossrank_pairs_total{model=\"metrics-a\"}", 14.0),
+        ("crossrank_pairs_total{model=\"metrics-b\"}", 6.0),
+        // Warm-up batches are not counted.
+        ("crossrank_batch_pairs_sum{model=\"metrics-b\"}", 6.0),
+        (
+            "crossrank_model_state{model=\"metrics-a\",state=\"ready\"}",
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        sample(&text, "crossrank_model_replicas{model=\"metrics-b\"}"),
-        1.0
-    );
-    assert_eq!(
-        sample(&text, "crossrank_queue_depth_pairs{model=\"metrics-a\"}"),
-        0.0
-    );
-    assert_eq!(
-        sample(
-            &text,
-            "crossrank_in_flight_requests{model=\"metrics-a\",method=\"Score\"}"
+        ("crossrank_model_replicas{model=\"metrics-b\"}", 1.0),
+        ("crossrank_queue_depth_pairs{model=\"metrics-a\"}", 0.0),
+        (
+            "crossrank_in_flight_requests{model=\"metrics-a\",method=\"Score\"}",
+            0.0,
         ),
-        0.0
-    );
+    ] {
+        assert_eq!(sample(&text, series), want, "{series}");
+    }
 
     // Every family served is documented, and every series the dashboard queries is served.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

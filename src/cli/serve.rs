@@ -118,20 +118,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             sampling_ratio: args.trace_sampling_ratio,
         };
         let _tracing = crossrank::telemetry::tracing::init(&trace).map_err(anyhow::Error::msg)?;
-        let addr: SocketAddr = format!("{}:{}", args.host, args.port)
-            .parse()
-            .context("--host/--port")?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = bind(&args.host, args.port, "--port").await?;
         println!("crossrank listening on {}", listener.local_addr()?);
         let engine = Engine::new(config.limits);
-        let metrics_addr: SocketAddr = format!("{}:{}", args.host, args.metrics_port)
-            .parse()
-            .context("--metrics-port")?;
-        let metrics = tokio::net::TcpListener::bind(metrics_addr)
-            .await
-            .with_context(|| format!("cannot listen on {metrics_addr} (--metrics-port)"))?;
+        let metrics = bind(&args.host, args.metrics_port, "--metrics-port").await?;
         println!(
             "crossrank metrics on http://{}/metrics",
             metrics.local_addr()?
@@ -146,6 +136,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("crossrank stopped");
         Ok(())
     })
+}
+
+/// Listens on `host:port`; errors name the flag that set the port.
+async fn bind(host: &str, port: u16, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("--host {host:?} with {flag} {port} is not an address"))?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({flag})"))
 }
 
 /// SIGTERM or ctrl-c.

@@ -32,7 +32,8 @@ enum Attention {
 struct Group {
     rows: i64,
     width: i64,
-    /// Their packed rows [Tg], and where those rows sit in the group's padded [rows·width].
+    /// Their packed rows [Tg], and where those rows sit in the group's padded [rows·width]
+    /// (the identity when there is no mask).
     src: Tensor,
     dst: Tensor,
     /// Key mask [rows, 1, 1, width]; `None` when all have the same length.
@@ -97,10 +98,20 @@ impl Packing {
                 let mut ctx = qkv.f_new_zeros([t, heads * head_dim], (qkv.kind(), qkv.device()))?;
                 for g in groups {
                     let rows = qkv.f_index_select(0, &g.src)?;
-                    let padded =
-                        scatter(&rows, &g.dst, g.rows * g.width)?.f_view([g.rows, g.width, -1])?;
-                    let out = attend(&padded, g.mask.as_ref(), heads, head_dim)?;
-                    let _ = ctx.f_index_copy_(0, &g.src, &out.f_index_select(0, &g.dst)?)?;
+                    // Without a mask every member has the group's width: the gathered rows
+                    // already are the padded layout.
+                    let out = match &g.mask {
+                        None => {
+                            attend(&rows.f_view([g.rows, g.width, -1])?, None, heads, head_dim)?
+                        }
+                        Some(mask) => {
+                            let padded = scatter(&rows, &g.dst, g.rows * g.width)?
+                                .f_view([g.rows, g.width, -1])?;
+                            attend(&padded, Some(mask), heads, head_dim)?
+                                .f_index_select(0, &g.dst)?
+                        }
+                    };
+                    let _ = ctx.f_index_copy_(0, &g.src, &out)?;
                 }
                 Ok(ctx)
             }

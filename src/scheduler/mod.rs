@@ -189,11 +189,6 @@ impl Queue {
         })
     }
 
-    /// Queues all `jobs` or none of them.
-    pub fn submit(self: &Arc<Self>, jobs: Vec<Job>) -> Result<(), Rejected> {
-        self.reserve(jobs.len())?.submit(jobs)
-    }
-
     /// Pairs queued now.
     pub fn depth(&self) -> usize {
         self.lock().jobs.len()
@@ -311,7 +306,11 @@ mod tests {
             deadline: None,
             tx,
         });
-        queue.submit(jobs(100, &sink)).unwrap();
+        queue
+            .reserve(100)
+            .unwrap()
+            .submit(jobs(100, &sink))
+            .unwrap();
         let mut sizes = [done_rx.recv().unwrap(), done_rx.recv().unwrap()];
         sizes.sort();
         assert_eq!(sizes, [Some(50), Some(50)]);

@@ -38,7 +38,12 @@ def render(values: Path | None, *sets: str) -> subprocess.CompletedProcess:
 
 
 def by_kind(manifests: list[dict]) -> dict[str, dict]:
-    return {m["kind"]: m for m in manifests}
+    """Manifests by kind; a second object of a kind is keyed KIND/NAME (e.g. the headless Service)."""
+    out: dict[str, dict] = {}
+    for m in manifests:
+        key = m["kind"] if m["kind"] not in out else f"{m['kind']}/{m['metadata']['name']}"
+        out[key] = m
+    return out
 
 
 def validate(name: str, text: str, work: Path) -> list[dict]:
@@ -80,7 +85,9 @@ def check_common(name: str, kinds: dict[str, dict]) -> None:
     check(psc["runAsNonRoot"] and psc["seccompProfile"]["type"] == "RuntimeDefault",
           f"{name}: pod security context {psc}")
     check(spec["automountServiceAccountToken"] is False, f"{name}: service-account token mounted")
-    ports = {p["name"]: p for p in kinds["Service"]["spec"]["ports"]}
+    service = next(m for m in kinds.values() if m["kind"] == "Service"
+                   and m["spec"].get("clusterIP") != "None")
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
     check(ports["grpc"].get("appProtocol") == "grpc", f"{name}: Service grpc port lacks appProtocol")
     check("metrics" in ports, f"{name}: Service has no metrics port")
 
@@ -110,8 +117,10 @@ def main() -> None:
     if gpu := rendered.get("gpu-two-models"):
         c = gpu["Deployment"]["spec"]["template"]["spec"]["containers"][0]
         check(c["resources"]["limits"].get("nvidia.com/gpu") == 1, "gpu: no nvidia.com/gpu limit")
-        check("Service" in gpu and any(
-            m for m in [gpu.get("Service")] if m), "gpu: no Service")
+        headless = [m for m in gpu.values() if m["kind"] == "Service"
+                    and m["spec"].get("clusterIP") == "None"]
+        check(len(headless) == 1 and headless[0]["metadata"]["name"] == "rel-crossrank-headless",
+              "gpu: headlessService.enabled rendered no headless Service")
         env = {e["name"]: e for e in c["env"]}
         check("k8s.pod.name=$(POD_NAME)" in env["OTEL_RESOURCE_ATTRIBUTES"]["value"],
               "gpu: pod name is not a resource attribute")
