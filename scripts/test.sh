@@ -18,4 +18,4 @@ if [ "$(cat "$fixtures/.stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$fixtures/.stamp"
 fi
 
-cargo test --all-targets "$@"
+cargo test --all-targets --no-fail-fast "$@"

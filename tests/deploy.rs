@@ -85,6 +85,7 @@ fn image_bundle_holds_every_library_the_binary_loads() {
     let bundle = tempfile::tempdir().unwrap();
     let out = Command::new("bash")
         .arg(root().join("docker/bundle-libs.sh"))
+        .arg("--link")
         .arg(env!("CARGO_BIN_EXE_crossrank"))
         .arg(bundle.path())
         .output()
