@@ -4,8 +4,9 @@
 //! whole-request: a request that does not fit under `max_queue_pairs` is refused at once. Device
 //! worker threads pull batches ([`Queue::next_batch`]); a batch closes on a padded-token budget, a
 //! pair cap, or when its oldest pair has waited `max_wait`; while other replicas are idle, a batch
-//! takes only its equal share of the queue, so one large request runs on all replicas at once. Pairs whose caller is gone or whose
-//! deadline passed are dropped before the model sees them.
+//! takes only its equal share of the queued tokens, so one large request runs on all replicas at
+//! once. Pairs whose caller is gone or whose deadline passed are dropped before the model sees
+//! them.
 
 mod select;
 
@@ -228,14 +229,12 @@ impl Queue {
             let full = st.jobs.len() >= self.limits.max_batch_pairs
                 || st.tokens >= self.limits.max_batch_tokens;
             if full || st.closed || now >= due {
-                // With other replicas idle, leave them an equal share: one request's pairs
-                // then run on every replica at once instead of one after the other.
-                let share = st.jobs.len().div_ceil(st.idle + 1);
-                let limits = BatchLimits {
-                    max_batch_pairs: self.limits.max_batch_pairs.min(share),
-                    ..self.limits
-                };
-                let jobs = select::take_batch(&mut st.jobs, &limits);
+                // With other replicas idle, leave them an equal share of the queued tokens:
+                // one request's pairs then run on every replica at once instead of one after
+                // the other, and finish together (a share of pairs would hand one replica the
+                // long outliers).
+                let share = st.tokens.div_ceil(st.idle + 1);
+                let jobs = select::take_batch(&mut st.jobs, &self.limits, share);
                 st.tokens -= jobs.iter().map(|j| j.encoded.len()).sum::<usize>();
                 st.next_batch_id += 1;
                 self.batches.fetch_add(1, Ordering::Relaxed);
@@ -266,12 +265,14 @@ mod tests {
     use crate::activation::Activation;
     use crate::tokenize::Encoded;
 
-    fn jobs(n: usize, sink: &Arc<Sink>) -> Vec<Job> {
-        (0..n)
-            .map(|index| Job {
+    fn jobs(lengths: &[usize], sink: &Arc<Sink>) -> Vec<Job> {
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(index, &n)| Job {
                 encoded: Encoded {
-                    ids: vec![1; 10],
-                    type_ids: vec![0; 10],
+                    ids: vec![1; n],
+                    type_ids: vec![0; n],
                     truncated: false,
                 },
                 index,
@@ -282,9 +283,9 @@ mod tests {
     }
 
     #[test]
-    fn idle_replicas_share_one_large_request() {
+    fn idle_replicas_share_the_tokens_of_one_large_request() {
         let queue = Queue::new(BatchLimits {
-            max_batch_pairs: 64,
+            max_batch_pairs: 100,
             max_wait: Duration::from_millis(20),
             ..Default::default()
         });
@@ -292,7 +293,9 @@ mod tests {
         for _ in 0..2 {
             let (queue, done_tx) = (queue.clone(), done_tx.clone());
             std::thread::spawn(move || {
-                let size = queue.next_batch().map(|(_, jobs)| jobs.len());
+                let size = queue
+                    .next_batch()
+                    .map(|(_, jobs)| jobs.iter().map(|j| j.encoded.len()).sum::<usize>());
                 done_tx.send(size).unwrap();
             });
         }
@@ -309,11 +312,12 @@ mod tests {
         queue
             .reserve(100)
             .unwrap()
-            .submit(jobs(100, &sink))
+            .submit(jobs(&[[10; 60].as_slice(), &[30; 40]].concat(), &sink))
             .unwrap();
-        let mut sizes = [done_rx.recv().unwrap(), done_rx.recv().unwrap()];
-        sizes.sort();
-        assert_eq!(sizes, [Some(50), Some(50)]);
+        // 1800 tokens: one replica takes the 60 short pairs and 10 long ones, the other the
+        // 30 long ones left (an equal share of pairs would have given it 1300 of the 1800).
+        let sizes = [done_rx.recv().unwrap(), done_rx.recv().unwrap()];
+        assert_eq!(sizes, [Some(900), Some(900)]);
     }
 
     #[test]
