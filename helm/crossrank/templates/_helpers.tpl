@@ -66,7 +66,9 @@ dtype = {{ .dtype | quote }}
 max_length = {{ .maxLength | int }}
 {{- end }}
 max_batch_tokens = {{ .maxBatchTokens | default 16384 | int }}
-max_batch_pairs = {{ .maxBatchPairs | default 64 | int }}
+{{- if .maxBatchPairs }}
+max_batch_pairs = {{ .maxBatchPairs | int }}
+{{- end }}
 max_wait_ms = {{ .maxWaitMs | default 2 | int }}
 max_queue_pairs = {{ .maxQueuePairs | default 4096 | int }}
 {{- end }}
