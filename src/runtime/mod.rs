@@ -2,6 +2,7 @@
 //! [`CrossEncoder`] adds the tokenizer for synchronous use (the CLI).
 
 pub mod batch;
+mod split;
 pub mod worker;
 
 use std::path::Path;

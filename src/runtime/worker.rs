@@ -132,7 +132,8 @@ fn batch_span(cfg: &ReplicaConfig, jobs: &[Job]) -> tracing::Span {
     span
 }
 
-/// Runs one batch and answers every pair in it; nothing here may take the thread down.
+/// Runs one batch and answers every pair in it; a failed batch runs again in halves, so only the
+/// pairs that fail on their own get an error. Nothing here may take the thread down.
 fn run_batch(model: &str, network: &Network, batch_id: u64, jobs: Vec<Job>) {
     let m = metrics();
     let start = Instant::now();
@@ -153,10 +154,12 @@ fn run_batch(model: &str, network: &Network, batch_id: u64, jobs: Vec<Job>) {
         return;
     }
     let inputs: Vec<&Encoded> = live.iter().map(|j| &j.encoded).collect();
-    let outcome = catch_unwind(AssertUnwindSafe(|| network.logits(&inputs))).unwrap_or_else(|_| {
-        Err(RuntimeError::InvalidOption(
-            "libtorch panicked during inference".into(),
-        ))
+    let outcomes = super::split::run_split(&inputs, &mut |part: &[&Encoded]| {
+        catch_unwind(AssertUnwindSafe(|| network.logits(part))).unwrap_or_else(|_| {
+            Err(RuntimeError::InvalidOption(
+                "libtorch panicked during inference".into(),
+            ))
+        })
     });
     let inference = start.elapsed();
     let tokens: usize = inputs.iter().map(|e| e.len()).sum();
@@ -168,30 +171,15 @@ fn run_batch(model: &str, network: &Network, batch_id: u64, jobs: Vec<Job>) {
     for job in &live {
         wait.observe(start.saturating_duration_since(job.enqueued).as_secs_f64());
     }
-    match outcome {
-        Ok(rows) => {
-            for (job, logits) in live.iter().zip(rows) {
-                reply(
-                    job,
-                    batch_id,
-                    start,
-                    Ok(job.sink.activation.apply(&logits)),
-                    inference,
-                );
+    for (job, outcome) in live.iter().zip(outcomes) {
+        let result = match outcome {
+            Ok(logits) => Ok(job.sink.activation.apply(&logits)),
+            Err(e) => {
+                tracing::error!(error = %e, index = job.index, "inference failed for a pair");
+                Err(PairError::Inference(e.to_string()))
             }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, pairs = live.len(), "inference failed");
-            for job in &live {
-                reply(
-                    job,
-                    batch_id,
-                    start,
-                    Err(PairError::Inference(e.to_string())),
-                    inference,
-                );
-            }
-        }
+        };
+        reply(job, batch_id, start, result, inference);
     }
 }
 
