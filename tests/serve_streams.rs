@@ -4,8 +4,11 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::server::TestServer;
+use std::time::Duration;
+
+use common::server::{model, TestServer};
 use crossrank::api::pb;
+use crossrank::api::ServerOptions;
 use pb::rerank_stream_request::Kind as In;
 use pb::rerank_stream_response::Kind as Out;
 use tokio::sync::mpsc;
@@ -248,4 +251,64 @@ async fn rerank_stream_protocol_errors_and_cancel() {
         .unwrap();
     assert_eq!(ok.into_inner().results.len(), 1);
     server.stop().await;
+}
+
+/// Shutdown ends open streams once what they sent is answered, with UNAVAILABLE, instead of
+/// holding the drain until the grace period (600 s here) for clients that never half-close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams() {
+    let opts = ServerOptions {
+        grace_period: Duration::from_secs(600),
+        ..Default::default()
+    };
+    let mut server = TestServer::start(vec![model("ce=bert")], opts, Default::default()).await;
+    let mut client = server.client();
+    let (rerank_tx, rx) = mpsc::channel(8);
+    let mut reranked = client
+        .rerank_stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    rerank_tx.send(header(3)).await.unwrap();
+    rerank_tx.send(batch(0, &["a", "b"])).await.unwrap();
+    let mut scored = 0;
+    while scored < 2 {
+        match reranked.message().await.unwrap().unwrap().kind {
+            Some(Out::Partial(p)) => scored += p.scores.len(),
+            other => panic!("expected partial scores, got {other:?}"),
+        }
+    }
+    let (score_tx, rx) = mpsc::channel(8);
+    let mut scores = client
+        .score_stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let request = pb::ScoreRequest {
+        pairs: vec![pair("q", "d")],
+        request_id: "r1".into(),
+        ..Default::default()
+    };
+    score_tx.send(request).await.unwrap();
+    let answered = scores.message().await.unwrap().unwrap();
+    assert_eq!(answered.request_id, "r1");
+
+    server.trigger_shutdown();
+    // Both clients still hold their request streams open.
+    let ends = async {
+        let rerank_end = reranked.message().await.unwrap_err();
+        let score_end = scores.message().await.unwrap_err();
+        (&mut server.handle).await.unwrap().unwrap();
+        (rerank_end, score_end)
+    };
+    let (rerank_end, score_end) = tokio::time::timeout(Duration::from_secs(60), ends)
+        .await
+        .expect("the streams end and serve returns long before the grace period");
+    assert_eq!(rerank_end.code(), Code::Unavailable, "{rerank_end:?}");
+    assert!(
+        rerank_end.message().contains("after the 2 documents"),
+        "{rerank_end:?}"
+    );
+    assert_eq!(score_end.code(), Code::Unavailable, "{score_end:?}");
+    drop((rerank_tx, score_tx));
 }

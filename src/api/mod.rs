@@ -50,8 +50,8 @@ impl Default for ServerOptions {
 
 /// Serves on `listener` until `shutdown` completes: loads `models` in the background (health
 /// "" turns SERVING when all are ready), then on shutdown turns health NOT_SERVING, refuses new
-/// calls with UNAVAILABLE, lets in-flight calls finish within the grace period, and drains and
-/// stops every model.
+/// calls with UNAVAILABLE, lets in-flight calls finish within the grace period (open streams end
+/// with UNAVAILABLE once what they sent is answered), and drains and stops every model.
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
@@ -87,7 +87,6 @@ pub async fn serve(
     }
     tokio::spawn(load_all(engine.clone(), health.clone(), models));
 
-    let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
     let (drain_engine, drain_health) = (engine.clone(), health.clone());
     let on_shutdown = async move {
         shutdown.await;
@@ -97,7 +96,6 @@ pub async fn serve(
         for name in drain_engine.registry.names() {
             drain_health.model_serving(&name, false).await;
         }
-        let _ = draining_tx.send(true);
     };
     // TCP_NODELAY: without it a small response can wait ~40 ms for a delayed ACK (Nagle).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -108,8 +106,9 @@ pub async fn serve(
         .add_service(models_service)
         .serve_with_incoming_shutdown(incoming, on_shutdown);
     let grace = opts.grace_period;
+    let grace_engine = engine.clone();
     let grace_over = async move {
-        let _ = draining_rx.wait_for(|d| *d).await;
+        grace_engine.draining().await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {

@@ -86,9 +86,12 @@ async fn session(
     let mut s = Session::open(engine, header)?;
     let activation = Engine::activation(&s.model, &s.options)?;
     let (ptx, mut prx) = mpsc::unbounded_channel::<PairResult>();
-    let mut open = true;
+    let (mut open, mut cut) = (true, false);
     while open || s.received < s.documents.len() {
         tokio::select! {
+            // Shutdown: score what arrived, then end the call so the drain does not wait on a
+            // client that keeps the stream open.
+            () = engine.draining(), if open => (open, cut) = (false, true),
             msg = inbound.next(), if open => match msg {
                 None => open = false,
                 Some(Err(_)) => return Ok(()), // cancelled: dropping prx drops the queued pairs
@@ -108,6 +111,13 @@ async fn session(
                 }
             }
         }
+    }
+    if cut {
+        return Err(ServeError::Unavailable(format!(
+            "the server is shutting down: the stream was ended after the {} documents received, \
+             whose scores were sent as partial scores; send the rest to another replica",
+            s.documents.len()
+        )));
     }
     s.timing.total = start.elapsed();
     let _ = out.send(Ok(s.finish())).await;

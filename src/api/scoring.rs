@@ -74,7 +74,25 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
         let (tx, rx) = mpsc::channel(64);
         let engine = self.engine.clone();
         tokio::spawn(async move {
-            while let Some(Ok(request)) = inbound.next().await {
+            let mut in_flight = tokio::task::JoinSet::new();
+            loop {
+                let request = tokio::select! {
+                    m = inbound.next() => match m {
+                        Some(Ok(request)) => request,
+                        _ => break,
+                    },
+                    // Shutdown: answer what arrived, then end the call so the drain does not
+                    // wait on a client that keeps the stream open.
+                    () = engine.draining() => {
+                        while in_flight.join_next().await.is_some() {}
+                        let _ = tx.send(Err(Status::unavailable(
+                            "the server is shutting down: every request received on this \
+                             stream was answered; send later ones to another replica",
+                        ))).await;
+                        return;
+                    }
+                };
+                while in_flight.try_join_next().is_some() {}
                 let (engine, tx) = (engine.clone(), tx.clone());
                 let span = tracing::info_span!(
                     parent: &stream_span,
@@ -85,7 +103,7 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
                     tokens = tracing::field::Empty,
                     status = tracing::field::Empty,
                 );
-                tokio::spawn(async move {
+                in_flight.spawn(async move {
                     let request_id = request.request_id.clone();
                     let model = engine.model_label(&request.model);
                     let work = observed(
@@ -102,6 +120,7 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
                     let _ = tx.send(Ok(response)).await;
                 });
             }
+            while in_flight.join_next().await.is_some() {}
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

@@ -6,7 +6,6 @@ mod error;
 mod rank;
 pub mod request;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,8 +65,8 @@ pub struct Enqueued {
 pub struct Engine {
     pub registry: Registry,
     pub limits: RequestLimits,
-    /// Set at shutdown: new calls are refused with UNAVAILABLE.
-    draining: AtomicBool,
+    /// Set at shutdown: new calls are refused with UNAVAILABLE and open streams are ended.
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 impl Engine {
@@ -75,16 +74,21 @@ impl Engine {
         Arc::new(Self {
             registry: Registry::default(),
             limits,
-            draining: AtomicBool::new(false),
+            draining: tokio::sync::watch::Sender::new(false),
         })
     }
 
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+        self.draining.send_replace(true);
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        *self.draining.borrow()
+    }
+
+    /// Completes once shutdown has begun (at once if it has).
+    pub async fn draining(&self) {
+        let _ = self.draining.subscribe().wait_for(|d| *d).await;
     }
 
     /// The name a request's `model` field resolves to (the only model for ""), for labels.
@@ -96,7 +100,7 @@ impl Engine {
 
     /// The ready model for a call, or why there is none.
     pub fn model(&self, name: &str) -> Result<Arc<LoadedModel>, ServeError> {
-        if self.draining.load(Ordering::SeqCst) {
+        if self.is_draining() {
             return Err(ServeError::Unavailable(
                 "the server is shutting down".into(),
             ));
