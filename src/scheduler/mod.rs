@@ -259,28 +259,36 @@ impl Queue {
     }
 }
 
+/// Queued pairs of the given token lengths, all of one request, and that request's receiver.
+#[cfg(test)]
+pub(crate) fn test_jobs(lengths: &[usize]) -> (Vec<Job>, mpsc::UnboundedReceiver<PairResult>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sink = Arc::new(Sink {
+        span: tracing::Span::none(),
+        activation: Activation::Identity,
+        deadline: None,
+        tx,
+    });
+    let jobs = lengths
+        .iter()
+        .enumerate()
+        .map(|(index, &n)| Job {
+            encoded: Encoded {
+                ids: vec![1; n],
+                type_ids: vec![0; n],
+                truncated: false,
+            },
+            index,
+            sink: sink.clone(),
+            enqueued: Instant::now(),
+        })
+        .collect();
+    (jobs, rx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activation::Activation;
-    use crate::tokenize::Encoded;
-
-    fn jobs(lengths: &[usize], sink: &Arc<Sink>) -> Vec<Job> {
-        lengths
-            .iter()
-            .enumerate()
-            .map(|(index, &n)| Job {
-                encoded: Encoded {
-                    ids: vec![1; n],
-                    type_ids: vec![0; n],
-                    truncated: false,
-                },
-                index,
-                sink: sink.clone(),
-                enqueued: Instant::now(),
-            })
-            .collect()
-    }
 
     #[test]
     fn idle_replicas_share_the_tokens_of_one_large_request() {
@@ -302,18 +310,8 @@ mod tests {
         while queue.lock().idle < 2 {
             std::thread::yield_now();
         }
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let sink = Arc::new(Sink {
-            span: tracing::Span::none(),
-            activation: Activation::Identity,
-            deadline: None,
-            tx,
-        });
-        queue
-            .reserve(100)
-            .unwrap()
-            .submit(jobs(&[[10; 60].as_slice(), &[30; 40]].concat(), &sink))
-            .unwrap();
+        let (jobs, _rx) = test_jobs(&[[10; 60].as_slice(), &[30; 40]].concat());
+        queue.reserve(100).unwrap().submit(jobs).unwrap();
         // 1800 tokens: one replica takes the 60 short pairs and 10 long ones, the other the
         // 30 long ones left (an equal share of pairs would have given it 1300 of the 1800).
         let sizes = [done_rx.recv().unwrap(), done_rx.recv().unwrap()];

@@ -52,13 +52,7 @@ pub fn take_batch(jobs: &mut VecDeque<Job>, limits: &BatchLimits, share_tokens: 
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Instant;
-
     use super::*;
-    use crate::activation::Activation;
-    use crate::scheduler::Sink;
-    use crate::tokenize::Encoded;
 
     fn queue(
         lengths: &[usize],
@@ -66,28 +60,8 @@ mod tests {
         VecDeque<Job>,
         tokio::sync::mpsc::UnboundedReceiver<crate::scheduler::PairResult>,
     ) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let sink = Arc::new(Sink {
-            span: tracing::Span::none(),
-            activation: Activation::Identity,
-            deadline: None,
-            tx,
-        });
-        let jobs = lengths
-            .iter()
-            .enumerate()
-            .map(|(index, &n)| Job {
-                encoded: Encoded {
-                    ids: vec![1; n],
-                    type_ids: vec![0; n],
-                    truncated: false,
-                },
-                index,
-                sink: sink.clone(),
-                enqueued: Instant::now(),
-            })
-            .collect();
-        (jobs, rx)
+        let (jobs, rx) = crate::scheduler::test_jobs(lengths);
+        (jobs.into(), rx)
     }
 
     fn limits(tokens: usize, pairs: usize) -> BatchLimits {
