@@ -70,58 +70,14 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
     ) -> Result<Response<Self::ScoreStreamStream>, Status> {
         let deadline = deadline(req.metadata());
         let stream_span = rpc_span("ScoreStream", "", req.metadata());
-        let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
-        let engine = self.engine.clone();
-        tokio::spawn(async move {
-            let mut in_flight = tokio::task::JoinSet::new();
-            loop {
-                let request = tokio::select! {
-                    m = inbound.next() => match m {
-                        Some(Ok(request)) => request,
-                        _ => break,
-                    },
-                    // Shutdown: answer what arrived, then end the call so the drain does not
-                    // wait on a client that keeps the stream open.
-                    () = engine.draining() => {
-                        while in_flight.join_next().await.is_some() {}
-                        let _ = tx.send(Err(Status::unavailable(
-                            "the server is shutting down: every request received on this \
-                             stream was answered; send later ones to another replica",
-                        ))).await;
-                        return;
-                    }
-                };
-                while in_flight.try_join_next().is_some() {}
-                let (engine, tx) = (engine.clone(), tx.clone());
-                let span = tracing::info_span!(
-                    parent: &stream_span,
-                    "request",
-                    request_id = %request.request_id,
-                    model = %request.model,
-                    pairs = tracing::field::Empty,
-                    tokens = tracing::field::Empty,
-                    status = tracing::field::Empty,
-                );
-                in_flight.spawn(async move {
-                    let request_id = request.request_id.clone();
-                    let model = engine.model_label(&request.model);
-                    let work = observed(
-                        "ScoreStream",
-                        model,
-                        span,
-                        score_one(&engine, request, deadline),
-                    );
-                    // Dropping the scoring future (client gone) drops its queued pairs.
-                    let response = tokio::select! {
-                        r = work => r.unwrap_or_else(|e| error_response(e, request_id)),
-                        _ = tx.closed() => return,
-                    };
-                    let _ = tx.send(Ok(response)).await;
-                });
-            }
-            while in_flight.join_next().await.is_some() {}
-        });
+        tokio::spawn(score_stream(
+            self.engine.clone(),
+            req.into_inner(),
+            deadline,
+            tx,
+            stream_span,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -144,6 +100,74 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+type ScoreOut = mpsc::Sender<Result<pb::ScoreResponse, Status>>;
+
+/// Drives one ScoreStream call: each request is answered on its own as soon as it is scored.
+/// At shutdown the stream stops reading, answers what arrived, and ends with UNAVAILABLE, so the
+/// drain does not wait on a client that keeps the stream open.
+async fn score_stream(
+    engine: Arc<Engine>,
+    mut inbound: Streaming<pb::ScoreRequest>,
+    deadline: Option<Instant>,
+    tx: ScoreOut,
+    stream_span: tracing::Span,
+) {
+    let mut in_flight = tokio::task::JoinSet::new();
+    let draining = loop {
+        let request = tokio::select! {
+            m = inbound.next() => match m {
+                Some(Ok(request)) => request,
+                _ => break false,
+            },
+            () = engine.draining() => break true,
+        };
+        while in_flight.try_join_next().is_some() {}
+        let span = tracing::info_span!(
+            parent: &stream_span,
+            "request",
+            request_id = %request.request_id,
+            model = %request.model,
+            pairs = tracing::field::Empty,
+            tokens = tracing::field::Empty,
+            status = tracing::field::Empty,
+        );
+        in_flight.spawn(answer(engine.clone(), request, deadline, tx.clone(), span));
+    };
+    while in_flight.join_next().await.is_some() {}
+    if draining {
+        let _ = tx
+            .send(Err(Status::unavailable(
+                "the server is shutting down: every request received on this stream was \
+                 answered; send later ones to another replica",
+            )))
+            .await;
+    }
+}
+
+/// One ScoreStream request, answered with its scores or its error.
+async fn answer(
+    engine: Arc<Engine>,
+    request: pb::ScoreRequest,
+    deadline: Option<Instant>,
+    tx: ScoreOut,
+    span: tracing::Span,
+) {
+    let request_id = request.request_id.clone();
+    let model = engine.model_label(&request.model);
+    let work = observed(
+        "ScoreStream",
+        model,
+        span,
+        score_one(&engine, request, deadline),
+    );
+    // Dropping the scoring future (client gone) drops its queued pairs.
+    let response = tokio::select! {
+        r = work => r.unwrap_or_else(|e| error_response(e, request_id)),
+        _ = tx.closed() => return,
+    };
+    let _ = tx.send(Ok(response)).await;
 }
 
 fn error_response(e: ServeError, request_id: String) -> pb::ScoreResponse {

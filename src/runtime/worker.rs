@@ -171,14 +171,15 @@ fn run_batch(model: &str, network: &Network, batch_id: u64, jobs: Vec<Job>) {
     for job in &live {
         wait.observe(start.saturating_duration_since(job.enqueued).as_secs_f64());
     }
+    let mut errors = outcomes.iter().filter_map(|o| o.as_ref().err());
+    if let Some(first) = errors.next() {
+        let pairs = 1 + errors.count();
+        tracing::error!(error = %first, pairs, of = live.len(), "inference failed");
+    }
     for (job, outcome) in live.iter().zip(outcomes) {
-        let result = match outcome {
-            Ok(logits) => Ok(job.sink.activation.apply(&logits)),
-            Err(e) => {
-                tracing::error!(error = %e, index = job.index, "inference failed for a pair");
-                Err(PairError::Inference(e.to_string()))
-            }
-        };
+        let result = outcome
+            .map(|logits| job.sink.activation.apply(&logits))
+            .map_err(|e| PairError::Inference(e.to_string()));
         reply(job, batch_id, start, result, inference);
     }
 }
