@@ -38,6 +38,9 @@ pub struct ModelConfig {
     pub batching: BatchLimits,
 }
 
+/// Longest model name, in bytes (configured names, and the `model` field of requests).
+pub const MAX_MODEL_NAME_BYTES: usize = 128;
+
 /// Per-request limits, checked before any work is done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -46,6 +49,14 @@ pub struct RequestLimits {
     pub max_pairs_per_request: usize,
     /// Bytes in one text (text_a, text_b, query or document).
     pub max_text_bytes: usize,
+    /// Bytes in one `request_id` or `Document.id`.
+    pub max_id_bytes: usize,
+    /// Bytes of text being tokenized at once, over all requests; beyond, RESOURCE_EXHAUSTED.
+    pub max_tokenizing_bytes: usize,
+    /// ScoreStream requests being scored at once on one stream; the stream stops reading beyond.
+    pub max_stream_in_flight: usize,
+    /// Seconds a ScoreStream or RerankStream may go without a client message before it ends.
+    pub stream_idle_timeout_secs: u64,
 }
 
 impl Default for RequestLimits {
@@ -53,7 +64,64 @@ impl Default for RequestLimits {
         Self {
             max_pairs_per_request: 2048,
             max_text_bytes: 64 * 1024,
+            max_id_bytes: 256,
+            max_tokenizing_bytes: 64 << 20,
+            max_stream_in_flight: 8,
+            stream_idle_timeout_secs: 300,
         }
+    }
+}
+
+impl RequestLimits {
+    /// The largest request message these limits let through: every pair at its largest, with
+    /// ids, plus protobuf framing. The default gRPC message limit is this, capped at 64 MiB.
+    pub fn max_request_bytes(&self) -> usize {
+        let per_pair = 2 * self.max_text_bytes + self.max_id_bytes + 16;
+        let header = self.max_text_bytes + self.max_id_bytes + MAX_MODEL_NAME_BYTES + 64;
+        self.max_pairs_per_request
+            .saturating_mul(per_pair)
+            .saturating_add(header)
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("max_pairs_per_request", self.max_pairs_per_request as u64),
+            ("max_text_bytes", self.max_text_bytes as u64),
+            ("max_id_bytes", self.max_id_bytes as u64),
+            ("max_tokenizing_bytes", self.max_tokenizing_bytes as u64),
+            ("max_stream_in_flight", self.max_stream_in_flight as u64),
+            ("stream_idle_timeout_secs", self.stream_idle_timeout_secs),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("limits: {name} must be positive"));
+            }
+        }
+        let ceilings = [
+            (
+                "max_pairs_per_request",
+                self.max_pairs_per_request as u64,
+                1 << 20,
+            ),
+            ("max_text_bytes", self.max_text_bytes as u64, 64 << 20),
+            ("max_id_bytes", self.max_id_bytes as u64, 64 << 10),
+            (
+                "max_stream_in_flight",
+                self.max_stream_in_flight as u64,
+                1024,
+            ),
+            (
+                "stream_idle_timeout_secs",
+                self.stream_idle_timeout_secs,
+                86_400,
+            ),
+        ];
+        for (name, value, max) in ceilings {
+            if value > max {
+                return Err(format!("limits: {name} is {value}; at most {max}"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -121,10 +189,7 @@ impl ServeConfig {
             }
             check_model(m)?;
         }
-        if self.limits.max_pairs_per_request == 0 || self.limits.max_text_bytes == 0 {
-            return Err("limits must be positive".into());
-        }
-        Ok(())
+        self.limits.check()
     }
 }
 
@@ -132,7 +197,7 @@ pub fn check_model(m: &ModelConfig) -> Result<(), String> {
     let b = &m.batching;
     let name = &m.name;
     if name.is_empty()
-        || name.len() > 128
+        || name.len() > MAX_MODEL_NAME_BYTES
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))

@@ -3,10 +3,10 @@
 //! maximum length and no padding (batches are padded later, per batch).
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
-use tokenizers::{
-    EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
-};
+use tokenizers::parallelism::MaybeParallelRefIterator;
+use tokenizers::{Encoding, PostProcessor, Tokenizer};
 
 use crate::error::{Result, RuntimeError};
 use crate::models::ModelSpec;
@@ -32,8 +32,11 @@ impl Encoded {
 
 /// The tokenizer of one model, configured for pairs. Cheap to share (`Sync`).
 pub struct PairTokenizer {
-    tokenizer: Tokenizer,
+    /// No truncation, no padding: truncation is done here, linearly (see `join`).
+    plain: Tokenizer,
     max_length: usize,
+    /// Special tokens the post-processor adds around a pair.
+    added_pair_tokens: usize,
 }
 
 impl PairTokenizer {
@@ -64,16 +67,15 @@ impl PairTokenizer {
         }
         tokenizer.with_padding(None);
         tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
+            .with_truncation(None)
             .map_err(|e| err(e.to_string()))?;
+        let added_pair_tokens = tokenizer
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true));
         Ok(Self {
-            tokenizer,
+            plain: tokenizer,
             max_length,
+            added_pair_tokens,
         })
     }
 
@@ -83,23 +85,259 @@ impl PairTokenizer {
 
     /// Tokenizes (text_a, text_b) pairs, in parallel across pairs.
     pub fn encode<S: AsRef<str>>(&self, pairs: &[(S, S)]) -> Result<Vec<Encoded>> {
-        let inputs: Vec<EncodeInput> = pairs
-            .iter()
-            .map(|(a, b)| EncodeInput::Dual(a.as_ref().into(), b.as_ref().into()))
-            .collect();
-        let encodings = self
-            .tokenizer
-            .encode_batch(inputs, true)
-            .map_err(|e| RuntimeError::Tokenize(e.to_string()))?;
-        Ok(encodings
-            .into_iter()
-            .map(|e| Encoded {
-                truncated: !e.get_overflowing().is_empty(),
-                ids: e.get_ids().to_vec(),
-                type_ids: e.get_type_ids().to_vec(),
+        let texts = Texts::Pairs(
+            pairs
+                .iter()
+                .map(|(a, b)| (a.as_ref().to_owned(), b.as_ref().to_owned()))
+                .collect(),
+        );
+        self.encode_with(&texts, &Control::default())
+            .map_err(|stop| match stop {
+                Stop::Failed(e) => e,
+                Stop::Truncated(i) => RuntimeError::Tokenize(format!("pair {i} was truncated")),
+                Stop::Cancelled => RuntimeError::Tokenize("cancelled".into()),
             })
-            .collect())
     }
+
+    /// Tokenizes in chunks, in parallel within a chunk; between chunks it asks `ctl` whether to go
+    /// on, and in reject mode it stops after the first chunk with a truncated pair. A shared query
+    /// is tokenized once. Time and memory are linear in the texts' bytes.
+    pub fn encode_with(&self, texts: &Texts, ctl: &Control) -> Result<Vec<Encoded>, Stop> {
+        let mut out = Vec::with_capacity(texts.len());
+        let go_on = || match (ctl.should_stop)() {
+            true => Err(Stop::Cancelled),
+            false => Ok(()),
+        };
+        match texts {
+            Texts::Pairs(pairs) => {
+                for chunk in pairs.chunks(CHUNK_PAIRS) {
+                    go_on()?;
+                    let encoded: Result<Vec<Encoded>> = chunk
+                        .maybe_par_iter()
+                        .map(|(a, b)| self.join(&self.side(a, 0)?, self.side(b, 1)?))
+                        .collect();
+                    self.keep(&mut out, encoded, ctl)?;
+                }
+            }
+            Texts::Query { query, documents } => {
+                go_on()?;
+                let query = self.query_side(query).map_err(Stop::Failed)?;
+                for chunk in documents.chunks(CHUNK_PAIRS) {
+                    go_on()?;
+                    let encoded: Result<Vec<Encoded>> = chunk
+                        .maybe_par_iter()
+                        .map(|d| self.join(query, self.side(d, 1)?))
+                        .collect();
+                    self.keep(&mut out, encoded, ctl)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends a chunk's pairs, or stops at its first truncated pair in reject mode.
+    fn keep(
+        &self,
+        out: &mut Vec<Encoded>,
+        chunk: Result<Vec<Encoded>>,
+        ctl: &Control,
+    ) -> Result<(), Stop> {
+        let chunk = chunk.map_err(Stop::Failed)?;
+        if ctl.reject_truncated {
+            if let Some(i) = chunk.iter().position(|e| e.truncated) {
+                return Err(Stop::Truncated(out.len() + i));
+            }
+        }
+        out.extend(chunk);
+        Ok(())
+    }
+
+    /// The query's tokens, computed on first use. Only the first `budget` tokens of a query can
+    /// survive truncation, so only those are kept (and copied per pair).
+    fn query_side<'q>(&self, query: &'q Query) -> Result<&'q Side> {
+        if let Some(side) = query.side.get() {
+            return Ok(side);
+        }
+        let side = self.side(&query.text, 0)?;
+        let cut = Side {
+            full_len: side.full_len,
+            encoding: prefix(&side.encoding, self.budget()),
+        };
+        Ok(query.side.get_or_init(|| cut))
+    }
+
+    /// Tokens a pair may keep besides the special tokens.
+    fn budget(&self) -> usize {
+        self.max_length.saturating_sub(self.added_pair_tokens)
+    }
+
+    /// One side alone, without special tokens, as `tokenizers` encodes it within a pair.
+    fn side(&self, text: &str, type_id: u32) -> Result<Side> {
+        let mut encoding = self
+            .plain
+            .encode_fast(text, false)
+            .map_err(|e| RuntimeError::Tokenize(e.to_string()))?;
+        if type_id != 0 {
+            encoding.set_type_ids(vec![type_id; encoding.len()]);
+        }
+        Ok(Side {
+            full_len: encoding.len(),
+            encoding,
+        })
+    }
+
+    /// Exactly the tokens of `Tokenizer::encode((a, b), true)` under longest-first truncation:
+    /// both sides cut to the lengths `tokenizers` keeps, then given the special-token template.
+    /// (The crate itself builds every combination of the two sides' overflow chunks, which is
+    /// quadratic in the texts.)
+    fn join(&self, first: &Side, second: Side) -> Result<Encoded> {
+        let (n1, n2) = longest_first(first.full_len, second.full_len, self.budget());
+        let truncated = n1 < first.full_len || n2 < second.full_len;
+        let joined = self
+            .plain
+            .post_process(
+                prefix(&first.encoding, n1),
+                Some(prefix(&second.encoding, n2)),
+                true,
+            )
+            .map_err(|e| RuntimeError::Tokenize(e.to_string()))?;
+        Ok(Encoded {
+            ids: joined.get_ids().to_vec(),
+            type_ids: joined.get_type_ids().to_vec(),
+            truncated,
+        })
+    }
+}
+
+/// The texts of a request: separate pairs, or one query paired with each document.
+#[derive(Debug, Clone)]
+pub enum Texts {
+    Pairs(Vec<(String, String)>),
+    Query {
+        query: Arc<Query>,
+        documents: Vec<String>,
+    },
+}
+
+/// A query paired with many documents (Rerank, or every batch of a RerankStream): tokenized once.
+#[derive(Debug)]
+pub struct Query {
+    text: String,
+    side: OnceLock<Side>,
+}
+
+impl Query {
+    pub fn new(text: String) -> Arc<Self> {
+        Arc::new(Self {
+            text,
+            side: OnceLock::new(),
+        })
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Texts {
+    /// Pairs.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Pairs(p) => p.len(),
+            Self::Query { documents, .. } => documents.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of text to tokenize (a shared query counts once).
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::Pairs(p) => p.iter().map(|(a, b)| a.len() + b.len()).sum(),
+            Self::Query { query, documents } => {
+                query.text.len() + documents.iter().map(String::len).sum::<usize>()
+            }
+        }
+    }
+}
+
+/// One side of a pair, possibly already cut; `full_len` is its length before any cut.
+#[derive(Debug)]
+struct Side {
+    encoding: Encoding,
+    full_len: usize,
+}
+
+/// Pairs tokenized between two checks of [`Control::should_stop`].
+const CHUNK_PAIRS: usize = 64;
+
+/// How [`PairTokenizer::encode_with`] may stop early.
+pub struct Control<'a> {
+    /// Stop at the first truncated pair (the request's truncation is REJECT).
+    pub reject_truncated: bool,
+    /// Asked between chunks: the request was cancelled or its deadline passed.
+    pub should_stop: &'a (dyn Fn() -> bool + Sync),
+}
+
+impl Default for Control<'_> {
+    fn default() -> Self {
+        Self {
+            reject_truncated: false,
+            should_stop: &|| false,
+        }
+    }
+}
+
+/// Why tokenization stopped before the last pair.
+#[derive(Debug)]
+pub enum Stop {
+    /// In reject mode: the first pair (index in the input) that would be truncated.
+    Truncated(usize),
+    Cancelled,
+    Failed(RuntimeError),
+}
+
+/// The lengths `tokenizers` keeps of two sides of `n1` and `n2` tokens when at most `max` fit
+/// (`truncate_encodings`, strategy LongestFirst): the longer side is cut first, and when both are
+/// too long each keeps half (the second side gets the odd token).
+pub fn longest_first(n1: usize, n2: usize, max: usize) -> (usize, usize) {
+    if n1 + n2 <= max {
+        return (n1, n2);
+    }
+    let mut short = n1.min(n2);
+    let mut long = if short > max {
+        short
+    } else {
+        short.max(max - short)
+    };
+    if short + long > max {
+        short = max / 2;
+        long = short + max % 2;
+    }
+    let (short, long) = (short.min(n1.min(n2)), long.min(n1.max(n2)));
+    if n1 > n2 {
+        (long, short)
+    } else {
+        (short, long)
+    }
+}
+
+/// The first `n` tokens of `e` (a copy), without the overflow pieces `Encoding::truncate` builds.
+fn prefix(e: &Encoding, n: usize) -> Encoding {
+    let n = n.min(e.len());
+    Encoding::new(
+        e.get_ids()[..n].to_vec(),
+        e.get_type_ids()[..n].to_vec(),
+        e.get_tokens()[..n].to_vec(),
+        e.get_word_ids()[..n].to_vec(),
+        e.get_offsets()[..n].to_vec(),
+        e.get_special_tokens_mask()[..n].to_vec(),
+        e.get_attention_mask()[..n].to_vec(),
+        Vec::new(),
+        Default::default(),
+    )
 }
 
 fn configured_max_length(dir: &Path) -> Option<usize> {

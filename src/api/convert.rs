@@ -3,7 +3,9 @@
 use super::pb;
 use crate::activation::ActivationChoice;
 use crate::config::RequestLimits;
-use crate::engine::request::{Options, RerankFields, Truncation, ValidRerank, ValidScore};
+use crate::engine::request::{
+    check_id, check_model_name, Options, RerankFields, Truncation, ValidRerank, ValidScore,
+};
 use crate::engine::{Ranked, RerankOutput, ScoreOutput, ServeError, Timing, Usage};
 
 pub fn activation(value: i32) -> Result<ActivationChoice, ServeError> {
@@ -29,6 +31,7 @@ pub fn truncation(value: i32) -> Result<Truncation, ServeError> {
 }
 
 pub fn options(model: String, act: i32, trunc: i32) -> Result<Options, ServeError> {
+    check_model_name(&model)?;
     Ok(Options {
         model,
         activation: activation(act)?,
@@ -40,6 +43,7 @@ pub fn score_request(
     r: pb::ScoreRequest,
     limits: &RequestLimits,
 ) -> Result<ValidScore, ServeError> {
+    check_id("request_id", &r.request_id, limits)?;
     let options = options(r.model, r.activation, r.truncation)?;
     let pairs = r.pairs.into_iter().map(|p| (p.text_a, p.text_b)).collect();
     ValidScore::new(options, pairs, limits)
@@ -49,6 +53,7 @@ pub fn rerank_request(
     r: pb::RerankRequest,
     limits: &RequestLimits,
 ) -> Result<ValidRerank, ServeError> {
+    check_id("request_id", &r.request_id, limits)?;
     let options = options(r.model, r.activation, r.truncation)?;
     let fields = RerankFields {
         query: r.query,

@@ -14,10 +14,11 @@ use super::{convert, pb};
 use crate::config::RequestLimits;
 use crate::engine::request::{check_count, check_min_score, check_text, Options};
 use crate::engine::{
-    check_rerankable, pair_outcome, rank, Engine, RerankOutput, ServeError, Timing, Usage,
+    check_rerankable, pair_outcome, rank, Engine, RerankOutput, ServeError, Submit, Timing, Usage,
 };
 use crate::registry::LoadedModel;
 use crate::scheduler::PairResult;
+use crate::tokenize::{Query, Texts};
 
 type Out = mpsc::Sender<Result<pb::RerankStreamResponse, Status>>;
 
@@ -68,6 +69,7 @@ struct Session {
     model: Arc<LoadedModel>,
     options: Options,
     header: pb::RerankStreamHeader,
+    query: Arc<Query>,
     documents: Vec<(String, String)>,
     scores: Vec<f32>,
     received: usize,
@@ -148,6 +150,7 @@ impl Session {
         Ok(Self {
             model,
             options,
+            query: Query::new(h.query.clone()),
             header: h,
             documents: Vec::new(),
             scores: Vec::new(),
@@ -175,20 +178,17 @@ impl Session {
         for (i, d) in batch.iter().enumerate() {
             check_text(&format!("documents[{}].text", first + i), &d.text, limits)?;
         }
-        let pairs = batch
-            .iter()
-            .map(|d| (self.header.query.clone(), d.text.clone()))
-            .collect();
+        let texts = Texts::Query {
+            query: self.query.clone(),
+            documents: batch.iter().map(|d| d.text.clone()).collect(),
+        };
+        let how = Submit {
+            activation,
+            truncation: self.options.truncation,
+            deadline: None,
+        };
         let enq = engine
-            .enqueue(
-                &self.model,
-                pairs,
-                activation,
-                self.options.truncation,
-                None,
-                first,
-                ptx.clone(),
-            )
+            .enqueue(&self.model, texts, &how, first, ptx.clone())
             .await?;
         self.usage.pairs += enq.usage.pairs;
         self.usage.tokens += enq.usage.tokens;

@@ -2,10 +2,12 @@
 //! threads, queues every pair on the model's micro-batcher and gathers the results.
 //! Knows nothing of gRPC.
 
+mod admission;
 mod error;
 mod rank;
 pub mod request;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,8 @@ use crate::config::RequestLimits;
 use crate::registry::{LoadedModel, Registry};
 use crate::scheduler::{Job, PairError, PairResult, Rejected, Sink};
 use crate::telemetry::metrics::{metrics, ModelLabel};
+use crate::tokenize::{Control, Encoded, Query, Stop, Texts};
+pub use admission::ByteBudget;
 
 /// Counts that go back to the caller.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,9 +66,23 @@ pub struct Enqueued {
     pub tokenize: Duration,
 }
 
+/// How the pairs of one request (or stream) are scored.
+#[derive(Debug, Clone, Copy)]
+pub struct Submit {
+    pub activation: Activation,
+    pub truncation: Truncation,
+    pub deadline: Option<Instant>,
+}
+
+/// The metric label and log value of a `model` field that names no loaded model: unknown names
+/// are client-controlled and must not grow the label set.
+pub const UNKNOWN_MODEL: &str = "(unknown)";
+
 pub struct Engine {
     pub registry: Registry,
     pub limits: RequestLimits,
+    /// Bytes of text being tokenized now, across all requests.
+    pub tokenizing: ByteBudget,
     /// Set at shutdown: new calls are refused with UNAVAILABLE and open streams are ended.
     draining: tokio::sync::watch::Sender<bool>,
 }
@@ -73,6 +91,7 @@ impl Engine {
     pub fn new(limits: RequestLimits) -> Arc<Self> {
         Arc::new(Self {
             registry: Registry::default(),
+            tokenizing: ByteBudget::new(limits.max_tokenizing_bytes),
             limits,
             draining: tokio::sync::watch::Sender::new(false),
         })
@@ -91,11 +110,12 @@ impl Engine {
         let _ = self.draining.subscribe().wait_for(|d| *d).await;
     }
 
-    /// The name a request's `model` field resolves to (the only model for ""), for labels.
+    /// The name a request's `model` field resolves to (the only model for ""), for labels and
+    /// logs; [`UNKNOWN_MODEL`] when it names no model.
     pub fn model_label(&self, name: &str) -> String {
         self.registry
             .entry(name)
-            .map_or_else(|_| name.to_owned(), |e| e.config.name.clone())
+            .map_or_else(|_| UNKNOWN_MODEL.to_owned(), |e| e.config.name.clone())
     }
 
     /// The ready model for a call, or why there is none.
@@ -120,22 +140,56 @@ impl Engine {
         req: ValidScore,
         deadline: Option<Instant>,
     ) -> Result<ScoreOutput, ServeError> {
-        let start = Instant::now();
         let model = self.model(&req.options.model)?;
-        let activation = Self::activation(&model, &req.options)?;
+        self.run(model, Texts::Pairs(req.pairs), &req.options, deadline)
+            .await
+    }
+
+    pub async fn rerank(
+        &self,
+        req: ValidRerank,
+        deadline: Option<Instant>,
+    ) -> Result<RerankOutput, ServeError> {
+        let model = self.model(&req.options.model)?;
+        check_rerankable(&model)?;
+        let texts = Texts::Query {
+            query: Query::new(req.query),
+            documents: req.documents.iter().map(|(_, text)| text.clone()).collect(),
+        };
+        let scored = self.run(model, texts, &req.options, deadline).await?;
+        let scores: Vec<f32> = scored.scores.iter().map(|s| s[0]).collect();
+        let results = rank(
+            &scores,
+            &req.documents,
+            req.top_n,
+            req.min_score,
+            req.return_documents,
+        );
+        Ok(RerankOutput {
+            model: scored.model,
+            results,
+            usage: scored.usage,
+            timing: scored.timing,
+        })
+    }
+
+    /// Queues one request's pairs and gathers their scores in input order.
+    async fn run(
+        &self,
+        model: Arc<LoadedModel>,
+        texts: Texts,
+        options: &Options,
+        deadline: Option<Instant>,
+    ) -> Result<ScoreOutput, ServeError> {
+        let start = Instant::now();
+        let how = Submit {
+            activation: Self::activation(&model, options)?,
+            truncation: options.truncation,
+            deadline,
+        };
         let (tx, rx) = mpsc::unbounded_channel();
-        let n = req.pairs.len();
-        let enq = self
-            .enqueue(
-                &model,
-                req.pairs,
-                activation,
-                req.options.truncation,
-                deadline,
-                0,
-                tx,
-            )
-            .await?;
+        let n = texts.len();
+        let enq = self.enqueue(&model, texts, &how, 0, tx).await?;
         tracing::Span::current()
             .record("pairs", enq.usage.pairs)
             .record("tokens", enq.usage.tokens);
@@ -160,81 +214,31 @@ impl Engine {
         })
     }
 
-    pub async fn rerank(
-        &self,
-        req: ValidRerank,
-        deadline: Option<Instant>,
-    ) -> Result<RerankOutput, ServeError> {
-        let model = self.model(&req.options.model)?;
-        check_rerankable(&model)?;
-        let pairs = req
-            .documents
-            .iter()
-            .map(|(_, text)| (req.query.clone(), text.clone()))
-            .collect();
-        let scored = self
-            .score(
-                ValidScore {
-                    options: req.options.clone(),
-                    pairs,
-                },
-                deadline,
-            )
-            .await?;
-        let scores: Vec<f32> = scored.scores.iter().map(|s| s[0]).collect();
-        let results = rank(
-            &scores,
-            &req.documents,
-            req.top_n,
-            req.min_score,
-            req.return_documents,
-        );
-        Ok(RerankOutput {
-            model: scored.model,
-            results,
-            usage: scored.usage,
-            timing: scored.timing,
-        })
-    }
-
-    /// Admits `pairs` (all or none, refused at once when the queue is full), tokenizes them on a
-    /// blocking thread and queues them with indices from `first_index`; each pair's result is
-    /// sent on `tx` as soon as its batch ran.
-    #[allow(clippy::too_many_arguments)]
+    /// Admits `texts` (all or none, refused at once when the model's queue or the tokenizing
+    /// budget is full), tokenizes them on a blocking thread and queues them with indices from
+    /// `first_index`; each pair's result is sent on `tx` as soon as its batch ran. Dropping the
+    /// returned future stops the tokenization within one chunk of pairs.
     pub async fn enqueue(
         &self,
         model: &Arc<LoadedModel>,
-        pairs: Vec<(String, String)>,
-        activation: Activation,
-        truncation: Truncation,
-        deadline: Option<Instant>,
+        texts: Texts,
+        how: &Submit,
         first_index: usize,
         tx: mpsc::UnboundedSender<PairResult>,
     ) -> Result<Enqueued, ServeError> {
         let reservation = model
             .queue
-            .reserve(pairs.len())
+            .reserve(texts.len())
             .map_err(|r| rejected(&model.name, r))?;
+        let held = self.tokenizing.take(texts.bytes()).inspect_err(|_| {
+            metrics().reject(&model.name, "overload");
+        })?;
         let started = Instant::now();
-        let tokenizer = model.tokenizer.clone();
-        let span = tracing::info_span!("tokenize", pairs = pairs.len());
-        let encoded =
-            tokio::task::spawn_blocking(move || span.in_scope(|| tokenizer.encode(&pairs)))
-                .await
-                .map_err(|e| ServeError::Internal(format!("tokenizer task failed: {e}")))?
-                .map_err(|e| ServeError::InvalidArgument(e.to_string()))?;
+        let encoded = tokenize(model, texts, how, first_index).await?;
+        drop(held);
         let tokenize = started.elapsed();
         check_vocabulary(model, &encoded)?;
         let truncated: Vec<bool> = encoded.iter().map(|e| e.truncated).collect();
-        if truncation == Truncation::Reject {
-            if let Some(i) = truncated.iter().position(|&t| t) {
-                return Err(ServeError::InvalidArgument(format!(
-                    "pair {} is longer than the model's max length of {} tokens and truncation is REJECT",
-                    first_index + i,
-                    model.tokenizer.max_length()
-                )));
-            }
-        }
         let usage = Usage {
             pairs: encoded.len(),
             tokens: encoded.iter().map(|e| e.len()).sum(),
@@ -242,8 +246,8 @@ impl Engine {
         };
         let sink = Arc::new(Sink {
             span: tracing::Span::current(),
-            activation,
-            deadline,
+            activation: how.activation,
+            deadline: how.deadline,
             tx,
         });
         let now = Instant::now();
@@ -275,12 +279,56 @@ impl Engine {
     }
 }
 
+/// Sets its flag when dropped: the blocking tokenization of a request whose future was dropped
+/// (client gone, call cancelled, server past its grace period) stops at its next chunk.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Tokenizes on a blocking thread; stops early when the future is dropped, the deadline passes,
+/// or (truncation REJECT) at the first chunk holding a pair that would be truncated.
+async fn tokenize(
+    model: &LoadedModel,
+    texts: Texts,
+    how: &Submit,
+    first_index: usize,
+) -> Result<Vec<Encoded>, ServeError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
+    let tokenizer = model.tokenizer.clone();
+    let (reject, deadline) = (how.truncation == Truncation::Reject, how.deadline);
+    let span = tracing::info_span!("tokenize", pairs = texts.len());
+    let result = tokio::task::spawn_blocking(move || {
+        let should_stop =
+            || stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d);
+        let ctl = Control {
+            reject_truncated: reject,
+            should_stop: &should_stop,
+        };
+        span.in_scope(|| tokenizer.encode_with(&texts, &ctl))
+    })
+    .await
+    .map_err(|e| ServeError::Internal(format!("tokenizer task failed: {e}")))?;
+    result.map_err(|stop| match stop {
+        Stop::Truncated(i) => ServeError::InvalidArgument(format!(
+            "pair {} is longer than the model's max length of {} tokens and truncation is REJECT",
+            first_index + i,
+            model.tokenizer.max_length()
+        )),
+        Stop::Cancelled => ServeError::DeadlineExceeded(
+            "the deadline passed while the request was being tokenized".into(),
+        ),
+        Stop::Failed(e) => ServeError::InvalidArgument(e.to_string()),
+    })
+}
+
 /// Token ids beyond the model's tables (a tokenizer.json that does not match the weights) fail
 /// this request alone, before its pairs can share a batch with anyone else's.
-fn check_vocabulary(
-    model: &LoadedModel,
-    encoded: &[crate::tokenize::Encoded],
-) -> Result<(), ServeError> {
+fn check_vocabulary(model: &LoadedModel, encoded: &[Encoded]) -> Result<(), ServeError> {
     let spec = &model.spec;
     let max_id = encoded
         .iter()

@@ -1,7 +1,7 @@
 //! Validated requests: a `Valid*` value exists only after its limits were checked.
 
 use crate::activation::ActivationChoice;
-use crate::config::RequestLimits;
+use crate::config::{RequestLimits, MAX_MODEL_NAME_BYTES};
 
 use super::ServeError;
 
@@ -70,7 +70,8 @@ impl ValidRerank {
     ) -> Result<Self, ServeError> {
         check_count("documents", f.documents.len(), limits)?;
         check_text("query", &f.query, limits)?;
-        for (i, (_, text)) in f.documents.iter().enumerate() {
+        for (i, (id, text)) in f.documents.iter().enumerate() {
+            check_id(&format!("documents[{i}].id"), id, limits)?;
             check_text(&format!("documents[{i}].text"), text, limits)?;
         }
         check_min_score(f.min_score)?;
@@ -104,6 +105,29 @@ pub fn check_count(field: &str, n: usize, limits: &RequestLimits) -> Result<(), 
         return Err(ServeError::InvalidArgument(format!(
             "`{field}` has {n} entries; the limit is {} (max_pairs_per_request)",
             limits.max_pairs_per_request
+        )));
+    }
+    Ok(())
+}
+
+/// `request_id` or a `Document.id`: bounded, and never echoed back when too long.
+pub fn check_id(field: &str, id: &str, limits: &RequestLimits) -> Result<(), ServeError> {
+    if id.len() > limits.max_id_bytes {
+        return Err(ServeError::InvalidArgument(format!(
+            "`{field}` is {} bytes; the limit is {} (max_id_bytes)",
+            id.len(),
+            limits.max_id_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// The `model` field: at most as long as a configured name can be.
+pub fn check_model_name(name: &str) -> Result<(), ServeError> {
+    if name.len() > MAX_MODEL_NAME_BYTES {
+        return Err(ServeError::InvalidArgument(format!(
+            "`model` is {} bytes; the limit is {MAX_MODEL_NAME_BYTES}",
+            name.len()
         )));
     }
     Ok(())
