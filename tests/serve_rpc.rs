@@ -165,6 +165,7 @@ async fn bad_input_matrix() {
     let limits = crossrank::config::RequestLimits {
         max_pairs_per_request: 3,
         max_text_bytes: 100,
+        ..Default::default()
     };
     let server = TestServer::start(
         vec![common::server::model("ce=bert")],

@@ -4,6 +4,11 @@ use std::time::{Duration, Instant};
 
 use tonic::metadata::MetadataMap;
 
+/// A unary call's deadline: the caller's, or `default` from now when it sent none.
+pub fn unary_deadline(metadata: &MetadataMap, default: Duration) -> Option<Instant> {
+    deadline(metadata).or_else(|| Instant::now().checked_add(default))
+}
+
 /// The instant by which crossrank must answer: the caller's `grpc-timeout` less a small margin.
 ///
 /// tonic's own timeout layer starts the same clock earlier and, when it fires, ends the call as

@@ -2,6 +2,7 @@
 //! requests, call the [`Engine`](crate::engine::Engine) and convert back; errors become statuses
 //! in one place (`status`).
 
+mod codec;
 mod convert;
 mod deadline;
 mod health;
@@ -32,18 +33,78 @@ pub mod pb {
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub admin_token: Option<String>,
-    /// Largest request or response message, in bytes.
-    pub max_message_bytes: usize,
+    /// Largest request message, in bytes; `None`: what the request limits allow
+    /// ([`RequestLimits::max_request_bytes`](crate::config::RequestLimits::max_request_bytes)),
+    /// at most 64 MiB.
+    pub max_message_bytes: Option<usize>,
     /// How long in-flight calls may run after shutdown begins.
     pub grace_period: Duration,
+    pub transport: Transport,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             admin_token: None,
-            max_message_bytes: 64 << 20,
+            max_message_bytes: None,
             grace_period: Duration::from_secs(30),
+            transport: Transport::default(),
+        }
+    }
+}
+
+/// HTTP/2 and TCP limits of the gRPC port (README, "Limits and security").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transport {
+    /// Concurrent HTTP/2 streams (calls) per connection.
+    pub max_concurrent_streams: u32,
+    /// Calls served at once per connection; further calls wait.
+    pub concurrency_limit_per_connection: usize,
+    /// HTTP/2 PING interval, and how long to wait for its answer before closing the connection.
+    pub http2_keepalive_interval: Option<Duration>,
+    pub http2_keepalive_timeout: Duration,
+    pub tcp_keepalive: Option<Duration>,
+    /// Streams the server may reset because of the client's errors before it closes the
+    /// connection (hyper's defence against reset floods), and pending client resets.
+    pub max_local_reset_streams: usize,
+    pub max_pending_accept_reset_streams: usize,
+    /// Deadline of unary calls that carry no `grpc-timeout`.
+    pub default_timeout: Duration,
+    /// Connections older than this are closed gracefully (lets Kubernetes spread load).
+    pub max_connection_age: Option<Duration>,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 256,
+            concurrency_limit_per_connection: 256,
+            http2_keepalive_interval: Some(Duration::from_secs(60)),
+            http2_keepalive_timeout: Duration::from_secs(20),
+            tcp_keepalive: Some(Duration::from_secs(60)),
+            max_local_reset_streams: 1024,
+            max_pending_accept_reset_streams: 64,
+            default_timeout: Duration::from_secs(300),
+            max_connection_age: None,
+        }
+    }
+}
+
+impl Transport {
+    fn builder(&self) -> tonic::transport::Server {
+        let b = tonic::transport::Server::builder()
+            .max_concurrent_streams(self.max_concurrent_streams)
+            .concurrency_limit_per_connection(self.concurrency_limit_per_connection)
+            .http2_keepalive_interval(self.http2_keepalive_interval)
+            .http2_keepalive_timeout(Some(self.http2_keepalive_timeout))
+            .tcp_keepalive(self.tcp_keepalive)
+            .http2_max_local_error_reset_streams(Some(self.max_local_reset_streams))
+            .http2_max_pending_accept_reset_streams(Some(self.max_pending_accept_reset_streams));
+        match self.max_connection_age {
+            Some(age) => b
+                .max_connection_age(age)
+                .max_connection_age_grace(Duration::from_secs(30)),
+            None => b,
         }
     }
 }
@@ -68,19 +129,23 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the descriptor sets are generated at build time and valid. This is a bug.");
-    let n = opts.max_message_bytes;
+    codec::allow_entries(engine.limits.max_pairs_per_request);
+    let n = opts
+        .max_message_bytes
+        .unwrap_or_else(|| engine.limits.max_request_bytes().min(64 << 20));
     let scoring = pb::cross_encoder_server::CrossEncoderServer::new(scoring::Scoring {
         engine: engine.clone(),
+        default_timeout: opts.transport.default_timeout,
     })
     .max_decoding_message_size(n)
-    .max_encoding_message_size(n);
+    .max_encoding_message_size(64 << 20);
     let models_service = pb::models_server::ModelsServer::new(models::Models {
         engine: engine.clone(),
         health: health.clone(),
         admin_token: opts.admin_token.clone(),
     })
-    .max_decoding_message_size(n)
-    .max_encoding_message_size(n);
+    .max_decoding_message_size(1 << 20)
+    .max_encoding_message_size(64 << 20);
 
     for m in &models {
         health.model_serving(&m.name, false).await; // known, NOT_SERVING, until loaded
@@ -99,7 +164,9 @@ pub async fn serve(
     };
     // TCP_NODELAY: without it a small response can wait ~40 ms for a delayed ACK (Nagle).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tonic::transport::Server::builder()
+    let server = opts
+        .transport
+        .builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(scoring)

@@ -1,9 +1,9 @@
-//! RerankStream: a header, then document batches; documents join the model's micro-batches as
-//! they arrive, scores stream back as they complete, and a final ranking follows the half-close.
+//! RerankStream: a header, then document batches. The engine's [`RerankSession`] queues
+//! documents as they arrive and ranks them at the end; this module only converts messages and
+//! decides when the stream ends (half-close, error, idle timeout, deadline or shutdown).
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -11,14 +11,8 @@ use tonic::{Status, Streaming};
 
 use super::status::observed;
 use super::{convert, pb};
-use crate::config::RequestLimits;
-use crate::engine::request::{check_count, check_min_score, check_text, Options};
-use crate::engine::{
-    check_rerankable, pair_outcome, rank, Engine, RerankOutput, ServeError, Submit, Timing, Usage,
-};
-use crate::registry::LoadedModel;
-use crate::scheduler::PairResult;
-use crate::tokenize::{Query, Texts};
+use crate::engine::request::{check_count, check_id, check_min_score, check_text};
+use crate::engine::{Engine, RankOptions, RerankOutput, RerankSession, ServeError};
 
 type Out = mpsc::Sender<Result<pb::RerankStreamResponse, Status>>;
 
@@ -30,15 +24,20 @@ pub async fn run(
     out: Out,
     span: tracing::Span,
 ) {
-    let header = match inbound.next().await {
-        None => Err(invalid(
+    let idle = Duration::from_secs(engine.limits.stream_idle_timeout_secs);
+    let header = match tokio::time::timeout(idle, inbound.next()).await {
+        Err(_) => Err(idle_timeout(idle)),
+        Ok(None) => Err(invalid(
             "the stream ended before its header: the first message must be a header",
         )),
-        Some(Err(_)) => return, // the client went away
-        Some(Ok(pb::RerankStreamRequest {
+        Ok(Some(Err(status))) => {
+            let _ = out.send(Err(status)).await; // undecodable, or the client went away
+            return;
+        }
+        Ok(Some(Ok(pb::RerankStreamRequest {
             kind: Some(pb::rerank_stream_request::Kind::Header(h)),
-        })) => Ok(h),
-        Some(Ok(_)) => Err(invalid(
+        }))) => Ok(h),
+        Ok(Some(Ok(_))) => Err(invalid(
             "the first message must be a header; got documents or an empty message",
         )),
     };
@@ -47,7 +46,7 @@ pub async fn run(
         .map_or_else(|_| String::new(), |h| engine.model_label(&h.model));
     span.record("model", model.as_str());
     let work = observed("RerankStream", model, span, async {
-        let scoring = session(&engine, header?, inbound, &out);
+        let scoring = drive(&engine, header?, inbound, deadline, &out);
         match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), scoring)
                 .await
@@ -64,75 +63,114 @@ pub async fn run(
     }
 }
 
-/// State of one stream after its header.
-struct Session {
-    model: Arc<LoadedModel>,
-    options: Options,
-    header: pb::RerankStreamHeader,
-    query: Arc<Query>,
-    documents: Vec<(String, String)>,
-    scores: Vec<f32>,
-    received: usize,
-    usage: Usage,
-    timing: Timing,
-    batches: HashSet<u64>,
+/// Why the read side of a stream stopped.
+enum Closed {
+    /// The client half-closed: rank what arrived.
+    HalfClosed,
+    /// Shutdown: send what arrived as partial scores, then end with UNAVAILABLE.
+    Draining,
 }
 
-async fn session(
+async fn drive(
     engine: &Engine,
-    header: pb::RerankStreamHeader,
+    h: pb::RerankStreamHeader,
     mut inbound: Streaming<pb::RerankStreamRequest>,
+    deadline: Option<Instant>,
     out: &Out,
 ) -> Result<(), ServeError> {
-    let start = Instant::now();
-    let mut s = Session::open(engine, header)?;
-    let activation = Engine::activation(&s.model, &s.options)?;
-    let (ptx, mut prx) = mpsc::unbounded_channel::<PairResult>();
-    let (mut open, mut cut) = (true, false);
-    while open || s.received < s.documents.len() {
+    let options = convert::options(h.model.clone(), h.activation, h.truncation)?;
+    check_text("header.query", &h.query, &engine.limits)?;
+    check_id("header.request_id", &h.request_id, &engine.limits)?;
+    check_min_score(h.min_score)?;
+    let mut s = RerankSession::open(engine, &options, h.query.clone(), deadline)?;
+    let idle = Duration::from_secs(engine.limits.stream_idle_timeout_secs);
+    let mut closed = None;
+    while closed.is_none() || s.pending() > 0 {
         tokio::select! {
-            // Shutdown: score what arrived, then end the call so the drain does not wait on a
-            // client that keeps the stream open.
-            () = engine.draining(), if open => (open, cut) = (false, true),
-            msg = inbound.next(), if open => match msg {
-                None => open = false,
-                Some(Err(_)) => return Ok(()), // cancelled: dropping prx drops the queued pairs
-                Some(Ok(m)) => {
-                    let batch = documents_of(m)?;
-                    s.add(engine, batch, activation, &ptx).await?;
-                }
+            () = engine.draining(), if closed.is_none() => closed = Some(Closed::Draining),
+            // Idle: no message and nothing being scored for a whole period.
+            () = tokio::time::sleep(idle), if closed.is_none() && s.pending() == 0 => {
+                return Err(idle_timeout(idle));
+            }
+            msg = inbound.next(), if closed.is_none() => match msg {
+                None => closed = Some(Closed::HalfClosed),
+                Some(Err(status)) => return Err(stream_error(status, s.received())),
+                Some(Ok(m)) => add(engine, &mut s, m, h.return_documents).await?,
             },
-            Some(r) = prx.recv() => {
-                let mut partial = vec![s.record(r)?];
-                while let Ok(r) = prx.try_recv() {
-                    partial.push(s.record(r)?);
+            Some(first) = s.next() => {
+                let mut partial = vec![partial_score(first?)];
+                // Whatever else already completed goes in the same message.
+                while let Some(Some(r)) = futures::FutureExt::now_or_never(s.next()) {
+                    partial.push(partial_score(r?));
                 }
-                let msg = pb::RerankStreamResponse { kind: Some(pb::rerank_stream_response::Kind::Partial(pb::PartialScores { scores: partial })) };
-                if out.send(Ok(msg)).await.is_err() {
-                    return Ok(());
+                let kind = pb::rerank_stream_response::Kind::Partial(pb::PartialScores { scores: partial });
+                if out.send(Ok(pb::RerankStreamResponse { kind: Some(kind) })).await.is_err() {
+                    return Ok(()); // the client went away: dropping the session drops its pairs
                 }
             }
         }
     }
-    if cut {
+    if let Some(Closed::Draining) = closed {
         return Err(ServeError::Unavailable(format!(
             "the server is shutting down: the stream was ended after the {} documents received, \
              whose scores were sent as partial scores; send the rest to another replica",
-            s.documents.len()
+            s.received()
         )));
     }
-    s.timing.total = start.elapsed();
-    let _ = out.send(Ok(s.finish())).await;
+    let how = RankOptions {
+        top_n: h.top_n as usize,
+        min_score: h.min_score,
+        return_documents: h.return_documents,
+    };
+    let (results, timing) = s.rank(how).await?;
+    let output = RerankOutput {
+        model: s.session.model.name.clone(),
+        results,
+        usage: s.session.usage,
+        timing,
+    };
+    let response = convert::rerank_response(output, h.request_id);
+    let kind = pb::rerank_stream_response::Kind::Final(response);
+    let _ = out
+        .send(Ok(pb::RerankStreamResponse { kind: Some(kind) }))
+        .await;
     Ok(())
 }
 
-fn documents_of(m: pb::RerankStreamRequest) -> Result<Vec<pb::Document>, ServeError> {
-    match m.kind {
-        Some(pb::rerank_stream_request::Kind::Documents(b)) => Ok(b.documents),
+/// One document batch: validated against the stream's totals, then queued.
+async fn add(
+    engine: &Engine,
+    s: &mut RerankSession,
+    m: pb::RerankStreamRequest,
+    return_documents: bool,
+) -> Result<(), ServeError> {
+    let batch = match m.kind {
+        Some(pb::rerank_stream_request::Kind::Documents(b)) => b.documents,
         Some(pb::rerank_stream_request::Kind::Header(_)) => {
-            Err(invalid("a second header: a stream has exactly one"))
+            return Err(invalid("a second header: a stream has exactly one"))
         }
-        None => Err(invalid("a message with neither header nor documents")),
+        None => return Err(invalid("a message with neither header nor documents")),
+    };
+    let limits = &engine.limits;
+    let first = s.received();
+    check_count(
+        "documents (all batches of the stream)",
+        first + batch.len(),
+        limits,
+    )?;
+    for (i, d) in batch.iter().enumerate() {
+        check_id(&format!("documents[{}].id", first + i), &d.id, limits)?;
+        check_text(&format!("documents[{}].text", first + i), &d.text, limits)?;
+    }
+    let documents = batch.into_iter().map(|d| (d.id, d.text)).collect();
+    s.add(engine, documents, return_documents).await
+}
+
+fn partial_score(p: crate::engine::Partial) -> pb::PartialScore {
+    pb::PartialScore {
+        index: p.index as u32,
+        id: p.id,
+        score: p.score,
     }
 }
 
@@ -140,100 +178,27 @@ fn invalid(m: &str) -> ServeError {
     ServeError::InvalidArgument(m.into())
 }
 
-impl Session {
-    fn open(engine: &Engine, h: pb::RerankStreamHeader) -> Result<Self, ServeError> {
-        let options = convert::options(h.model.clone(), h.activation, h.truncation)?;
-        check_text("header.query", &h.query, &engine.limits)?;
-        check_min_score(h.min_score)?;
-        let model = engine.model(&options.model)?;
-        check_rerankable(&model)?;
-        Ok(Self {
-            model,
-            options,
-            query: Query::new(h.query.clone()),
-            header: h,
-            documents: Vec::new(),
-            scores: Vec::new(),
-            received: 0,
-            usage: Usage::default(),
-            timing: Timing::default(),
-            batches: HashSet::new(),
-        })
-    }
+pub fn idle_timeout(idle: Duration) -> ServeError {
+    ServeError::DeadlineExceeded(format!(
+        "no message from the client for {} s (stream_idle_timeout_secs) while nothing was being \
+         scored; the stream was ended",
+        idle.as_secs()
+    ))
+}
 
-    async fn add(
-        &mut self,
-        engine: &Engine,
-        batch: Vec<pb::Document>,
-        activation: crate::activation::Activation,
-        ptx: &mpsc::UnboundedSender<PairResult>,
-    ) -> Result<(), ServeError> {
-        let limits: &RequestLimits = &engine.limits;
-        let first = self.documents.len();
-        check_count(
-            "documents (all batches of the stream)",
-            first + batch.len(),
-            limits,
-        )?;
-        for (i, d) in batch.iter().enumerate() {
-            check_text(&format!("documents[{}].text", first + i), &d.text, limits)?;
-        }
-        let texts = Texts::Query {
-            query: self.query.clone(),
-            documents: batch.iter().map(|d| d.text.clone()).collect(),
-        };
-        let how = Submit {
-            activation,
-            truncation: self.options.truncation,
-            deadline: None,
-        };
-        let enq = engine
-            .enqueue(&self.model, texts, &how, first, ptx.clone())
-            .await?;
-        self.usage.pairs += enq.usage.pairs;
-        self.usage.tokens += enq.usage.tokens;
-        self.usage.truncated += enq.usage.truncated;
-        self.timing.tokenize += enq.tokenize;
-        self.documents
-            .extend(batch.into_iter().map(|d| (d.id, d.text)));
-        self.scores.resize(self.documents.len(), f32::NAN);
-        Ok(())
-    }
-
-    fn record(&mut self, r: PairResult) -> Result<pb::PartialScore, ServeError> {
-        self.received += 1;
-        self.timing.queue = self.timing.queue.max(r.queue);
-        if self.batches.insert(r.batch_id) {
-            self.timing.inference += r.inference;
-        }
-        let score = pair_outcome(r.outcome)?[0];
-        self.scores[r.index] = score;
-        Ok(pb::PartialScore {
-            index: r.index as u32,
-            id: self.documents[r.index].0.clone(),
-            score,
-        })
-    }
-
-    fn finish(self) -> pb::RerankStreamResponse {
-        let h = &self.header;
-        let results = rank(
-            &self.scores,
-            &self.documents,
-            h.top_n as usize,
-            h.min_score,
-            h.return_documents,
-        );
-        let out = RerankOutput {
-            model: self.model.name.clone(),
-            results,
-            usage: self.usage,
-            timing: self.timing,
-        };
-        crate::engine::record_scored(&out.model, &out.usage);
-        let response = convert::rerank_response(out, h.request_id.clone());
-        pb::RerankStreamResponse {
-            kind: Some(pb::rerank_stream_response::Kind::Final(response)),
-        }
+/// A failed read (a message that does not decode, or is too large) ends the call with that
+/// failure's own status (INTERNAL, INVALID_ARGUMENT or RESOURCE_EXHAUSTED, as for unary calls),
+/// saying how far the stream got.
+pub fn stream_error(status: Status, received: usize) -> ServeError {
+    let message = format!(
+        "reading the stream failed after {received} messages or documents ({:?}): {}",
+        status.code(),
+        status.message()
+    );
+    match status.code() {
+        tonic::Code::ResourceExhausted => ServeError::ResourceExhausted(message),
+        tonic::Code::InvalidArgument => ServeError::InvalidArgument(message),
+        tonic::Code::Cancelled | tonic::Code::Unavailable => ServeError::Unavailable(message),
+        _ => ServeError::Internal(message),
     }
 }

@@ -2,15 +2,15 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::deadline::deadline;
-use super::status::{self, observed, rpc_span};
+use super::deadline::{deadline, unary_deadline};
+use super::status::{self, log_value, observed, rpc_span};
 use super::{convert, pb, rerank_stream};
 use crate::engine::{Engine, ServeError};
 
@@ -18,6 +18,8 @@ pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send
 
 pub struct Scoring {
     pub engine: Arc<Engine>,
+    /// Deadline of unary calls without `grpc-timeout`.
+    pub default_timeout: Duration,
 }
 
 /// One Score call, shared by the unary RPC and ScoreStream.
@@ -38,7 +40,7 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
         &self,
         req: Request<pb::ScoreRequest>,
     ) -> Result<Response<pb::ScoreResponse>, Status> {
-        let deadline = deadline(req.metadata());
+        let deadline = unary_deadline(req.metadata(), self.default_timeout);
         let model = self.engine.model_label(&req.get_ref().model);
         let span = rpc_span("Score", &model, req.metadata());
         let work = score_one(&self.engine, req.into_inner(), deadline);
@@ -49,7 +51,7 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
         &self,
         req: Request<pb::RerankRequest>,
     ) -> Result<Response<pb::RerankResponse>, Status> {
-        let deadline = deadline(req.metadata());
+        let deadline = unary_deadline(req.metadata(), self.default_timeout);
         let model = self.engine.model_label(&req.get_ref().model);
         let span = rpc_span("Rerank", &model, req.metadata());
         let req = req.into_inner();
@@ -70,7 +72,7 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
     ) -> Result<Response<Self::ScoreStreamStream>, Status> {
         let deadline = deadline(req.metadata());
         let stream_span = rpc_span("ScoreStream", "", req.metadata());
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(self.engine.limits.max_stream_in_flight);
         tokio::spawn(score_stream(
             self.engine.clone(),
             req.into_inner(),
@@ -105,8 +107,11 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
 type ScoreOut = mpsc::Sender<Result<pb::ScoreResponse, Status>>;
 
 /// Drives one ScoreStream call: each request is answered on its own as soon as it is scored.
-/// At shutdown the stream stops reading, answers what arrived, and ends with UNAVAILABLE, so the
-/// drain does not wait on a client that keeps the stream open.
+/// At most `max_stream_in_flight` requests are scored at once; beyond, and while the client does
+/// not read its answers, the stream stops reading (HTTP/2 flow control pushes back on the client).
+/// A message that fails to decode ends the call with that failure's status once the requests
+/// before it are answered; so do the idle timeout and shutdown (UNAVAILABLE), so the drain does
+/// not wait on a client that keeps the stream open.
 async fn score_stream(
     engine: Arc<Engine>,
     mut inbound: Streaming<pb::ScoreRequest>,
@@ -114,35 +119,42 @@ async fn score_stream(
     tx: ScoreOut,
     stream_span: tracing::Span,
 ) {
+    let limit = engine.limits.max_stream_in_flight;
+    let idle = Duration::from_secs(engine.limits.stream_idle_timeout_secs);
     let mut in_flight = tokio::task::JoinSet::new();
-    let draining = loop {
-        let request = tokio::select! {
-            m = inbound.next() => match m {
-                Some(Ok(request)) => request,
-                _ => break false,
-            },
-            () = engine.draining() => break true,
-        };
-        while in_flight.try_join_next().is_some() {}
-        let span = tracing::info_span!(
-            parent: &stream_span,
-            "request",
-            request_id = %request.request_id,
-            model = %request.model,
-            pairs = tracing::field::Empty,
-            tokens = tracing::field::Empty,
-            status = tracing::field::Empty,
-        );
-        in_flight.spawn(answer(engine.clone(), request, deadline, tx.clone(), span));
-    };
-    while in_flight.join_next().await.is_some() {}
-    if draining {
-        let _ = tx
-            .send(Err(Status::unavailable(
+    let mut received = 0usize;
+    let end: Option<Status> = loop {
+        tokio::select! {
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            () = engine.draining() => break Some(Status::unavailable(
                 "the server is shutting down: every request received on this stream was \
                  answered; send later ones to another replica",
-            )))
-            .await;
+            )),
+            () = tokio::time::sleep(idle), if in_flight.is_empty() => {
+                break Some(rerank_stream::idle_timeout(idle).into());
+            }
+            m = inbound.next(), if in_flight.len() < limit => match m {
+                None => break None,
+                Some(Err(status)) => break Some(rerank_stream::stream_error(status, received).into()),
+                Some(Ok(request)) => {
+                    received += 1;
+                    let span = tracing::info_span!(
+                        parent: &stream_span,
+                        "request",
+                        request_id = %log_value(&request.request_id),
+                        model = %engine.model_label(&request.model),
+                        pairs = tracing::field::Empty,
+                        tokens = tracing::field::Empty,
+                        status = tracing::field::Empty,
+                    );
+                    in_flight.spawn(answer(engine.clone(), request, deadline, tx.clone(), span));
+                }
+            },
+        }
+    };
+    while in_flight.join_next().await.is_some() {}
+    if let Some(status) = end {
+        let _ = tx.send(Err(status)).await;
     }
 }
 

@@ -69,6 +69,16 @@ pub async fn observed<T>(
     result
 }
 
+/// A client-controlled string as it may appear in logs: its first 64 characters, escaped (no
+/// raw newlines or control characters), with its full length when cut.
+pub fn log_value(s: &str) -> String {
+    const KEEP: usize = 64;
+    match s.char_indices().nth(KEEP) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &s[..cut], s.len()),
+    }
+}
+
 /// The span of one RPC, a child of the caller's span when it sent a W3C `traceparent`.
 pub fn rpc_span(
     method: &str,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use crossrank::api::{serve, ServerOptions};
+use crossrank::api::{serve, ServerOptions, Transport};
 use crossrank::config::{ModelConfig, ServeConfig};
 use crossrank::engine::Engine;
 use crossrank::telemetry::tracing::TraceOptions;
@@ -19,7 +19,10 @@ pub struct ServeArgs {
     /// gRPC port (0 picks a free one; the chosen address is printed).
     #[arg(long, env = "CROSSRANK_PORT", default_value_t = 50051)]
     port: u16,
-    /// Port of the Prometheus endpoint (GET /metrics) on --host; 0 picks a free one.
+    /// Address of the Prometheus endpoint [default: --host].
+    #[arg(long, env = "CROSSRANK_METRICS_HOST")]
+    metrics_host: Option<String>,
+    /// Port of the Prometheus endpoint (GET /metrics); 0 picks a free one.
     #[arg(long, env = "CROSSRANK_METRICS_PORT", default_value_t = 9464)]
     metrics_port: u16,
     /// TOML config file with [[models]] and [limits] (see README).
@@ -39,9 +42,65 @@ pub struct ServeArgs {
     /// Bytes per text (query, document, text_a, text_b) [default: 65536, or the config file's].
     #[arg(long, env = "CROSSRANK_MAX_TEXT_BYTES")]
     max_text_bytes: Option<usize>,
-    /// Largest gRPC message in bytes.
-    #[arg(long, env = "CROSSRANK_MAX_MESSAGE_BYTES", default_value_t = 64 << 20)]
-    max_message_bytes: usize,
+    /// Bytes per `request_id` or `Document.id` [default: 256, or the config file's].
+    #[arg(long, env = "CROSSRANK_MAX_ID_BYTES")]
+    max_id_bytes: Option<usize>,
+    /// Bytes of text tokenized at once over all requests [default: 64 MiB, or the config file's].
+    #[arg(long, env = "CROSSRANK_MAX_TOKENIZING_BYTES")]
+    max_tokenizing_bytes: Option<usize>,
+    /// ScoreStream requests scored at once per stream [default: 8, or the config file's].
+    #[arg(long, env = "CROSSRANK_MAX_STREAM_IN_FLIGHT")]
+    max_stream_in_flight: Option<usize>,
+    /// Seconds a stream may send nothing while nothing is scored [default: 300, or the config file's].
+    #[arg(long, env = "CROSSRANK_STREAM_IDLE_TIMEOUT_SECS")]
+    stream_idle_timeout_secs: Option<u64>,
+    /// Largest request message in bytes [default: what the request limits allow, at most 64 MiB].
+    #[arg(long, env = "CROSSRANK_MAX_MESSAGE_BYTES")]
+    max_message_bytes: Option<usize>,
+    /// HTTP/2 streams (concurrent calls) per connection.
+    #[arg(long, env = "CROSSRANK_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    max_concurrent_streams: u32,
+    /// Calls served at once per connection; further calls wait.
+    #[arg(
+        long,
+        env = "CROSSRANK_CONCURRENCY_PER_CONNECTION",
+        default_value_t = 256
+    )]
+    concurrency_per_connection: usize,
+    /// Seconds between HTTP/2 keepalive PINGs (0: none).
+    #[arg(long, env = "CROSSRANK_HTTP2_KEEPALIVE_SECS", default_value_t = 60)]
+    http2_keepalive_secs: u64,
+    /// Seconds to wait for a PING's answer before closing the connection.
+    #[arg(
+        long,
+        env = "CROSSRANK_HTTP2_KEEPALIVE_TIMEOUT_SECS",
+        default_value_t = 20
+    )]
+    http2_keepalive_timeout_secs: u64,
+    /// TCP keepalive idle time in seconds (0: off).
+    #[arg(long, env = "CROSSRANK_TCP_KEEPALIVE_SECS", default_value_t = 60)]
+    tcp_keepalive_secs: u64,
+    /// Streams reset because of client errors before the connection is closed (reset floods).
+    #[arg(
+        long,
+        env = "CROSSRANK_MAX_LOCAL_RESET_STREAMS",
+        default_value_t = 1024
+    )]
+    max_local_reset_streams: usize,
+    /// Client stream resets pending acceptance before the connection is closed.
+    #[arg(
+        long,
+        env = "CROSSRANK_MAX_PENDING_RESET_STREAMS",
+        default_value_t = 64
+    )]
+    max_pending_reset_streams: usize,
+    /// Deadline in seconds of Score and Rerank calls that send no grpc-timeout.
+    #[arg(long, env = "CROSSRANK_DEFAULT_TIMEOUT_SECS", default_value_t = 300)]
+    default_timeout_secs: u64,
+    /// Close connections gracefully after this many seconds (0: never); spreads long-lived gRPC
+    /// connections over new pods.
+    #[arg(long, env = "CROSSRANK_MAX_CONNECTION_AGE_SECS", default_value_t = 0)]
+    max_connection_age_secs: u64,
     /// Seconds in-flight calls may take to finish after SIGTERM / ctrl-c.
     #[arg(long, env = "CROSSRANK_GRACE_PERIOD_SECS", default_value_t = 30)]
     grace_period_secs: u64,
@@ -78,14 +137,49 @@ impl ServeArgs {
         if let Some(n) = self.max_pairs_per_request {
             config.limits.max_pairs_per_request = n;
         }
-        if let Some(n) = self.max_text_bytes {
-            config.limits.max_text_bytes = n;
-        }
+        let l = &mut config.limits;
+        let set = |v: Option<usize>, field: &mut usize| *field = v.unwrap_or(*field);
+        set(self.max_text_bytes, &mut l.max_text_bytes);
+        set(self.max_id_bytes, &mut l.max_id_bytes);
+        set(self.max_tokenizing_bytes, &mut l.max_tokenizing_bytes);
+        set(self.max_stream_in_flight, &mut l.max_stream_in_flight);
+        l.stream_idle_timeout_secs = self
+            .stream_idle_timeout_secs
+            .unwrap_or(l.stream_idle_timeout_secs);
         config.check().map_err(anyhow::Error::msg)?;
         if config.models.is_empty() {
             bail!("no models configured: give --model NAME=DIR or --config FILE");
         }
         Ok(config)
+    }
+}
+
+impl ServeArgs {
+    fn transport(&self) -> anyhow::Result<Transport> {
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        if self.max_concurrent_streams == 0 || self.concurrency_per_connection == 0 {
+            bail!("--max-concurrent-streams and --concurrency-per-connection must be positive");
+        }
+        if self.default_timeout_secs == 0 || self.http2_keepalive_timeout_secs == 0 {
+            bail!("--default-timeout-secs and --http2-keepalive-timeout-secs must be positive");
+        }
+        if self
+            .max_message_bytes
+            .is_some_and(|n| n < 1024 || n > 1 << 30)
+        {
+            bail!("--max-message-bytes must be between 1 KiB and 1 GiB");
+        }
+        Ok(Transport {
+            max_concurrent_streams: self.max_concurrent_streams,
+            concurrency_limit_per_connection: self.concurrency_per_connection,
+            http2_keepalive_interval: secs(self.http2_keepalive_secs),
+            http2_keepalive_timeout: Duration::from_secs(self.http2_keepalive_timeout_secs),
+            tcp_keepalive: secs(self.tcp_keepalive_secs),
+            max_local_reset_streams: self.max_local_reset_streams,
+            max_pending_accept_reset_streams: self.max_pending_reset_streams,
+            default_timeout: Duration::from_secs(self.default_timeout_secs),
+            max_connection_age: secs(self.max_connection_age_secs),
+        })
     }
 }
 
@@ -121,7 +215,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = bind(&args.host, args.port, "--port").await?;
         println!("crossrank listening on {}", listener.local_addr()?);
         let engine = Engine::new(config.limits);
-        let metrics = bind(&args.host, args.metrics_port, "--metrics-port").await?;
+        let metrics_host = args.metrics_host.as_deref().unwrap_or(&args.host);
+        let metrics = bind(metrics_host, args.metrics_port, "--metrics-port").await?;
         println!(
             "crossrank metrics on http://{}/metrics",
             metrics.local_addr()?
@@ -131,6 +226,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             admin_token: args.admin_token.clone(),
             max_message_bytes: args.max_message_bytes,
             grace_period: Duration::from_secs(args.grace_period_secs),
+            transport: args.transport()?,
         };
         serve(listener, engine, config.models, opts, shutdown_signal()).await?;
         println!("crossrank stopped");

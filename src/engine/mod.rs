@@ -6,6 +6,7 @@ mod admission;
 mod error;
 mod rank;
 pub mod request;
+mod session;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,13 +18,14 @@ use tracing::Instrument;
 pub use error::ServeError;
 pub use rank::{rank, Ranked};
 use request::{Options, Truncation, ValidRerank, ValidScore};
+pub use session::{Partial, RankOptions, RerankSession, Session};
 
 use crate::activation::Activation;
 use crate::config::RequestLimits;
 use crate::registry::{LoadedModel, Registry};
 use crate::scheduler::{Job, PairError, PairResult, Rejected, Sink};
 use crate::telemetry::metrics::{metrics, ModelLabel};
-use crate::tokenize::{Control, Encoded, Query, Stop, Texts};
+use crate::tokenize::{Control, Encoded, Stop, Texts};
 pub use admission::ByteBudget;
 
 /// Counts that go back to the caller.
@@ -140,9 +142,21 @@ impl Engine {
         req: ValidScore,
         deadline: Option<Instant>,
     ) -> Result<ScoreOutput, ServeError> {
-        let model = self.model(&req.options.model)?;
-        self.run(model, Texts::Pairs(req.pairs), &req.options, deadline)
-            .await
+        let mut s = Session::open(self, &req.options, deadline)?;
+        let n = req.pairs.len();
+        s.add(self, Texts::Pairs(req.pairs)).await?;
+        record_span_usage(&s.usage);
+        let scores = s
+            .collect()
+            .instrument(tracing::info_span!("queue_wait", pairs = n))
+            .await?;
+        Ok(ScoreOutput {
+            model: s.model.name.clone(),
+            scores,
+            timing: s.finish(),
+            truncated: std::mem::take(&mut s.truncated),
+            usage: s.usage,
+        })
     }
 
     pub async fn rerank(
@@ -150,66 +164,23 @@ impl Engine {
         req: ValidRerank,
         deadline: Option<Instant>,
     ) -> Result<RerankOutput, ServeError> {
-        let model = self.model(&req.options.model)?;
-        check_rerankable(&model)?;
-        let texts = Texts::Query {
-            query: Query::new(req.query),
-            documents: req.documents.iter().map(|(_, text)| text.clone()).collect(),
+        let mut s = RerankSession::open(self, &req.options, req.query, deadline)?;
+        let n = req.documents.len();
+        s.add(self, req.documents, req.return_documents).await?;
+        record_span_usage(&s.session.usage);
+        let how = RankOptions {
+            top_n: req.top_n,
+            min_score: req.min_score,
+            return_documents: req.return_documents,
         };
-        let scored = self.run(model, texts, &req.options, deadline).await?;
-        let scores: Vec<f32> = scored.scores.iter().map(|s| s[0]).collect();
-        let results = rank(
-            &scores,
-            &req.documents,
-            req.top_n,
-            req.min_score,
-            req.return_documents,
-        );
+        let (results, timing) = s
+            .rank(how)
+            .instrument(tracing::info_span!("queue_wait", pairs = n))
+            .await?;
         Ok(RerankOutput {
-            model: scored.model,
+            model: s.session.model.name.clone(),
             results,
-            usage: scored.usage,
-            timing: scored.timing,
-        })
-    }
-
-    /// Queues one request's pairs and gathers their scores in input order.
-    async fn run(
-        &self,
-        model: Arc<LoadedModel>,
-        texts: Texts,
-        options: &Options,
-        deadline: Option<Instant>,
-    ) -> Result<ScoreOutput, ServeError> {
-        let start = Instant::now();
-        let how = Submit {
-            activation: Self::activation(&model, options)?,
-            truncation: options.truncation,
-            deadline,
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let n = texts.len();
-        let enq = self.enqueue(&model, texts, &how, 0, tx).await?;
-        tracing::Span::current()
-            .record("pairs", enq.usage.pairs)
-            .record("tokens", enq.usage.tokens);
-        let waiting = tracing::info_span!("queue_wait", pairs = n);
-        let (scores, mut timing) = collect(rx, n, deadline)
-            .instrument(waiting)
-            .await
-            .inspect_err(|e| {
-                if matches!(e, ServeError::DeadlineExceeded(_)) {
-                    metrics().reject(&model.name, "deadline");
-                }
-            })?;
-        record_scored(&model.name, &enq.usage);
-        timing.tokenize = enq.tokenize;
-        timing.total = start.elapsed();
-        Ok(ScoreOutput {
-            model: model.name.clone(),
-            scores,
-            truncated: enq.truncated,
-            usage: enq.usage,
+            usage: s.session.usage,
             timing,
         })
     }
@@ -389,33 +360,6 @@ fn rejected(model: &str, r: Rejected) -> ServeError {
     }
 }
 
-/// Gathers `n` pair results (indices 0..n) into input order, with queue and inference times.
-async fn collect(
-    mut rx: mpsc::UnboundedReceiver<PairResult>,
-    n: usize,
-    deadline: Option<Instant>,
-) -> Result<(Vec<Vec<f32>>, Timing), ServeError> {
-    let mut scores = vec![Vec::new(); n];
-    let mut timing = Timing::default();
-    let mut batches = std::collections::HashSet::new();
-    for _ in 0..n {
-        let next = match deadline {
-            Some(d) => tokio::time::timeout_at(d.into(), rx.recv())
-                .await
-                .map_err(|_| deadline_exceeded())?,
-            None => rx.recv().await,
-        };
-        let r = next
-            .ok_or_else(|| ServeError::Unavailable("the model stopped before answering".into()))?;
-        timing.queue = timing.queue.max(r.queue);
-        if batches.insert(r.batch_id) {
-            timing.inference += r.inference;
-        }
-        scores[r.index] = pair_outcome(r.outcome)?;
-    }
-    Ok((scores, timing))
-}
-
 pub fn pair_outcome(outcome: Result<Vec<f32>, PairError>) -> Result<Vec<f32>, ServeError> {
     outcome.map_err(|e| match e {
         PairError::DeadlineExceeded => deadline_exceeded(),
@@ -425,4 +369,10 @@ pub fn pair_outcome(outcome: Result<Vec<f32>, PairError>) -> Result<Vec<f32>, Se
 
 fn deadline_exceeded() -> ServeError {
     ServeError::DeadlineExceeded("the deadline passed before every pair was scored".into())
+}
+
+fn record_span_usage(usage: &Usage) {
+    tracing::Span::current()
+        .record("pairs", usage.pairs)
+        .record("tokens", usage.tokens);
 }
