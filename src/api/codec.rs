@@ -99,11 +99,19 @@ impl<U: Message + Default + Bounded> Decoder for BoundedDecoder<U> {
         if let Some((path, field)) = U::ENTRIES {
             use prost::bytes::Buf;
             let limit = max_entries();
+            // tonic hands the decoder one contiguous buffer holding the whole message.
             let whole = buf.chunk().len() == buf.remaining();
-            if whole && count(buf.chunk(), path, limit).is_none_or(|n| n > limit) {
+            // Malformed bytes (`None`) are left to prost, which fails as it does for any call;
+            // the scan stops past the limit, so prost never decodes more than `limit` entries.
+            let counted = if whole {
+                count(buf.chunk(), path, limit)
+            } else {
+                None
+            };
+            if counted.is_some_and(|n| n > limit) {
                 return Err(Status::invalid_argument(format!(
-                    "`{field}` has more than {limit} entries (max_pairs_per_request), or the \
-                     message is malformed; it was refused before decoding"
+                    "`{field}` has more than {limit} entries (max_pairs_per_request); the \
+                     message was refused before decoding"
                 )));
             }
         }

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod collector;
+pub mod process;
+pub mod raw;
 pub mod server;
 
 use std::collections::BTreeMap;
