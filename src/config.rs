@@ -138,24 +138,35 @@ struct FileConfig {
     #[serde(default)]
     limits: RequestLimits,
     #[serde(default)]
-    models: Vec<FileModel>,
+    models: Vec<ModelOptions>,
 }
 
-#[derive(Deserialize, Default)]
+/// A model's options as given (a TOML `[[models]]` table, a `--model` flag or a LoadModel
+/// call); unset options take their defaults in [`ModelOptions::into_config`], the one place
+/// where defaults and bounds are applied.
+#[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
-struct FileModel {
-    name: String,
-    path: PathBuf,
-    devices: Option<Vec<String>>,
-    device: Option<String>,
-    replicas: Option<usize>,
-    dtype: Option<String>,
-    max_length: Option<usize>,
-    max_batch_tokens: Option<usize>,
-    max_batch_pairs: Option<usize>,
-    max_wait_ms: Option<u64>,
-    max_queue_pairs: Option<usize>,
+pub struct ModelOptions {
+    pub name: String,
+    pub path: PathBuf,
+    pub devices: Option<Vec<String>>,
+    pub device: Option<String>,
+    pub replicas: Option<usize>,
+    pub dtype: Option<String>,
+    pub max_length: Option<usize>,
+    pub max_batch_tokens: Option<usize>,
+    pub max_batch_pairs: Option<usize>,
+    pub max_wait_ms: Option<u64>,
+    pub max_queue_pairs: Option<usize>,
 }
+
+/// Upper bounds of model options: beyond them a value is a mistake (or an attack on LoadModel).
+pub const MAX_REPLICAS: usize = 64;
+pub const MAX_WAIT_MS: u64 = 60_000;
+pub const MAX_BATCH_PAIRS: usize = 4096;
+pub const MAX_BATCH_TOKENS: usize = 1 << 22;
+pub const MAX_QUEUE_PAIRS: usize = 1 << 20;
+pub const MAX_MAX_LENGTH: usize = 1 << 16;
 
 impl ServeConfig {
     /// Parses a TOML config; relative model paths are taken from the file's directory.
@@ -217,10 +228,38 @@ pub fn check_model(m: &ModelConfig) -> Result<(), String> {
             "model {name}: at least one replica device is needed"
         ));
     }
-    if b.max_batch_pairs == 0 || b.max_queue_pairs == 0 || b.max_batch_tokens == 0 {
-        return Err(format!(
-            "model {name}: max_batch_pairs, max_batch_tokens and max_queue_pairs must be positive"
-        ));
+    let bounds = [
+        ("replicas", m.devices.len() as u64, MAX_REPLICAS as u64),
+        (
+            "max_batch_pairs",
+            b.max_batch_pairs as u64,
+            MAX_BATCH_PAIRS as u64,
+        ),
+        (
+            "max_batch_tokens",
+            b.max_batch_tokens as u64,
+            MAX_BATCH_TOKENS as u64,
+        ),
+        (
+            "max_queue_pairs",
+            b.max_queue_pairs as u64,
+            MAX_QUEUE_PAIRS as u64,
+        ),
+        ("max_wait_ms", b.max_wait.as_millis() as u64, MAX_WAIT_MS),
+        (
+            "max_length",
+            m.max_length.unwrap_or(1) as u64,
+            MAX_MAX_LENGTH as u64,
+        ),
+    ];
+    for (option, value, max) in bounds {
+        let positive = option == "max_wait_ms" || value > 0;
+        if !positive || value > max {
+            return Err(format!(
+                "model {name}: {option} is {value}; it must be between {} and {max}",
+                u64::from(option != "max_wait_ms")
+            ));
+        }
     }
     Ok(())
 }
@@ -235,8 +274,26 @@ fn default_batch_pairs(devices: &[String]) -> usize {
     }
 }
 
-impl FileModel {
-    fn into_config(self, base: &Path) -> Result<ModelConfig, String> {
+impl ModelOptions {
+    /// The model's configuration, with defaults applied and every option checked against its
+    /// bounds; a relative path is taken from `base`.
+    pub fn into_config(self, base: &Path) -> Result<ModelConfig, String> {
+        let config = self.apply_defaults(base)?;
+        check_model(&config)?;
+        Ok(config)
+    }
+
+    fn apply_defaults(self, base: &Path) -> Result<ModelConfig, String> {
+        if self.replicas == Some(0) {
+            return Err(format!("model {}: replicas must be at least 1", self.name));
+        }
+        if self.replicas.is_some_and(|r| r > MAX_REPLICAS) {
+            return Err(format!(
+                "model {}: replicas is {}; at most {MAX_REPLICAS}",
+                self.name,
+                self.replicas.unwrap_or_default()
+            ));
+        }
         let devices = match (self.devices, self.device) {
             (Some(_), Some(_)) => {
                 return Err(format!(
@@ -277,7 +334,7 @@ impl FromStr for ModelConfig {
             .split_once('=')
             .ok_or_else(|| format!("--model {s:?}: expected NAME=DIR[,key=value…]"))?;
         let mut parts = rest.split(',');
-        let mut m = FileModel {
+        let mut m = ModelOptions {
             name: name.to_owned(),
             path: PathBuf::from(parts.next().unwrap_or_default()),
             ..Default::default()
@@ -302,12 +359,7 @@ impl FromStr for ModelConfig {
                 _ => return Err(format!("--model {name}: unknown option {k:?}; known: device, dtype, replicas, max_batch_tokens, max_batch_pairs, max_wait_ms, max_queue_pairs, max_length")),
             }
         }
-        if m.replicas == Some(0) {
-            return Err(format!("--model {name}: replicas must be at least 1"));
-        }
-        let config = m.into_config(Path::new(""))?;
-        check_model(&config)?;
-        Ok(config)
+        m.into_config(Path::new(""))
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use dashmap::DashMap;
+use tokio::sync::watch;
 
 use crate::config::ModelConfig;
 use crate::device::{parse_device, DType};
@@ -40,8 +41,16 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The state; a ready model whose replica died is Failed with the reason.
     pub fn state(&self) -> State {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match state {
+            State::Ready(m) => match m.queue.failure() {
+                Some(reason) => State::Failed(reason),
+                None => State::Ready(m),
+            },
+            other => other,
+        }
     }
 
     fn set(&self, state: State) {
@@ -49,12 +58,31 @@ impl Entry {
     }
 }
 
-#[derive(Default)]
 pub struct Registry {
     models: DashMap<String, Arc<Entry>>,
+    /// Bumped on every change of a model's state (load, unload, a replica's death).
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            models: DashMap::new(),
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Registry {
+    /// Sees every change of any model's state (for health).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
     /// Registers `config` as loading, starts its replicas and marks it ready (or failed, with
     /// the reason). A name already present is refused unless its earlier load failed.
     pub fn load(&self, config: ModelConfig) -> Result<Arc<LoadedModel>, ServeError> {
@@ -76,7 +104,22 @@ impl Registry {
                 v.insert(entry.clone());
             }
         }
-        match start(&config) {
+        self.changed();
+        let changes = self.changes.clone();
+        let on_failure = Arc::new(move || changes.send_modify(|n| *n += 1));
+        let started = start(&config, on_failure);
+        let result = self.loaded(&entry, &config, started);
+        self.changed();
+        result
+    }
+
+    fn loaded(
+        &self,
+        entry: &Entry,
+        config: &ModelConfig,
+        started: Result<LoadedModel, String>,
+    ) -> Result<Arc<LoadedModel>, ServeError> {
+        match started {
             Ok(model) => {
                 let model = Arc::new(model);
                 entry.set(State::Ready(model.clone()));
@@ -107,8 +150,9 @@ impl Registry {
                 "model {:?} is unloading",
                 entry.config.name
             ))),
-            State::Failed(reason) => Err(ServeError::Unavailable(format!(
-                "model {:?} failed to load: {reason}",
+            State::Failed(_) => Err(ServeError::Unavailable(format!(
+                "model {:?} is FAILED: it failed to load or a replica died (the reason is in the \
+                 server's log, and in GetModel for admin token holders)",
                 entry.config.name
             ))),
         }
@@ -161,7 +205,10 @@ impl Registry {
                 )));
             }
         }
-        self.models.remove(&entry.config.name);
+        // Remove this very entry: a load that replaced it meanwhile keeps its own.
+        self.models
+            .remove_if(&entry.config.name, |_, e| Arc::ptr_eq(e, &entry));
+        self.changed();
         tracing::info!(model = %entry.config.name, "model unloaded");
         Ok(())
     }
@@ -186,7 +233,10 @@ impl LoadedModel {
 }
 
 /// Starts every replica of `config`; all must load and warm up.
-fn start(config: &ModelConfig) -> Result<LoadedModel, String> {
+fn start(
+    config: &ModelConfig,
+    on_failure: Arc<dyn Fn() + Send + Sync>,
+) -> Result<LoadedModel, String> {
     let queue = Queue::new(config.batching);
     let mut workers = Vec::new();
     let mut first: Option<(ModelSpec, DType, PairTokenizer)> = None;
@@ -198,6 +248,7 @@ fn start(config: &ModelConfig) -> Result<LoadedModel, String> {
             dtype: config.dtype,
             max_length: config.max_length,
             index,
+            on_failure: on_failure.clone(),
         };
         let started = worker::spawn(replica, queue.clone())
             .map_err(|e| stop_all(&queue, &mut workers, e.to_string()))?;

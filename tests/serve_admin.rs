@@ -20,11 +20,11 @@ fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
     r
 }
 
+/// A LoadModel of `dir`, relative to the model root (the fixtures directory).
 fn load_req(name: &str, dir: &str) -> pb::LoadModelRequest {
-    let path = common::fixtures().join(dir).display().to_string();
     pb::LoadModelRequest {
         name: name.into(),
-        path,
+        path: dir.into(),
         options: None,
     }
 }
@@ -46,6 +46,7 @@ fn score(model: &str, n: usize) -> pb::ScoreRequest {
 async fn admin_server() -> TestServer {
     let opts = ServerOptions {
         admin_token: Some(TOKEN.into()),
+        model_root: Some(common::fixtures()),
         ..Default::default()
     };
     TestServer::start(vec![model("ce=bert")], opts, RequestLimits::default()).await
@@ -126,20 +127,33 @@ async fn load_and_unload_at_run_time() {
         .unwrap_err();
     assert_eq!(dup.code(), Code::AlreadyExists);
 
+    // A directory under the root that holds no model: a FAILED entry, whose reason and path
+    // only token holders see; "" turns NOT_SERVING until it is unloaded.
+    std::fs::create_dir_all(common::fixtures().join("empty-model")).unwrap();
     let broken = m
-        .load_model(with_token(load_req("broken", "does-not-exist"), TOKEN))
+        .load_model(with_token(load_req("broken", "empty-model"), TOKEN))
         .await
         .unwrap_err();
     assert_eq!(broken.code(), Code::FailedPrecondition);
+    let get = pb::GetModelRequest {
+        name: "broken".into(),
+    };
     let info = m
-        .get_model(pb::GetModelRequest {
-            name: "broken".into(),
-        })
+        .get_model(with_token(get.clone(), TOKEN))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(info.state, pb::ModelState::Failed as i32);
-    assert!(info.reason.contains("does-not-exist"), "{}", info.reason);
+    assert!(info.reason.contains("empty-model"), "{}", info.reason);
+    let anonymous = m.get_model(get).await.unwrap().into_inner();
+    assert_eq!(anonymous.state, pb::ModelState::Failed as i32);
+    assert!(
+        !anonymous.reason.contains("empty-model"),
+        "{}",
+        anonymous.reason
+    );
+    assert!(anonymous.path.is_empty(), "{}", anonymous.path);
+    server.wait_health("", 2).await;
     assert_eq!(
         server
             .client()
@@ -150,6 +164,15 @@ async fn load_and_unload_at_run_time() {
         Code::Unavailable
     );
 
+    m.unload_model(with_token(
+        pb::UnloadModelRequest {
+            name: "broken".into(),
+        },
+        TOKEN,
+    ))
+    .await
+    .unwrap();
+    server.wait_health("", 1).await;
     m.unload_model(with_token(
         pb::UnloadModelRequest { name: "nli".into() },
         TOKEN,
@@ -162,6 +185,75 @@ async fn load_and_unload_at_run_time() {
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     assert_ne!(server.health("nli").await, 1);
+    server.stop().await;
+}
+
+/// LoadModel reads only under --model-root, and its options have the same bounds as --model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_model_stays_under_the_root_and_within_bounds() {
+    let server = admin_server().await;
+    let mut m = server.models();
+    let outside = common::fixtures().parent().unwrap().display().to_string();
+    for path in ["..", "../generated/..", "/etc", outside.as_str()] {
+        let err = m
+            .load_model(with_token(load_req("x", path), TOKEN))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{path}: {err:?}");
+        assert!(err.message().contains("outside the model root"), "{err:?}");
+    }
+    let missing = m
+        .load_model(with_token(load_req("x", "no-such-dir"), TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::InvalidArgument, "{missing:?}");
+
+    let with = |options: pb::LoadModelOptions| pb::LoadModelRequest {
+        options: Some(options),
+        ..load_req("x", "bert")
+    };
+    let batching = |b: pb::BatchingLimits| pb::LoadModelOptions {
+        batching: Some(b),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            batching(pb::BatchingLimits {
+                max_wait_ms: u32::MAX,
+                ..Default::default()
+            }),
+            "max_wait_ms is 4294967295; it must be between 0 and 60000",
+        ),
+        (
+            pb::LoadModelOptions {
+                devices: vec!["cpu".into(); 1000],
+                ..Default::default()
+            },
+            "replicas is 1000; it must be between 1 and 64",
+        ),
+        (
+            batching(pb::BatchingLimits {
+                max_queue_pairs: u32::MAX,
+                ..Default::default()
+            }),
+            "max_queue_pairs is 4294967295",
+        ),
+    ];
+    for (options, want) in cases {
+        let err = m
+            .load_model(with_token(with(options), TOKEN))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains(want), "{err:?}");
+    }
+    // The same defaults as --model: a CPU model batches 32 pairs unless told otherwise.
+    let info = m
+        .load_model(with_token(load_req("x", "bert"), TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.batching.unwrap().max_batch_pairs, 32);
     server.stop().await;
 }
 

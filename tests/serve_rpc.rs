@@ -292,17 +292,20 @@ async fn a_failing_model_does_not_stop_the_others() {
         common::server::model("ok=bert"),
         common::server::model_at("broken", &broken),
     ];
-    let server = TestServer::start_unready(models, Default::default(), Default::default()).await;
+    let opts = crossrank::api::ServerOptions {
+        admin_token: Some("t".into()),
+        ..Default::default()
+    };
+    let server = TestServer::start_unready(models, opts, Default::default()).await;
     server.wait_serving("ok").await;
     let mut m = server.models();
     let info = loop {
-        let info = m
-            .get_model(pb::GetModelRequest {
-                name: "broken".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut get = tonic::Request::new(pb::GetModelRequest {
+            name: "broken".into(),
+        });
+        get.metadata_mut()
+            .insert("authorization", "Bearer t".parse().unwrap());
+        let info = m.get_model(get).await.unwrap().into_inner();
         if info.state != pb::ModelState::Loading as i32 {
             break info;
         }
@@ -327,7 +330,7 @@ async fn a_failing_model_does_not_stop_the_others() {
     let err = c.score(score_req("broken", p.clone())).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(
-        err.message().contains("failed to load"),
+        err.message().contains("\"broken\" is FAILED"),
         "{}",
         err.message()
     );

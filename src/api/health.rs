@@ -35,6 +35,13 @@ impl Health {
     }
 }
 
+impl Health {
+    /// An unloaded model's service is no longer known (SERVICE_UNKNOWN).
+    pub async fn forget(&self, name: &str) {
+        self.reporter.clone().clear_service_status(name).await;
+    }
+}
+
 fn status(serving: bool) -> ServingStatus {
     if serving {
         ServingStatus::Serving

@@ -11,6 +11,7 @@ mod rerank_stream;
 mod scoring;
 mod status;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::config::ModelConfig;
 use crate::engine::Engine;
+use crate::registry::State;
 use health::Health;
 
 /// Generated protobuf and gRPC code for `crossrank.v1`.
@@ -33,6 +35,8 @@ pub mod pb {
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub admin_token: Option<String>,
+    /// LoadModel loads only model directories under this one; unset disables LoadModel.
+    pub model_root: Option<std::path::PathBuf>,
     /// Largest request message, in bytes; `None`: what the request limits allow
     /// ([`RequestLimits::max_request_bytes`](crate::config::RequestLimits::max_request_bytes)),
     /// at most 64 MiB.
@@ -46,6 +50,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             admin_token: None,
+            model_root: None,
             max_message_bytes: None,
             grace_period: Duration::from_secs(30),
             transport: Transport::default(),
@@ -143,6 +148,7 @@ pub async fn serve(
         engine: engine.clone(),
         health: health.clone(),
         admin_token: opts.admin_token.clone(),
+        model_root: opts.model_root.clone(),
     })
     .max_decoding_message_size(1 << 20)
     .max_encoding_message_size(64 << 20);
@@ -203,5 +209,38 @@ async fn load_all(engine: Arc<Engine>, health: Health, models: Vec<ModelConfig>)
     health.overall(all_ready).await;
     if all_ready {
         tracing::info!("all models ready: SERVING");
+    }
+    follow(engine, health).await;
+}
+
+/// Keeps health in step with the registry after start-up: LoadModel, UnloadModel and replicas
+/// that die change each model's status and "" (SERVING while every model is ready); unloaded
+/// models are forgotten. At shutdown everything turns NOT_SERVING, and that is the last word.
+async fn follow(engine: Arc<Engine>, health: Health) {
+    let mut changes = engine.registry.subscribe();
+    let mut known: HashSet<String> = engine.registry.names().into_iter().collect();
+    loop {
+        let draining = engine.is_draining();
+        let entries = engine.registry.entries();
+        let mut all = !entries.is_empty() && !draining;
+        let mut now = HashSet::new();
+        for e in &entries {
+            let ready = !draining && matches!(e.state(), State::Ready(_));
+            all &= ready;
+            health.model_serving(&e.config.name, ready).await;
+            now.insert(e.config.name.clone());
+        }
+        for gone in known.difference(&now) {
+            health.forget(gone).await;
+        }
+        known = now;
+        health.overall(all).await;
+        if draining {
+            return;
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            () = engine.draining() => {}
+        }
     }
 }

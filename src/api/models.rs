@@ -7,17 +7,21 @@ use tonic::{Request, Response, Status};
 
 use super::health::Health;
 use super::pb;
-use crate::config::{check_model, ModelConfig};
-use crate::device::DType;
+use std::path::{Path, PathBuf};
+
+use crate::config::{ModelConfig, ModelOptions};
+use crate::engine::request::check_model_name;
 use crate::engine::{Engine, ServeError};
 use crate::registry::{Entry, State};
-use crate::scheduler::BatchLimits;
 
 pub struct Models {
     pub engine: Arc<Engine>,
     pub health: Health,
-    /// Required as `authorization: Bearer …` for LoadModel / UnloadModel; None disables them.
+    /// Required as `authorization: Bearer …` for LoadModel / UnloadModel, and to see model paths
+    /// and load errors; None disables model management.
     pub admin_token: Option<String>,
+    /// LoadModel loads only directories under this one; None disables LoadModel by path.
+    pub model_root: Option<PathBuf>,
 }
 
 impl Models {
@@ -43,22 +47,63 @@ impl Models {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Equal tokens, in a time that depends only on the secret's length: every byte of `secret` is
+/// compared whatever `given` is, so neither the position of the first difference nor the
+/// length of the guess shows in the timing.
+fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != secret.len());
+    for (i, s) in secret.iter().enumerate() {
+        diff |= given.get(i).copied().unwrap_or(!s) ^ s;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// The model directory a LoadModel `path` names: relative paths are taken from the root, and the
+/// directory (symbolic links resolved) must lie inside it.
+fn under_root(root: Option<&Path>, path: &str) -> Result<PathBuf, ServeError> {
+    let Some(root) = root else {
+        return Err(ServeError::PermissionDenied(
+            "LoadModel by path is disabled: start the server with --model-root DIR to allow \
+             loading model directories under DIR"
+                .into(),
+        ));
+    };
+    if path.is_empty() {
+        return Err(ServeError::InvalidArgument(
+            "`path` is empty; give a model directory under the model root".into(),
+        ));
+    }
+    let root = root.canonicalize().map_err(|e| {
+        ServeError::FailedPrecondition(format!(
+            "the model root {} is unusable: {e}",
+            root.display()
+        ))
+    })?;
+    let dir = root.join(path).canonicalize().map_err(|e| {
+        ServeError::InvalidArgument(format!("`path` {path:?} under the model root: {e}"))
+    })?;
+    if !dir.starts_with(&root) {
+        return Err(ServeError::PermissionDenied(format!(
+            "`path` {path:?} resolves outside the model root {}",
+            root.display()
+        )));
+    }
+    Ok(dir)
 }
 
 #[tonic::async_trait]
 impl pb::models_server::Models for Models {
     async fn list_models(
         &self,
-        _: Request<pb::ListModelsRequest>,
+        req: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let full = self.authorize(req.metadata()).is_ok();
         let models = self
             .engine
             .registry
             .entries()
             .iter()
-            .map(|e| info(e))
+            .map(|e| info(e, full))
             .collect();
         Ok(Response::new(pb::ListModelsResponse { models }))
     }
@@ -67,8 +112,11 @@ impl pb::models_server::Models for Models {
         &self,
         req: Request<pb::GetModelRequest>,
     ) -> Result<Response<pb::ModelInfo>, Status> {
-        let entry = self.engine.registry.entry(&req.into_inner().name)?;
-        Ok(Response::new(info(&entry)))
+        let full = self.authorize(req.metadata()).is_ok();
+        let name = req.into_inner().name;
+        check_model_name(&name)?;
+        let entry = self.engine.registry.entry(&name)?;
+        Ok(Response::new(info(&entry, full)))
     }
 
     async fn load_model(
@@ -76,7 +124,9 @@ impl pb::models_server::Models for Models {
         req: Request<pb::LoadModelRequest>,
     ) -> Result<Response<pb::ModelInfo>, Status> {
         self.authorize(req.metadata())?;
-        let config = model_config(req.into_inner())?;
+        let req = req.into_inner();
+        let path = under_root(self.model_root.as_deref(), &req.path)?;
+        let config = model_config(req, path)?;
         let name = config.name.clone();
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.registry.load(config))
@@ -84,7 +134,7 @@ impl pb::models_server::Models for Models {
             .map_err(|e| Status::internal(format!("load task failed: {e}")))??;
         self.health.model_serving(&name, true).await;
         let entry = self.engine.registry.entry(&name)?;
-        Ok(Response::new(info(&entry)))
+        Ok(Response::new(info(&entry, true)))
     }
 
     async fn unload_model(
@@ -103,56 +153,41 @@ impl pb::models_server::Models for Models {
     }
 }
 
-fn model_config(r: pb::LoadModelRequest) -> Result<ModelConfig, ServeError> {
-    let invalid = ServeError::InvalidArgument;
-    if r.path.is_empty() {
-        return Err(invalid(
-            "`path` is empty; give the model directory on the server".into(),
-        ));
-    }
+/// LoadModel's options, through the same defaults and bounds as `--model` and the TOML file
+/// (0 or empty means unset).
+fn model_config(r: pb::LoadModelRequest, path: PathBuf) -> Result<ModelConfig, ServeError> {
     let o = r.options.unwrap_or_default();
-    let d = BatchLimits::default();
     let b = o.batching.unwrap_or_default();
-    let pick = |v: u32, default: usize| if v == 0 { default } else { v as usize };
-    let config = ModelConfig {
+    let set = |v: u32| (v > 0).then_some(v as usize);
+    let options = ModelOptions {
         name: r.name,
-        path: r.path.into(),
-        devices: if o.devices.is_empty() {
-            vec!["cpu".into()]
-        } else {
-            o.devices
-        },
-        dtype: if o.dtype.is_empty() {
-            None
-        } else {
-            Some(
-                o.dtype
-                    .parse::<DType>()
-                    .map_err(|e| invalid(format!("`options.dtype`: {e}")))?,
-            )
-        },
-        max_length: (o.max_length > 0).then_some(o.max_length as usize),
-        batching: BatchLimits {
-            max_batch_tokens: pick(b.max_batch_tokens, d.max_batch_tokens),
-            max_batch_pairs: pick(b.max_batch_pairs, d.max_batch_pairs),
-            max_wait: if b.max_wait_ms == 0 {
-                d.max_wait
-            } else {
-                std::time::Duration::from_millis(b.max_wait_ms.into())
-            },
-            max_queue_pairs: pick(b.max_queue_pairs, d.max_queue_pairs),
-        },
+        path,
+        devices: (!o.devices.is_empty()).then_some(o.devices),
+        dtype: (!o.dtype.is_empty()).then_some(o.dtype),
+        max_length: set(o.max_length),
+        max_batch_tokens: set(b.max_batch_tokens),
+        max_batch_pairs: set(b.max_batch_pairs),
+        max_wait_ms: (b.max_wait_ms > 0).then_some(b.max_wait_ms.into()),
+        max_queue_pairs: set(b.max_queue_pairs),
+        ..Default::default()
     };
-    check_model(&config).map_err(invalid)?;
-    Ok(config)
+    options
+        .into_config(Path::new(""))
+        .map_err(ServeError::InvalidArgument)
 }
 
-pub fn info(e: &Entry) -> pb::ModelInfo {
+/// A model's description; its path and load error only for `full` (admin token holders): they
+/// would tell anyone what the server's file system holds.
+pub fn info(e: &Entry, full: bool) -> pb::ModelInfo {
     let c = &e.config;
     let b = &c.batching;
     let mut info = pb::ModelInfo {
         name: c.name.clone(),
-        path: c.path.display().to_string(),
+        path: if full {
+            c.path.display().to_string()
+        } else {
+            String::new()
+        },
         devices: c.devices.clone(),
         replicas: c.devices.len() as u32,
         dtype: c.dtype.map(|d| d.to_string()).unwrap_or_default(),
@@ -168,7 +203,11 @@ pub fn info(e: &Entry) -> pb::ModelInfo {
         State::Loading => pb::ModelState::Loading,
         State::Unloading => pb::ModelState::Unloading,
         State::Failed(reason) => {
-            info.reason = reason;
+            info.reason = if full {
+                reason
+            } else {
+                "failed; the reason is shown to admin token holders and in the server's log".into()
+            };
             pb::ModelState::Failed
         }
         State::Ready(m) => {

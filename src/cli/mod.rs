@@ -34,7 +34,7 @@ enum Command {
     /// Rank documents for one query, best first.
     Rerank(rerank::RerankArgs),
     /// Serve models over gRPC.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Drive a running server over gRPC and report throughput, latency and errors.
     Bench(bench::BenchArgs),
     /// Check a running server's gRPC health; exit status 0 only when SERVING.
@@ -57,7 +57,7 @@ impl Cli {
         match self.command {
             Command::Score(args) => score::run(args),
             Command::Rerank(args) => rerank::run(args),
-            Command::Serve(args) => serve::run(args),
+            Command::Serve(args) => serve::run(*args),
             Command::Bench(args) => bench::run(args),
             Command::Health(args) => health::run(args),
         }

@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// Token required (as `authorization: Bearer …`) for LoadModel / UnloadModel; unset disables them.
     #[arg(long, env = "CROSSRANK_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// LoadModel loads only model directories under DIR (relative paths are taken from it);
+    /// unset disables LoadModel.
+    #[arg(long, env = "CROSSRANK_MODEL_ROOT", value_name = "DIR")]
+    model_root: Option<PathBuf>,
     /// Pairs or documents per request [default: 2048, or the config file's].
     #[arg(long, env = "CROSSRANK_MAX_PAIRS_PER_REQUEST")]
     max_pairs_per_request: Option<usize>,
@@ -165,7 +169,7 @@ impl ServeArgs {
         }
         if self
             .max_message_bytes
-            .is_some_and(|n| n < 1024 || n > 1 << 30)
+            .is_some_and(|n| !(1024..=1 << 30).contains(&n))
         {
             bail!("--max-message-bytes must be between 1 KiB and 1 GiB");
         }
@@ -183,8 +187,12 @@ impl ServeArgs {
     }
 }
 
+/// How long shutdown waits for blocking work after the grace period (README).
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    let transport = args.transport()?;
     if args.check_config {
         for m in &config.models {
             println!(
@@ -203,7 +211,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tch::set_num_threads(i32::from(n.max(1)));
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let trace = TraceOptions {
             filter: args.log_filter.clone(),
             json_logs: args.log_format == "json",
@@ -224,14 +232,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(crossrank::telemetry::serve_metrics(metrics, engine.clone()));
         let opts = ServerOptions {
             admin_token: args.admin_token.clone(),
+            model_root: args.model_root.clone(),
             max_message_bytes: args.max_message_bytes,
             grace_period: Duration::from_secs(args.grace_period_secs),
-            transport: args.transport()?,
+            transport,
         };
         serve(listener, engine, config.models, opts, shutdown_signal()).await?;
         println!("crossrank stopped");
         Ok(())
-    })
+    });
+    // Blocking work still running (a model load, a tokenization past its chunk) gets this long
+    // after the grace period; the process then exits regardless.
+    runtime.shutdown_timeout(SHUTDOWN_BOUND);
+    result
 }
 
 /// Listens on `host:port`; errors name the flag that set the port.

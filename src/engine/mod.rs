@@ -225,12 +225,7 @@ impl Engine {
         let jobs = encoded
             .into_iter()
             .enumerate()
-            .map(|(i, encoded)| Job {
-                encoded,
-                index: first_index + i,
-                sink: sink.clone(),
-                enqueued: now,
-            })
+            .map(|(i, encoded)| Job::new(encoded, first_index + i, sink.clone(), now))
             .collect();
         let label = ModelLabel {
             model: model.name.clone(),
@@ -357,6 +352,10 @@ fn rejected(model: &str, r: Rejected) -> ServeError {
             "model {model:?} is overloaded: {queued} pairs queued + {asked} requested exceeds max_queue_pairs {limit}"
         )),
         Rejected::Closed => ServeError::Unavailable(format!("model {model:?} is unloading")),
+        Rejected::Failed => ServeError::Unavailable(format!(
+            "model {model:?} stopped serving: a replica thread died (the reason is in the \
+             server's log and in GetModel for admin token holders)"
+        )),
     }
 }
 
@@ -364,6 +363,11 @@ pub fn pair_outcome(outcome: Result<Vec<f32>, PairError>) -> Result<Vec<f32>, Se
     outcome.map_err(|e| match e {
         PairError::DeadlineExceeded => deadline_exceeded(),
         PairError::Inference(m) => ServeError::Internal(format!("inference failed: {m}")),
+        PairError::Stopped(_) => ServeError::Unavailable(
+            "the model stopped serving before this pair ran: a replica thread died (see the \
+             server's log)"
+                .into(),
+        ),
     })
 }
 

@@ -13,7 +13,7 @@ use super::Network;
 use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 use crate::models::ModelSpec;
-use crate::scheduler::{Job, PairError, PairResult, Queue};
+use crate::scheduler::{Job, PairError, Queue};
 use crate::telemetry::metrics::{metrics, ModelLabel};
 use crate::tokenize::{Encoded, PairTokenizer};
 
@@ -25,6 +25,8 @@ pub struct ReplicaConfig {
     pub dtype: Option<DType>,
     pub max_length: Option<usize>,
     pub index: usize,
+    /// Called once if this replica's thread dies after loading (the model is then FAILED).
+    pub on_failure: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// A running replica and what it learnt while loading.
@@ -54,7 +56,7 @@ pub fn spawn(cfg: ReplicaConfig, queue: Arc<Queue>) -> Result<Started> {
                     return;
                 }
             };
-            serve(&cfg, &network, &queue);
+            supervised(&cfg, &queue, || serve(&cfg, &network, &queue));
         })
         .map_err(|e| {
             RuntimeError::InvalidOption(format!("cannot start thread {thread_name}: {e}"))
@@ -98,9 +100,46 @@ fn load_and_warm_up(cfg: &ReplicaConfig) -> Result<(Network, PairTokenizer)> {
     Ok((network, tokenizer))
 }
 
+/// Runs the replica's loop; if anything in it panics, the model stops serving: its queue is
+/// closed and failed with the reason, every queued pair is answered with that failure, and
+/// `on_failure` tells the registry (health turns NOT_SERVING). Replicas are not restarted:
+/// an operator reloads the model, or the orchestrator replaces the process (README).
+pub fn supervised(cfg: &ReplicaConfig, queue: &Queue, work: impl FnOnce()) {
+    let Err(panic) = catch_unwind(AssertUnwindSafe(work)) else {
+        return;
+    };
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    let reason = format!("replica {} died: {what}", cfg.index);
+    tracing::error!(model = %cfg.name, %reason, "replica thread died; the model is FAILED");
+    let start = Instant::now();
+    for job in queue.fail(&reason) {
+        reply(
+            &job,
+            0,
+            start,
+            Err(PairError::Stopped(reason.clone())),
+            Default::default(),
+        );
+    }
+    (cfg.on_failure)();
+}
+
 fn serve(cfg: &ReplicaConfig, network: &Network, queue: &Queue) {
     let _no_grad = tch::no_grad_guard();
     while let Some((batch_id, jobs)) = queue.next_batch() {
+        // Test builds only: a replica of the named model dies outside the forward pass, holding
+        // a batch, as a bug would make it (tests/faults.rs).
+        #[cfg(debug_assertions)]
+        if std::env::var("CROSSRANK_FAULT_REPLICA_PANIC").is_ok_and(|m| m == cfg.name) {
+            panic!(
+                "injected fault (CROSSRANK_FAULT_REPLICA_PANIC) holding {} pairs",
+                jobs.len()
+            );
+        }
         let span = batch_span(cfg, &jobs);
         span.in_scope(|| run_batch(&cfg.name, network, batch_id, jobs));
     }
@@ -191,12 +230,50 @@ fn reply(
     outcome: Result<Vec<f32>, PairError>,
     inference: std::time::Duration,
 ) {
-    // A closed receiver means the caller is gone; nothing to do.
-    let _ = job.sink.tx.send(PairResult {
-        index: job.index,
-        outcome,
-        queue: start.saturating_duration_since(job.enqueued),
-        inference,
-        batch_id,
-    });
+    let queue = start.saturating_duration_since(job.enqueued);
+    job.answer(outcome, queue, inference, batch_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn a_dying_replica_fails_its_queue_and_answers_every_queued_pair() {
+        let queue = Queue::new(Default::default());
+        let (jobs, mut rx) = crate::scheduler::test_jobs(&[3, 4, 5]);
+        queue.reserve(3).unwrap().submit(jobs).unwrap();
+        let told = Arc::new(AtomicBool::new(false));
+        let flag = told.clone();
+        let cfg = ReplicaConfig {
+            name: "m".into(),
+            dir: PathBuf::new(),
+            device: Device::Cpu,
+            dtype: None,
+            max_length: None,
+            index: 1,
+            on_failure: Arc::new(move || flag.store(true, Ordering::SeqCst)),
+        };
+        supervised(&cfg, &queue, || panic!("boom"));
+        assert!(told.load(Ordering::SeqCst));
+        assert_eq!(queue.failure().as_deref(), Some("replica 1 died: boom"));
+        for _ in 0..3 {
+            let r = rx.try_recv().unwrap();
+            assert_eq!(
+                r.outcome,
+                Err(PairError::Stopped("replica 1 died: boom".into()))
+            );
+        }
+        assert_eq!(
+            queue.reserve(1).err(),
+            Some(crate::scheduler::Rejected::Failed)
+        );
+        assert!(queue.next_batch().is_none(), "other replicas stop");
+
+        // A replica that returns normally (queue closed) fails nothing.
+        let calm = Queue::new(Default::default());
+        supervised(&cfg, &calm, || {});
+        assert!(calm.failure().is_none());
+    }
 }

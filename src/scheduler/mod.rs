@@ -53,13 +53,59 @@ pub struct Sink {
     pub tx: mpsc::UnboundedSender<PairResult>,
 }
 
-/// One queued pair.
+/// One queued pair. Every job is answered exactly once: by [`Job::answer`], or, if it is dropped
+/// unanswered (its replica died holding it), with [`PairError::Stopped`].
 pub struct Job {
     pub encoded: Encoded,
     /// Position of the pair in its request (or stream).
     pub index: usize,
     pub sink: Arc<Sink>,
     pub enqueued: Instant,
+    answered: std::cell::Cell<bool>,
+}
+
+impl Job {
+    pub fn new(encoded: Encoded, index: usize, sink: Arc<Sink>, enqueued: Instant) -> Self {
+        Self {
+            encoded,
+            index,
+            sink,
+            enqueued,
+            answered: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Sends this pair's result (a closed receiver means the caller is gone: nothing to do).
+    pub fn answer(
+        &self,
+        outcome: Result<Vec<f32>, PairError>,
+        queue: Duration,
+        inference: Duration,
+        batch_id: u64,
+    ) {
+        self.answered.set(true);
+        let _ = self.sink.tx.send(PairResult {
+            index: self.index,
+            outcome,
+            queue,
+            inference,
+            batch_id,
+        });
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !self.answered.get() {
+            let why = "the pair was dropped before it ran".to_string();
+            self.answer(
+                Err(PairError::Stopped(why)),
+                Duration::ZERO,
+                Duration::ZERO,
+                0,
+            );
+        }
+    }
 }
 
 /// What happened to one pair.
@@ -78,6 +124,8 @@ pub struct PairResult {
 pub enum PairError {
     DeadlineExceeded,
     Inference(String),
+    /// The model stopped serving (a replica thread died) before this pair ran.
+    Stopped(String),
 }
 
 /// Why a request was not queued.
@@ -91,6 +139,8 @@ pub enum Rejected {
     },
     /// The model is unloading or the server shutting down.
     Closed,
+    /// The model stopped serving: a replica thread died.
+    Failed,
 }
 
 #[derive(Default)]
@@ -103,7 +153,18 @@ struct State {
     /// Replica threads waiting in [`Queue::next_batch`].
     idle: usize,
     closed: bool,
+    /// Why the model stopped serving, once a replica died.
+    failed: Option<String>,
     next_batch_id: u64,
+}
+
+impl State {
+    fn refusal(&self) -> Rejected {
+        match self.failed {
+            Some(_) => Rejected::Failed,
+            None => Rejected::Closed,
+        }
+    }
 }
 
 /// The queue of one model, shared by the request side and its replica threads.
@@ -130,7 +191,7 @@ impl Reservation {
         let mut st = self.queue.lock();
         st.reserved -= std::mem::take(&mut self.pairs);
         if st.closed {
-            return Err(Rejected::Closed);
+            return Err(st.refusal());
         }
         st.tokens += jobs.iter().map(|j| j.encoded.len()).sum::<usize>();
         st.jobs.extend(jobs);
@@ -173,7 +234,7 @@ impl Queue {
     pub fn reserve(self: &Arc<Self>, pairs: usize) -> Result<Reservation, Rejected> {
         let mut st = self.lock();
         if st.closed {
-            return Err(Rejected::Closed);
+            return Err(st.refusal());
         }
         let (queued, limit) = (st.jobs.len() + st.reserved, self.limits.max_queue_pairs);
         if queued + pairs > limit {
@@ -201,6 +262,24 @@ impl Queue {
             batches: self.batches.load(Ordering::Relaxed),
             batched_pairs: self.batched_pairs.load(Ordering::Relaxed),
         }
+    }
+
+    /// A replica died: stops admission, records why, and hands back every queued pair (the
+    /// caller answers them); the other replicas then find the queue closed and empty, and stop.
+    pub fn fail(&self, reason: &str) -> Vec<Job> {
+        let mut st = self.lock();
+        st.closed = true;
+        st.failed.get_or_insert_with(|| reason.to_owned());
+        st.tokens = 0;
+        let jobs = std::mem::take(&mut st.jobs).into();
+        drop(st);
+        self.wake.notify_all();
+        jobs
+    }
+
+    /// Why the model stopped serving, if a replica died.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failed.clone()
     }
 
     /// Stops admission; replicas finish what is queued, then [`Queue::next_batch`] returns None.
@@ -272,15 +351,13 @@ pub(crate) fn test_jobs(lengths: &[usize]) -> (Vec<Job>, mpsc::UnboundedReceiver
     let jobs = lengths
         .iter()
         .enumerate()
-        .map(|(index, &n)| Job {
-            encoded: Encoded {
+        .map(|(index, &n)| {
+            let encoded = Encoded {
                 ids: vec![1; n],
                 type_ids: vec![0; n],
                 truncated: false,
-            },
-            index,
-            sink: sink.clone(),
-            enqueued: Instant::now(),
+            };
+            Job::new(encoded, index, sink.clone(), Instant::now())
         })
         .collect();
     (jobs, rx)

@@ -18,6 +18,10 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `crossrank serve` on 127.0.0.1:0 with `args`, and returns once health "" is SERVING.
     pub async fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[]).await
+    }
+
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let logs = tempfile::tempdir().unwrap();
         let log = logs.path().join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_crossrank"))
@@ -31,6 +35,7 @@ impl ServerProcess {
                 "0",
             ])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
@@ -109,6 +114,25 @@ impl ServerProcess {
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
+    }
+
+    /// Waits on the health Watch stream until `service` reports `status` (1 SERVING, 2 NOT).
+    pub async fn wait_health(&self, service: &str, status: i32) {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        let req = tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        };
+        let mut stream = health.watch(req).await.unwrap().into_inner();
+        let watch = async {
+            while let Some(msg) = stream.message().await.unwrap() {
+                if msg.status == status {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), watch)
+            .await
+            .unwrap_or_else(|_| panic!("{service:?} never reported status {status}"));
     }
 
     pub fn stderr(&self) -> String {
