@@ -133,7 +133,28 @@ fn shard_files(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
         message: e.to_string(),
     })?;
     let shards: BTreeSet<String> = parsed.weight_map.into_values().collect();
-    Ok(shards.into_iter().map(|s| dir.join(s)).collect())
+    shards
+        .into_iter()
+        .map(|s| match plain_file_name(&s) {
+            true => Ok(dir.join(s)),
+            false => Err(RuntimeError::Weights {
+                path: index.to_owned(),
+                message: format!(
+                    "shard name {s:?} is not a plain file name in the model directory"
+                ),
+            }),
+        })
+        .collect()
+}
+
+/// A shard name must name a file in the model directory itself: no separators, no `..`, not
+/// absolute (the index is data, and must not make the server read other files).
+fn plain_file_name(name: &str) -> bool {
+    let p = Path::new(name);
+    !name.is_empty()
+        && !name.contains(['/', '\\'])
+        && p.file_name().is_some_and(|f| f == name)
+        && name != ".."
 }
 
 /// `x · Wᵀ + b`.
@@ -175,5 +196,25 @@ impl LayerNorm {
             self.eps,
             true,
         )?)
+    }
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::*;
+
+    #[test]
+    fn shard_names_stay_in_the_model_directory() {
+        for good in ["model-00001-of-00002.safetensors", "a..b.safetensors"] {
+            assert!(plain_file_name(good), "{good}");
+        }
+        for bad in ["../x.safetensors", "/etc/passwd", "sub/x", "..", ".", "", "a\\b"] {
+            assert!(!plain_file_name(bad), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("model.safetensors.index.json");
+        std::fs::write(&index, r#"{"weight_map": {"w": "../../etc/passwd"}}"#).unwrap();
+        let err = shard_files(dir.path(), &index).unwrap_err().to_string();
+        assert!(err.contains("not a plain file name"), "{err}");
     }
 }
