@@ -7,6 +7,7 @@ mod convert;
 mod deadline;
 mod health;
 mod models;
+mod options;
 mod rerank_stream;
 mod scoring;
 mod status;
@@ -14,7 +15,6 @@ mod status;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -22,6 +22,7 @@ use crate::config::ModelConfig;
 use crate::engine::Engine;
 use crate::registry::State;
 use health::Health;
+pub use options::{tls_config, ServerOptions, Transport};
 
 /// Generated protobuf and gRPC code for `crossrank.v1`.
 pub mod pb {
@@ -29,89 +30,6 @@ pub mod pb {
     /// Descriptor set for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("crossrank_descriptor");
-}
-
-/// Transport settings.
-#[derive(Debug, Clone)]
-pub struct ServerOptions {
-    pub admin_token: Option<String>,
-    /// LoadModel loads only model directories under this one; unset disables LoadModel.
-    pub model_root: Option<std::path::PathBuf>,
-    /// Largest request message, in bytes; `None`: what the request limits allow
-    /// ([`RequestLimits::max_request_bytes`](crate::config::RequestLimits::max_request_bytes)),
-    /// at most 64 MiB.
-    pub max_message_bytes: Option<usize>,
-    /// How long in-flight calls may run after shutdown begins.
-    pub grace_period: Duration,
-    pub transport: Transport,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        Self {
-            admin_token: None,
-            model_root: None,
-            max_message_bytes: None,
-            grace_period: Duration::from_secs(30),
-            transport: Transport::default(),
-        }
-    }
-}
-
-/// HTTP/2 and TCP limits of the gRPC port (README, "Limits and security").
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transport {
-    /// Concurrent HTTP/2 streams (calls) per connection.
-    pub max_concurrent_streams: u32,
-    /// Calls served at once per connection; further calls wait.
-    pub concurrency_limit_per_connection: usize,
-    /// HTTP/2 PING interval, and how long to wait for its answer before closing the connection.
-    pub http2_keepalive_interval: Option<Duration>,
-    pub http2_keepalive_timeout: Duration,
-    pub tcp_keepalive: Option<Duration>,
-    /// Streams the server may reset because of the client's errors before it closes the
-    /// connection (hyper's defence against reset floods), and pending client resets.
-    pub max_local_reset_streams: usize,
-    pub max_pending_accept_reset_streams: usize,
-    /// Deadline of unary calls that carry no `grpc-timeout`.
-    pub default_timeout: Duration,
-    /// Connections older than this are closed gracefully (lets Kubernetes spread load).
-    pub max_connection_age: Option<Duration>,
-}
-
-impl Default for Transport {
-    fn default() -> Self {
-        Self {
-            max_concurrent_streams: 256,
-            concurrency_limit_per_connection: 256,
-            http2_keepalive_interval: Some(Duration::from_secs(60)),
-            http2_keepalive_timeout: Duration::from_secs(20),
-            tcp_keepalive: Some(Duration::from_secs(60)),
-            max_local_reset_streams: 1024,
-            max_pending_accept_reset_streams: 64,
-            default_timeout: Duration::from_secs(300),
-            max_connection_age: None,
-        }
-    }
-}
-
-impl Transport {
-    fn builder(&self) -> tonic::transport::Server {
-        let b = tonic::transport::Server::builder()
-            .max_concurrent_streams(self.max_concurrent_streams)
-            .concurrency_limit_per_connection(self.concurrency_limit_per_connection)
-            .http2_keepalive_interval(self.http2_keepalive_interval)
-            .http2_keepalive_timeout(Some(self.http2_keepalive_timeout))
-            .tcp_keepalive(self.tcp_keepalive)
-            .http2_max_local_error_reset_streams(Some(self.max_local_reset_streams))
-            .http2_max_pending_accept_reset_streams(Some(self.max_pending_accept_reset_streams));
-        match self.max_connection_age {
-            Some(age) => b
-                .max_connection_age(age)
-                .max_connection_age_grace(Duration::from_secs(30)),
-            None => b,
-        }
-    }
 }
 
 /// Serves on `listener` until `shutdown` completes: loads `models` in the background (health
@@ -125,7 +43,32 @@ pub async fn serve(
     opts: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with_health_port(listener, None, engine, models, opts, shutdown).await
+}
+
+/// [`serve`], plus grpc.health.v1 alone in plaintext on `health_listener`: with TLS on the gRPC
+/// port, Kubernetes gRPC probes (which cannot speak TLS) use this port.
+pub async fn serve_with_health_port(
+    listener: TcpListener,
+    health_listener: Option<TcpListener>,
+    engine: Arc<Engine>,
+    models: Vec<ModelConfig>,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
+    let (health_stop, health_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(h) = health_listener {
+        let plain = tonic::transport::Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(h).with_nodelay(Some(true)),
+                async {
+                    let _ = health_stopped.await;
+                },
+            );
+        tokio::spawn(plain);
+    }
     let health = Health::new(reporter);
     health.overall(false).await;
     health.live().await;
@@ -170,9 +113,11 @@ pub async fn serve(
     };
     // TCP_NODELAY: without it a small response can wait ~40 ms for a delayed ACK (Nagle).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = opts
-        .transport
-        .builder()
+    let mut builder = opts.transport.builder();
+    if let Some(tls) = opts.tls.clone() {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(scoring)
@@ -189,6 +134,7 @@ pub async fn serve(
         _ = grace_over => tracing::warn!(?grace, "grace period over; closing remaining calls"),
     }
     let _ = tokio::task::spawn_blocking(move || engine.registry.unload_all()).await;
+    let _ = health_stop.send(());
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use crossrank::api::{serve, ServerOptions, Transport};
+use crossrank::api::{serve_with_health_port, tls_config, ServerOptions, Transport};
 use crossrank::config::{ModelConfig, ServeConfig};
 use crossrank::engine::Engine;
 use crossrank::telemetry::tracing::TraceOptions;
@@ -19,6 +19,19 @@ pub struct ServeArgs {
     /// gRPC port (0 picks a free one; the chosen address is printed).
     #[arg(long, env = "CROSSRANK_PORT", default_value_t = 50051)]
     port: u16,
+    /// PEM certificate chain for TLS on the gRPC port (with --tls-key).
+    #[arg(long, env = "CROSSRANK_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "CROSSRANK_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM roots for client certificates: mutual TLS, clients without a valid one are refused.
+    #[arg(long, env = "CROSSRANK_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Also serve grpc.health.v1 alone, in plaintext, on this port on --host (for Kubernetes
+    /// gRPC probes, which cannot speak TLS); 0 picks a free one.
+    #[arg(long, env = "CROSSRANK_HEALTH_PORT")]
+    health_port: Option<u16>,
     /// Address of the Prometheus endpoint [default: --host].
     #[arg(long, env = "CROSSRANK_METRICS_HOST")]
     metrics_host: Option<String>,
@@ -193,6 +206,12 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let transport = args.transport()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(tls_config(cert, key, args.tls_client_ca.as_deref()).map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
+    };
     if args.check_config {
         for m in &config.models {
             println!(
@@ -236,8 +255,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_message_bytes: args.max_message_bytes,
             grace_period: Duration::from_secs(args.grace_period_secs),
             transport,
+            tls,
         };
-        serve(listener, engine, config.models, opts, shutdown_signal()).await?;
+        let health = match args.health_port {
+            Some(port) => {
+                let l = bind(&args.host, port, "--health-port").await?;
+                println!("crossrank health on {}", l.local_addr()?);
+                Some(l)
+            }
+            None => None,
+        };
+        let stop = shutdown_signal();
+        serve_with_health_port(listener, health, engine, config.models, opts, stop).await?;
         println!("crossrank stopped");
         Ok(())
     });

@@ -208,7 +208,15 @@ mod shard_tests {
         for good in ["model-00001-of-00002.safetensors", "a..b.safetensors"] {
             assert!(plain_file_name(good), "{good}");
         }
-        for bad in ["../x.safetensors", "/etc/passwd", "sub/x", "..", ".", "", "a\\b"] {
+        for bad in [
+            "../x.safetensors",
+            "/etc/passwd",
+            "sub/x",
+            "..",
+            ".",
+            "",
+            "a\\b",
+        ] {
             assert!(!plain_file_name(bad), "{bad}");
         }
         let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,8 @@ pub struct ServerProcess {
     pub child: Child,
     pub addr: String,
     pub metrics_addr: String,
+    /// The plaintext health-only port, with --health-port.
+    pub health_addr: Option<String>,
     pub channel: Channel,
     pub log: PathBuf,
     _logs: tempfile::TempDir,
@@ -22,6 +24,16 @@ impl ServerProcess {
     }
 
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_full(args, env, None).await
+    }
+
+    /// With `tls`, the client channel speaks TLS to https://localhost:PORT; readiness is then
+    /// watched on the plaintext health port (give --health-port 0).
+    pub async fn start_full(
+        args: &[&str],
+        env: &[(&str, &str)],
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Self {
         let logs = tempfile::tempdir().unwrap();
         let log = logs.path().join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_crossrank"))
@@ -53,13 +65,39 @@ impl ServerProcess {
             .and_then(|s| s.strip_suffix("/metrics"))
             .unwrap_or_else(|| panic!("unexpected: {second}"))
             .to_owned();
+        let health_addr = args.contains(&"--health-port").then(|| {
+            let line = next();
+            line.strip_prefix("crossrank health on ")
+                .unwrap_or_else(|| panic!("unexpected: {line}"))
+                .to_owned()
+        });
         std::thread::spawn(move || lines.for_each(drop));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        let channel = match &tls {
+            Some(tls) => {
+                let port = addr.rsplit(':').next().unwrap();
+                Channel::from_shared(format!("https://localhost:{port}"))
+                    .unwrap()
+                    .tls_config(tls.clone())
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap()
+            }
+            None => Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        };
+        let health_channel = match &health_addr {
+            Some(h) => Channel::from_shared(format!("http://{h}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+            None => channel.clone(),
+        };
+        let mut health = tonic_health::pb::health_client::HealthClient::new(health_channel);
         let mut watch = health
             .watch(tonic_health::pb::HealthCheckRequest::default())
             .await
@@ -70,6 +108,7 @@ impl ServerProcess {
             child,
             addr,
             metrics_addr,
+            health_addr,
             channel,
             log,
             _logs: logs,

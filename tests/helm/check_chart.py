@@ -64,16 +64,18 @@ def check_config(name: str, kinds: dict[str, dict], work: Path) -> str:
     return r.stdout
 
 
-def check_common(name: str, kinds: dict[str, dict]) -> None:
+def check_common(name: str, kinds: dict[str, dict], tls: bool) -> None:
     pod = kinds["Deployment"]["spec"]["template"]
     spec = pod["spec"]
     c = spec["containers"][0]
     check("checksum/config" in pod["metadata"]["annotations"], f"{name}: no config checksum")
+    # With TLS on the gRPC port, probes (which cannot speak TLS) use the plaintext health port.
+    port = 8081 if tls else 50051
     for probe, service in [("startupProbe", ""), ("readinessProbe", ""),
                            ("livenessProbe", "crossrank.liveness")]:
         grpc = c.get(probe, {}).get("grpc", {})
-        check(grpc.get("service") == service and grpc.get("port") == 50051,
-              f"{name}: {probe} is not a gRPC probe of {service!r} on 50051: {c.get(probe)}")
+        check(grpc.get("service") == service and grpc.get("port") == port,
+              f"{name}: {probe} is not a gRPC probe of {service!r} on {port}: {c.get(probe)}")
     grace = int(next(a.split("=")[1] for a in c["args"] if a.startswith("--grace-period-secs=")))
     check(spec["terminationGracePeriodSeconds"] > grace + 5,
           f"{name}: terminationGracePeriodSeconds must exceed the drain period plus preStop")
@@ -109,7 +111,8 @@ def main() -> None:
             continue
         kinds = by_kind(validate(name, r.stdout, work))
         rendered[name] = kinds
-        check_common(name, kinds)
+        given = values and yaml.safe_load(values.read_text()) or {}
+        check_common(name, kinds, given.get("tls", {}).get("enabled", False))
         out = check_config(name, kinds, work)
         for m in (values and yaml.safe_load(values.read_text()) or {}).get("models", []):
             check(f"model {m['name']}:" in out, f"{name}: model {m['name']} missing from {out}")
@@ -141,6 +144,19 @@ def main() -> None:
               "pvc-init: models volume is not the claim")
         check("Secret" not in pvc, "pvc-init: a Secret was generated beside existingSecret")
 
+    if tls := rendered.get("tls-mtls"):
+        spec = tls["Deployment"]["spec"]["template"]["spec"]
+        args = spec["containers"][0]["args"]
+        for flag in ["--tls-cert=/etc/crossrank/tls/tls.crt", "--tls-key=/etc/crossrank/tls/tls.key",
+                     "--tls-client-ca=/etc/crossrank/tls/ca.crt", "--health-port=8081",
+                     "--model-root=/models"]:
+            check(flag in args, f"tls-mtls: {flag} missing from {args}")
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        check(volumes.get("tls", {}).get("secret", {}).get("secretName") == "crossrank-tls",
+              "tls-mtls: the TLS Secret is not mounted")
+        ports = {p["name"] for p in tls["Service"]["spec"]["ports"]}
+        check("health" in ports, "tls-mtls: the Service has no health port for helm test")
+
     # A changed model config changes the checksum, so pods roll.
     a = by_kind(yaml.safe_load_all(render(None).stdout))
     b = by_kind(yaml.safe_load_all(render(None, "models[0].name=x", "models[0].path=/m",
@@ -159,6 +175,8 @@ def main() -> None:
         (["models[0].name=a", "models[0].path=/m", "models[0].device=cuda"], "gpu.count"),
         (["modelStorage.type=persistentVolumeClaim"], "claimName"),
         (["autoscaling.enabled=true", "autoscaling.targetCPUUtilizationPercentage=0"], "metric"),
+        (["tls.enabled=true"], "secretName"),
+        (["limits.maxStreamInFlight=0"], "maxStreamInFlight"),
     ]
     for sets, word in refused:
         r = render(None, *sets)

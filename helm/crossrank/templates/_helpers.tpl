@@ -42,6 +42,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-admin" (include "crossrank.fullname" .)) .Values.adminToken.existingSecret }}
 {{- end }}
 
+{{/* The port the probes use: the plaintext health port when the gRPC port speaks TLS. */}}
+{{- define "crossrank.probePort" -}}
+{{- if .Values.tls.enabled }}{{ .Values.server.healthPort }}{{ else }}{{ .Values.server.grpcPort }}{{ end }}
+{{- end }}
+
 {{/* True when any model runs on CUDA. */}}
 {{- define "crossrank.usesCuda" -}}
 {{- range .Values.models }}{{ if hasPrefix "cuda" (.device | default "cpu") }}true{{ end }}{{ end }}
@@ -52,6 +57,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 [limits]
 max_pairs_per_request = {{ .Values.limits.maxPairsPerRequest | int }}
 max_text_bytes = {{ .Values.limits.maxTextBytes | int }}
+max_id_bytes = {{ .Values.limits.maxIdBytes | int }}
+max_tokenizing_bytes = {{ .Values.limits.maxTokenizingBytes | int64 }}
+max_stream_in_flight = {{ .Values.limits.maxStreamInFlight | int }}
+stream_idle_timeout_secs = {{ .Values.limits.streamIdleTimeoutSecs | int }}
 {{- range .Values.models }}
 
 [[models]]

@@ -1,0 +1,113 @@
+//! Server settings: limits of the transport (HTTP/2, TCP, TLS) and of model management.
+
+use std::time::Duration;
+
+use tonic::transport::ServerTlsConfig;
+
+/// Transport settings.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub admin_token: Option<String>,
+    /// LoadModel loads only model directories under this one; unset disables LoadModel.
+    pub model_root: Option<std::path::PathBuf>,
+    /// Largest request message, in bytes; `None`: what the request limits allow
+    /// ([`RequestLimits::max_request_bytes`](crate::config::RequestLimits::max_request_bytes)),
+    /// at most 64 MiB.
+    pub max_message_bytes: Option<usize>,
+    /// How long in-flight calls may run after shutdown begins.
+    pub grace_period: Duration,
+    pub transport: Transport,
+    /// TLS on the gRPC port (and mutual TLS when it names client roots).
+    pub tls: Option<ServerTlsConfig>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            admin_token: None,
+            model_root: None,
+            max_message_bytes: None,
+            grace_period: Duration::from_secs(30),
+            transport: Transport::default(),
+            tls: None,
+        }
+    }
+}
+
+/// HTTP/2 and TCP limits of the gRPC port (README, "Limits and security").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transport {
+    /// Concurrent HTTP/2 streams (calls) per connection.
+    pub max_concurrent_streams: u32,
+    /// Calls served at once per connection; further calls wait.
+    pub concurrency_limit_per_connection: usize,
+    /// HTTP/2 PING interval, and how long to wait for its answer before closing the connection.
+    pub http2_keepalive_interval: Option<Duration>,
+    pub http2_keepalive_timeout: Duration,
+    pub tcp_keepalive: Option<Duration>,
+    /// Streams the server may reset because of the client's errors before it closes the
+    /// connection (hyper's defence against reset floods), and pending client resets.
+    pub max_local_reset_streams: usize,
+    pub max_pending_accept_reset_streams: usize,
+    /// Deadline of unary calls that carry no `grpc-timeout`.
+    pub default_timeout: Duration,
+    /// Connections older than this are closed gracefully (lets Kubernetes spread load).
+    pub max_connection_age: Option<Duration>,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 256,
+            concurrency_limit_per_connection: 256,
+            http2_keepalive_interval: Some(Duration::from_secs(60)),
+            http2_keepalive_timeout: Duration::from_secs(20),
+            tcp_keepalive: Some(Duration::from_secs(60)),
+            max_local_reset_streams: 1024,
+            max_pending_accept_reset_streams: 64,
+            default_timeout: Duration::from_secs(300),
+            max_connection_age: None,
+        }
+    }
+}
+
+impl Transport {
+    pub(super) fn builder(&self) -> tonic::transport::Server {
+        let b = tonic::transport::Server::builder()
+            .max_concurrent_streams(self.max_concurrent_streams)
+            .concurrency_limit_per_connection(self.concurrency_limit_per_connection)
+            .http2_keepalive_interval(self.http2_keepalive_interval)
+            .http2_keepalive_timeout(Some(self.http2_keepalive_timeout))
+            .tcp_keepalive(self.tcp_keepalive)
+            .http2_max_local_error_reset_streams(Some(self.max_local_reset_streams))
+            .http2_max_pending_accept_reset_streams(Some(self.max_pending_accept_reset_streams));
+        match self.max_connection_age {
+            Some(age) => b
+                .max_connection_age(age)
+                .max_connection_age_grace(Duration::from_secs(30)),
+            None => b,
+        }
+    }
+}
+
+/// TLS from PEM files: the server's certificate chain and key, and optionally the roots that
+/// client certificates must chain to (mutual TLS: clients without one are refused).
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+) -> Result<ServerTlsConfig, String> {
+    let read = |p: &std::path::Path, flag: &str| {
+        std::fs::read(p).map_err(|e| format!("{flag} {}: {e}", p.display()))
+    };
+    let identity =
+        tonic::transport::Identity::from_pem(read(cert, "--tls-cert")?, read(key, "--tls-key")?);
+    let config = ServerTlsConfig::new().identity(identity);
+    Ok(match client_ca {
+        Some(ca) => config.client_ca_root(tonic::transport::Certificate::from_pem(read(
+            ca,
+            "--tls-client-ca",
+        )?)),
+        None => config,
+    })
+}
