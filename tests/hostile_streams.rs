@@ -170,3 +170,24 @@ async fn quiet_streams_end_after_the_idle_timeout() {
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     drop(tx);
 }
+
+/// A unary call without `grpc-timeout` gets the server's default deadline instead of waiting
+/// forever on a request that cannot complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_without_a_deadline_get_the_default_timeout() {
+    let opts = crossrank::api::ServerOptions {
+        transport: crossrank::api::Transport {
+            default_timeout: Duration::from_secs(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // One pair never fills a 64-pair batch, and the batch waits up to 60 s.
+    let ce = model("ce=bert,max_wait_ms=60000,max_batch_pairs=64");
+    let server = TestServer::start(vec![ce], opts, Default::default()).await;
+    let start = Instant::now();
+    let err = server.client().score(request(0, "a")).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "{took:?}");
+}
