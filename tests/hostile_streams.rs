@@ -189,5 +189,8 @@ async fn calls_without_a_deadline_get_the_default_timeout() {
     let err = server.client().score(request(0, "a")).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
 }

@@ -143,6 +143,7 @@ impl pb::models_server::Models for Models {
     ) -> Result<Response<pb::UnloadModelResponse>, Status> {
         self.authorize(req.metadata())?;
         let name = req.into_inner().name;
+        check_model_name(&name)?;
         let entry = self.engine.registry.entry(&name)?;
         self.health.model_serving(&entry.config.name, false).await;
         let engine = self.engine.clone();
@@ -220,4 +221,24 @@ pub fn info(e: &Entry, full: bool) -> pb::ModelInfo {
         }
     } as i32;
     info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        for wrong in [
+            &b""[..],
+            b"s3cre",
+            b"s3cret!",
+            b"S3cret",
+            b"s3cres",
+            b"\xff3cret",
+        ] {
+            assert!(!constant_time_eq(wrong, b"s3cret"), "{wrong:?}");
+        }
+    }
 }

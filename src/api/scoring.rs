@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::deadline::{deadline, unary_deadline};
 use super::status::{self, log_value, observed, rpc_span};
 use super::{convert, pb, rerank_stream};
+use crate::engine::stream::{run_bounded, StreamEnd};
 use crate::engine::{Engine, ServeError};
 
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -106,53 +107,41 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
 
 type ScoreOut = mpsc::Sender<Result<pb::ScoreResponse, Status>>;
 
-/// Drives one ScoreStream call: each request is answered on its own as soon as it is scored.
-/// At most `max_stream_in_flight` requests are scored at once; beyond, and while the client does
-/// not read its answers, the stream stops reading (HTTP/2 flow control pushes back on the client).
-/// A message that fails to decode ends the call with that failure's status once the requests
-/// before it are answered; so do the idle timeout and shutdown (UNAVAILABLE), so the drain does
-/// not wait on a client that keeps the stream open.
+/// Drives one ScoreStream call: each request is answered on its own as soon as it is scored,
+/// at most `max_stream_in_flight` at once ([`run_bounded`]). A message that fails to decode ends
+/// the call with that failure's status once the requests before it are answered; so do the idle
+/// timeout and shutdown (UNAVAILABLE), so the drain does not wait on a client that keeps the
+/// stream open.
 async fn score_stream(
     engine: Arc<Engine>,
-    mut inbound: Streaming<pb::ScoreRequest>,
+    inbound: Streaming<pb::ScoreRequest>,
     deadline: Option<Instant>,
     tx: ScoreOut,
     stream_span: tracing::Span,
 ) {
-    let limit = engine.limits.max_stream_in_flight;
-    let idle = Duration::from_secs(engine.limits.stream_idle_timeout_secs);
-    let mut in_flight = tokio::task::JoinSet::new();
-    let mut received = 0usize;
-    let end: Option<Status> = loop {
-        tokio::select! {
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-            () = engine.draining() => break Some(Status::unavailable(
-                "the server is shutting down: every request received on this stream was \
-                 answered; send later ones to another replica",
-            )),
-            () = tokio::time::sleep(idle), if in_flight.is_empty() => {
-                break Some(rerank_stream::idle_timeout(idle).into());
-            }
-            m = inbound.next(), if in_flight.len() < limit => match m {
-                None => break None,
-                Some(Err(status)) => break Some(rerank_stream::stream_error(status, received).into()),
-                Some(Ok(request)) => {
-                    received += 1;
-                    let span = tracing::info_span!(
-                        parent: &stream_span,
-                        "request",
-                        request_id = %log_value(&request.request_id),
-                        model = %engine.model_label(&request.model),
-                        pairs = tracing::field::Empty,
-                        tokens = tracing::field::Empty,
-                        status = tracing::field::Empty,
-                    );
-                    in_flight.spawn(answer(engine.clone(), request, deadline, tx.clone(), span));
-                }
-            },
+    let handle = |request: pb::ScoreRequest| {
+        let span = tracing::info_span!(
+            parent: &stream_span,
+            "request",
+            request_id = %log_value(&request.request_id),
+            model = %engine.model_label(&request.model),
+            pairs = tracing::field::Empty,
+            tokens = tracing::field::Empty,
+            status = tracing::field::Empty,
+        );
+        answer(engine.clone(), request, deadline, tx.clone(), span)
+    };
+    let end: Option<Status> = match run_bounded(&engine, inbound, handle).await {
+        StreamEnd::HalfClosed => None,
+        StreamEnd::Draining => Some(Status::unavailable(
+            "the server is shutting down: every request received on this stream was answered; \
+             send later ones to another replica",
+        )),
+        StreamEnd::Idle(idle) => Some(rerank_stream::idle_timeout(idle).into()),
+        StreamEnd::ReadFailed { received, error } => {
+            Some(rerank_stream::stream_error(error, received).into())
         }
     };
-    while in_flight.join_next().await.is_some() {}
     if let Some(status) = end {
         let _ = tx.send(Err(status)).await;
     }

@@ -7,6 +7,7 @@ mod error;
 mod rank;
 pub mod request;
 mod session;
+pub mod stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -37,6 +37,9 @@ pub struct Plan {
     pub keep_scores: bool,
     /// Pause of a client after a failed request, as a retrying client would back off.
     pub backoff: Duration,
+    /// Share of requests sent with chaos: half of them get a random deadline below `timeout`,
+    /// half are dropped by the client after a random delay below it (a cancel).
+    pub chaos: f64,
     pub corpus: Vec<(String, String)>,
 }
 
@@ -76,7 +79,7 @@ pub async fn client(
     let mut tally = Tally::default();
     while let Some(k) = progress.claim(stop) {
         let start = Instant::now();
-        let outcome = send(&mut client, &plan, k, &mut tally).await;
+        let outcome = chaotic(&mut client, &plan, k, &mut tally).await;
         let latency = start.elapsed();
         match outcome {
             Ok(()) => {
@@ -98,12 +101,39 @@ pub async fn client(
     tally
 }
 
-/// Sends request number `k` (warm-up requests use any `k`).
+/// Sends request number `k`, or with `--chaos` sometimes a random deadline or a cancel (the
+/// client drops the call; counted as CANCELLED).
+async fn chaotic(
+    client: &mut CrossEncoderClient<Channel>,
+    plan: &Plan,
+    k: u64,
+    tally: &mut Tally,
+) -> Result<(), tonic::Status> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(k);
+    let max_ms = plan.timeout.as_millis().max(2) as u64;
+    if plan.chaos <= 0.0 || !rng.random_bool(plan.chaos.min(1.0)) {
+        return send(client, plan, k, tally, plan.timeout).await;
+    }
+    let within = Duration::from_millis(rng.random_range(1..max_ms));
+    if rng.random_bool(0.5) {
+        return send(client, plan, k, tally, within).await;
+    }
+    match tokio::time::timeout(within, send(client, plan, k, tally, plan.timeout)).await {
+        Ok(r) => r,
+        Err(_) => Err(tonic::Status::cancelled(
+            "cancelled by the client (--chaos)",
+        )),
+    }
+}
+
+/// Sends request number `k` (warm-up requests use any `k`) with deadline `timeout`.
 pub async fn send(
     client: &mut CrossEncoderClient<Channel>,
     plan: &Plan,
     k: u64,
     tally: &mut Tally,
+    timeout: Duration,
 ) -> Result<(), tonic::Status> {
     let n = plan.corpus.len();
     let first = (k as usize).wrapping_mul(plan.size) % n;
@@ -129,7 +159,7 @@ pub async fn send(
                 pairs,
                 ..Default::default()
             };
-            let response = client.score(timed(request, plan.timeout)).await?;
+            let response = client.score(timed(request, timeout)).await?;
             if plan.keep_scores {
                 for (&i, r) in indices.iter().zip(&response.get_ref().results) {
                     if let Some(&s) = r.scores.first() {
@@ -145,7 +175,7 @@ pub async fn send(
                 documents: documents().collect(),
                 ..Default::default()
             };
-            client.rerank(timed(request, plan.timeout)).await?;
+            client.rerank(timed(request, timeout)).await?;
         }
         Shape::Stream => {
             use pb::rerank_stream_request::Kind;
@@ -166,7 +196,7 @@ pub async fn send(
                     kind: Some(Kind::Documents(batch)),
                 });
             }
-            let request = timed(tokio_stream::iter(messages), plan.timeout);
+            let request = timed(tokio_stream::iter(messages), timeout);
             let mut responses = client.rerank_stream(request).await?.into_inner();
             let mut finished = false;
             while let Some(message) = responses.message().await? {

@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// Pause of a client after a failed request, in milliseconds (a retrying client backs off).
     #[arg(long, default_value_t = 0)]
     backoff_ms: u64,
+    /// Share (0-1) of requests sent with chaos: half get a random deadline below --timeout-ms,
+    /// half are cancelled by the client after a random delay below it (for soak tests).
+    #[arg(long, default_value_t = 0.0)]
+    chaos: f64,
     /// Corpus seed: the same seed and size give the same pairs everywhere.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -115,6 +119,7 @@ async fn drive(
         timeout: Duration::from_millis(args.timeout_ms),
         keep_scores: args.scores_out.is_some(),
         backoff: Duration::from_millis(args.backoff_ms),
+        chaos: args.chaos,
         corpus,
     });
     let endpoint = Endpoint::from_shared(args.addr.clone())
@@ -169,7 +174,7 @@ async fn warm_up(channel: &Channel, plan: &Plan, n: u64) -> anyhow::Result<()> {
         crossrank::api::pb::cross_encoder_client::CrossEncoderClient::new(channel.clone())
             .max_decoding_message_size(usize::MAX);
     for k in 0..n {
-        load::send(&mut client, plan, k, &mut Tally::default())
+        load::send(&mut client, plan, k, &mut Tally::default(), plan.timeout)
             .await
             .map_err(|s| {
                 anyhow::anyhow!("warm-up request failed: {:?}: {}", s.code(), s.message())
