@@ -95,8 +95,55 @@ fn seeds(rng: &mut impl Rng) -> Vec<(&'static str, Vec<u8>)> {
     out
 }
 
+/// A well-formed message with random field values around every limit (counts, text and id
+/// sizes, enum values, model names): it reaches validation and tokenization.
+fn structured(rng: &mut impl Rng) -> (&'static str, Vec<u8>) {
+    let model = ["ce", "bpe", "unigram", "", "nope", "ce\n"][rng.random_range(0..6)].to_string();
+    let n = rng.random_range(0..=18); // the limit is 16
+    let long = |rng: &mut ChaCha8Rng| {
+        let pieces = if rng.random_bool(0.1) { 900 } else { 60 };
+        text(rng, pieces)
+    };
+    let mut r = ChaCha8Rng::seed_from_u64(rng.random());
+    if rng.random_bool(0.5) {
+        let msg = pb::ScoreRequest {
+            model,
+            pairs: (0..n)
+                .map(|_| pb::Pair {
+                    text_a: long(&mut r),
+                    text_b: long(&mut r),
+                })
+                .collect(),
+            activation: rng.random_range(0..6),
+            truncation: rng.random_range(0..3),
+            request_id: "r".repeat(rng.random_range(0..300)),
+        };
+        ("Score", msg.encode_to_vec())
+    } else {
+        let msg = pb::RerankRequest {
+            model,
+            query: long(&mut r),
+            documents: (0..n)
+                .map(|i| pb::Document {
+                    id: "i".repeat(if i == 0 { rng.random_range(0..300) } else { 2 }),
+                    text: long(&mut r),
+                })
+                .collect(),
+            top_n: rng.random_range(0..20),
+            min_score: rng
+                .random_bool(0.2)
+                .then(|| [f32::NAN, -1.0, 0.5][rng.random_range(0..3)]),
+            return_documents: rng.random_bool(0.5),
+            activation: rng.random_range(0..6),
+            truncation: rng.random_range(0..3),
+            request_id: String::new(),
+        };
+        ("Rerank", msg.encode_to_vec())
+    }
+}
+
 fn mutate(rng: &mut impl Rng, mut b: Vec<u8>, other: &[u8]) -> Vec<u8> {
-    for _ in 0..rng.random_range(1..5) {
+    for _ in 0..rng.random_range(1..3) {
         let len = b.len().max(1);
         let at = rng.random_range(0..len).min(b.len());
         let last = at.min(b.len().saturating_sub(1));
@@ -182,13 +229,19 @@ async fn fuzz_decode_validate_tokenize() {
     let (start, mut inputs, mut codes) =
         (Instant::now(), 0usize, std::collections::BTreeMap::new());
     while start.elapsed() < Duration::from_secs(secs) {
-        let (method, base) = &corpus[rng.random_range(0..corpus.len())];
-        let other = &corpus[rng.random_range(0..corpus.len())].1;
-        let input = mutate(&mut rng, base.clone(), other);
+        // Half well-formed messages with hostile values, half byte-level mutations of seeds.
+        let (method, input) = if rng.random_bool(0.5) {
+            structured(&mut rng)
+        } else {
+            let (method, base) = &corpus[rng.random_range(0..corpus.len())];
+            let other = &corpus[rng.random_range(0..corpus.len())].1;
+            (*method, mutate(&mut rng, base.clone(), other))
+        };
         let mut req = tonic::Request::new(input.clone());
         req.set_timeout(Duration::from_secs(20));
         let began = Instant::now();
-        let code = if *method == "Score" {
+        grpc.ready().await.unwrap();
+        let code = if method == "Score" {
             let path = raw::path("/crossrank.v1.CrossEncoder/Score");
             grpc.unary::<_, pb::ScoreResponse, _>(req, path, raw::Raw::default())
                 .await
