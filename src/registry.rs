@@ -29,6 +29,8 @@ pub struct LoadedModel {
 
 #[derive(Clone)]
 pub enum State {
+    /// Configured at start-up, waiting for its turn to load (reported as loading).
+    Pending,
     Loading,
     Ready(Arc<LoadedModel>),
     Failed(String),
@@ -83,6 +85,17 @@ impl Registry {
         self.changes.send_modify(|n| *n += 1);
     }
 
+    /// Makes the models configured at start-up known at once (as loading), before each one's
+    /// turn to load comes.
+    pub fn announce(&self, config: &ModelConfig) {
+        self.models.entry(config.name.clone()).or_insert_with(|| {
+            Arc::new(Entry {
+                config: config.clone(),
+                state: RwLock::new(State::Pending),
+            })
+        });
+    }
+
     /// Registers `config` as loading, starts its replicas and marks it ready (or failed, with
     /// the reason). A name already present is refused unless its earlier load failed.
     pub fn load(&self, config: ModelConfig) -> Result<Arc<LoadedModel>, ServeError> {
@@ -91,7 +104,9 @@ impl Registry {
             state: RwLock::new(State::Loading),
         });
         match self.models.entry(config.name.clone()) {
-            dashmap::Entry::Occupied(mut o) if matches!(o.get().state(), State::Failed(_)) => {
+            dashmap::Entry::Occupied(mut o)
+                if matches!(o.get().state(), State::Failed(_) | State::Pending) =>
+            {
                 o.insert(entry.clone());
             }
             dashmap::Entry::Occupied(_) => {
@@ -142,7 +157,7 @@ impl Registry {
         let entry = self.entry(name)?;
         match entry.state() {
             State::Ready(model) => Ok(model),
-            State::Loading => Err(ServeError::Unavailable(format!(
+            State::Loading | State::Pending => Err(ServeError::Unavailable(format!(
                 "model {:?} is still loading",
                 entry.config.name
             ))),

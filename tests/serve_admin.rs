@@ -330,8 +330,13 @@ async fn graceful_shutdown_finishes_in_flight_calls() {
         .unwrap()
         .expect("the in-flight call completes");
     assert_eq!(done.into_inner().results.len(), 3);
+    // A late call is refused: UNAVAILABLE from the draining server while the connection lives,
+    // or, when it races the connection's close after GOAWAY, CANCELLED by the transport.
     let late = server.client().score(score("ce", 1)).await.unwrap_err();
-    assert_eq!(late.code(), Code::Unavailable, "{late:?}");
+    assert!(
+        matches!(late.code(), Code::Unavailable | Code::Cancelled),
+        "{late:?}"
+    );
     tokio::time::timeout(Duration::from_secs(30), &mut server.handle)
         .await
         .expect("serve returns")

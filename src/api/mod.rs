@@ -97,6 +97,7 @@ pub async fn serve_with_health_port(
     .max_encoding_message_size(64 << 20);
 
     for m in &models {
+        engine.registry.announce(m);
         health.model_serving(&m.name, false).await; // known, NOT_SERVING, until loaded
     }
     tokio::spawn(load_all(engine.clone(), health.clone(), models));

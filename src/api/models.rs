@@ -201,7 +201,7 @@ pub fn info(e: &Entry, full: bool) -> pb::ModelInfo {
         ..Default::default()
     };
     info.state = match e.state() {
-        State::Loading => pb::ModelState::Loading,
+        State::Loading | State::Pending => pb::ModelState::Loading,
         State::Unloading => pb::ModelState::Unloading,
         State::Failed(reason) => {
             info.reason = if full {

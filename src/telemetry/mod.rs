@@ -37,7 +37,7 @@ fn refresh(engine: &Engine) {
         let model = entry.config.name.clone();
         let state = entry.state();
         let current = match &state {
-            State::Loading => "loading",
+            State::Loading | State::Pending => "loading",
             State::Ready(_) => "ready",
             State::Failed(_) => "failed",
             State::Unloading => "unloading",
