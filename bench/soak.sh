@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Soak (not in CI): PAIRS pairs (default 1,000,000) sent to the release server on a tiny model by
-# clients that keep it saturated (4x the concurrency that reaches its capacity; a bounded queue
-# refuses the excess), with --chaos 0.2 (random deadlines and client cancels). Checks that every
+# 64 clients offering about twice its capacity (a refused client backs off BACKOFF_MS, default
+# 1700: 64 clients then offer ~38 requests of 32 pairs a second, against ~20 served on a 2-core
+# machine; the bounded queue refuses the excess), with --chaos 0.2 (random deadlines and client
+# cancels). The offered and served rates are printed. Checks that every
 # request got exactly one answer (the client's count equals the server's crossrank_requests_total)
 # and samples the server's RSS every 10 s (it must stay flat).
 # Usage: bench/soak.sh [PAIRS=1000000]
@@ -9,6 +11,7 @@ set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$CROSSRANK_ROOT"
 pairs=${1:-1000000}
+backoff=${BACKOFF_MS:-1700}
 size=32
 out=${CROSSRANK_BENCH_OUT:-$(mktemp -d)}
 cr=target/release/crossrank
@@ -40,9 +43,9 @@ PY
 sampler=$!
 before=$(served)
 requests=$((pairs / size))
-echo "== soak: $requests requests x $size pairs, 64 clients, --chaos 0.2, timeout 2000 ms"
+echo "== soak: $requests requests x $size pairs, 64 clients, --chaos 0.2, timeout 3000 ms, backoff $backoff ms"
 $cr bench --addr "$addr" --model tiny --size $size --concurrency 64 --requests $requests \
-  --warmup 0 --timeout-ms 2000 --chaos 0.2 --json "$out/soak.json" | tee "$out/soak.txt"
+  --warmup 0 --timeout-ms 3000 --backoff-ms "$backoff" --chaos 0.2 --json "$out/soak.json" | tee "$out/soak.txt"
 sleep 2  # the server counts a cancelled call when its handler is dropped, just after the client
 after=$(served)
 python - "$out/soak.json" "$out/rss.txt" "$before" "$after" "$requests" <<'PY'
@@ -51,6 +54,7 @@ r = json.load(open(sys.argv[1]))
 rss = [int(l.split()[1]) / 1024 for l in open(sys.argv[2]) if len(l.split()) == 2]
 before, after, requests = float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 client = r["requests_ok"] + r["requests_failed"]
+print(f"offered {client * r['size'] / r['seconds']:.0f} pairs/s, served {r['pairs_per_s']:.0f} pairs/s")
 print(f"client: {client} requests ({r['requests_ok']} ok, {r['requests_failed']} failed: "
       f"{ {k: v['count'] for k, v in r['errors'].items()} })")
 print(f"server: {after - before:.0f} Score calls counted; exactly once: {client == after - before == requests}")

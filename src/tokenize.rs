@@ -155,18 +155,13 @@ impl PairTokenizer {
         Ok(())
     }
 
-    /// The query's tokens, computed on first use. Only the first `budget` tokens of a query can
-    /// survive truncation, so only those are kept (and copied per pair).
+    /// The query's tokens, computed on first use (and kept for every document).
     fn query_side<'q>(&self, query: &'q Query) -> Result<&'q Side> {
         if let Some(side) = query.side.get() {
             return Ok(side);
         }
         let side = self.side(&query.text, 0)?;
-        let cut = Side {
-            full_len: side.full_len,
-            encoding: prefix(&side.encoding, self.budget()),
-        };
-        Ok(query.side.get_or_init(|| cut))
+        Ok(query.side.get_or_init(|| side))
     }
 
     /// Tokens a pair may keep besides the special tokens.
@@ -184,19 +179,23 @@ impl PairTokenizer {
         }
     }
 
-    /// One side alone, without special tokens, as `tokenizers` encodes it within a pair.
+    /// One side alone, without special tokens, as `tokenizers` encodes it within a pair. Only
+    /// its first `budget` tokens can survive truncation: the rest is dropped at once.
     fn side(&self, text: &str, type_id: u32) -> Result<Side> {
-        let mut encoding = self
+        let encoding = self
             .plain
             .encode_fast(text, false)
             .map_err(|e| RuntimeError::Tokenize(e.to_string()))?;
+        let full_len = encoding.len();
+        let mut encoding = if full_len > self.budget() {
+            prefix(&encoding, self.budget())
+        } else {
+            encoding
+        };
         if type_id != 0 {
             encoding.set_type_ids(vec![type_id; encoding.len()]);
         }
-        Ok(Side {
-            full_len: encoding.len(),
-            encoding,
-        })
+        Ok(Side { encoding, full_len })
     }
 
     /// Exactly the tokens of `Tokenizer::encode((a, b), true)` under longest-first truncation:
