@@ -6,7 +6,7 @@
 # cancels). The offered and served rates are printed. Checks that every
 # request got exactly one answer (the client's count equals the server's crossrank_requests_total)
 # and samples the server's RSS every 10 s (it must stay flat).
-# Usage: bench/soak.sh [PAIRS=1000000]
+# Usage: bench/soak.sh [PAIRS=1000000]   (CROSSRANK_SERVER_BIN=path serves with another build)
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$CROSSRANK_ROOT"
@@ -16,10 +16,11 @@ size=32
 out=${CROSSRANK_BENCH_OUT:-$(mktemp -d)}
 cr=target/release/crossrank
 cargo build --release --quiet
+srv=${CROSSRANK_SERVER_BIN:-$cr}
 [ -f "$out/tiny/config.json" ] || python -W ignore bench/make_tiny_model.py "$out/tiny" 2>/dev/null
 grep -m1 "model name" /proc/cpuinfo
 log="$out/server.log"
-$cr serve --host 127.0.0.1 --port 0 --metrics-port 0 --threads 2 \
+$srv serve --host 127.0.0.1 --port 0 --metrics-port 0 --threads 2 \
   --model "tiny=$out/tiny,max_queue_pairs=1024" > "$log" 2>"$out/server.err" &
 server=$!
 trap 'kill $server $sampler 2>/dev/null; wait $server 2>/dev/null || true' EXIT
