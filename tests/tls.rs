@@ -54,6 +54,15 @@ fn path(dir: &Path, name: &str) -> String {
     dir.join(name).display().to_string()
 }
 
+/// Connects through `endpoint` and sends one Score.
+async fn score_over(
+    endpoint: tonic::transport::Endpoint,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let channel = endpoint.connect().await?;
+    CrossEncoderClient::new(channel).score(score()).await?;
+    Ok(())
+}
+
 fn score() -> pb::ScoreRequest {
     pb::ScoreRequest {
         model: "ce".into(),
@@ -105,36 +114,20 @@ async fn mutual_tls_with_a_plaintext_health_port() {
     let anonymous = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&pki.ca))
         .domain_name("localhost");
-    let refused = async {
-        let ch = Channel::from_shared(format!("https://localhost:{port}"))
-            .unwrap()
-            .tls_config(anonymous)
-            .unwrap()
-            .connect()
-            .await?;
-        CrossEncoderClient::new(ch)
-            .score(score())
-            .await
-            .map_err(|s| Box::new(s) as Box<dyn std::error::Error>)?;
-        Ok::<_, Box<dyn std::error::Error>>(())
-    };
+    let tls = Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(anonymous)
+        .unwrap();
     assert!(
-        refused.await.is_err(),
+        score_over(tls).await.is_err(),
         "served a client without a certificate"
     );
     // Plaintext on the TLS port is not served either.
-    let plain = async {
-        let ch = Channel::from_shared(format!("http://{}", server.addr))
-            .unwrap()
-            .connect()
-            .await?;
-        CrossEncoderClient::new(ch)
-            .score(score())
-            .await
-            .map_err(|s| Box::new(s) as Box<dyn std::error::Error>)?;
-        Ok::<_, Box<dyn std::error::Error>>(())
-    };
-    assert!(plain.await.is_err(), "served plaintext on the TLS port");
+    let plain = Channel::from_shared(format!("http://{}", server.addr)).unwrap();
+    assert!(
+        score_over(plain).await.is_err(),
+        "served plaintext on the TLS port"
+    );
 
     // The health port answers health in plaintext, and nothing else.
     let health_addr = server.health_addr.clone().unwrap();

@@ -76,3 +76,24 @@ pub fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         })
         .fold(0.0, f32::max)
 }
+
+/// Waits on the health Watch stream of `channel` until `service` reports `status`
+/// (1 SERVING, 2 NOT_SERVING), for at most 30 s.
+pub async fn wait_health(channel: tonic::transport::Channel, service: &str, status: i32) {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let req = tonic_health::pb::HealthCheckRequest {
+        service: service.into(),
+    };
+    let mut stream = health.watch(req).await.unwrap().into_inner();
+    let watch = async {
+        while let Some(msg) = stream.message().await.unwrap() {
+            if msg.status == status {
+                return;
+            }
+        }
+        panic!("health watch for {service:?} ended");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), watch)
+        .await
+        .unwrap_or_else(|_| panic!("{service:?} never reported status {status}"));
+}

@@ -155,23 +155,9 @@ impl ServerProcess {
         out
     }
 
-    /// Waits on the health Watch stream until `service` reports `status` (1 SERVING, 2 NOT).
+    /// Waits until `service` reports `status` (1 SERVING, 2 NOT_SERVING).
     pub async fn wait_health(&self, service: &str, status: i32) {
-        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
-        let req = tonic_health::pb::HealthCheckRequest {
-            service: service.into(),
-        };
-        let mut stream = health.watch(req).await.unwrap().into_inner();
-        let watch = async {
-            while let Some(msg) = stream.message().await.unwrap() {
-                if msg.status == status {
-                    return;
-                }
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(30), watch)
-            .await
-            .unwrap_or_else(|_| panic!("{service:?} never reported status {status}"));
+        super::wait_health(self.channel.clone(), service, status).await;
     }
 
     pub fn stderr(&self) -> String {

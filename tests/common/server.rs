@@ -109,24 +109,9 @@ impl TestServer {
         panic!("health watch for {service:?} ended before SERVING");
     }
 
-    /// Waits on the health Watch stream until `service` reports `status` (1 SERVING, 2 NOT_SERVING).
+    /// Waits until `service` reports `status` (1 SERVING, 2 NOT_SERVING).
     pub async fn wait_health(&self, service: &str, status: i32) {
-        let mut health = HealthClient::new(self.channel.clone());
-        let req = HealthCheckRequest {
-            service: service.into(),
-        };
-        let mut stream = health.watch(req).await.unwrap().into_inner();
-        let watch = async {
-            while let Some(msg) = stream.message().await.unwrap() {
-                if msg.status == status {
-                    return;
-                }
-            }
-            panic!("health watch for {service:?} ended");
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(30), watch)
-            .await
-            .unwrap_or_else(|_| panic!("{service:?} never reported status {status}"));
+        super::wait_health(self.channel.clone(), service, status).await;
     }
 
     pub async fn health(&self, service: &str) -> i32 {
