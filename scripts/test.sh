@@ -18,4 +18,7 @@ if [ "$(cat "$fixtures/.stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$fixtures/.stamp"
 fi
 
+# A clean clone gains nothing from incremental state, which would double the build's disk use.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . | awk 'NR==2 {print "test: disk free before the build: " $4 " of " $2}' >&2
 cargo test --all-targets --no-fail-fast "$@"
