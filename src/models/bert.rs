@@ -8,7 +8,7 @@ use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
 use super::encoder::{Encoder, BERT_NAMES};
 use super::weights::{Linear, Weights};
-use super::{first_token, spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
 use crate::error::Result;
 
 struct Bert {
@@ -43,8 +43,8 @@ impl SequenceClassifier for Bert {
         let x = self
             .embeddings
             .forward(&inputs.input_ids, &inputs.token_type_ids)?;
-        let hidden = self.encoder.forward(x, &inputs.attention_mask)?;
-        let pooled = self.pooler.forward(&first_token(&hidden)?)?.f_tanh()?;
+        let first = self.encoder.forward_first(x, &inputs.attention_mask)?;
+        let pooled = self.pooler.forward(&first)?.f_tanh()?;
         self.classifier.forward(&pooled)
     }
 }

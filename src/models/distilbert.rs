@@ -9,7 +9,7 @@ use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
 use super::encoder::{Encoder, LayerNames};
 use super::weights::{Linear, Weights};
-use super::{first_token, spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
 use crate::error::Result;
 
 const NAMES: LayerNames = LayerNames {
@@ -61,11 +61,8 @@ impl SequenceClassifier for DistilBert {
         let x = self
             .embeddings
             .forward(&inputs.input_ids, &inputs.token_type_ids)?;
-        let hidden = self.encoder.forward(x, &inputs.attention_mask)?;
-        let x = self
-            .pre_classifier
-            .forward(&first_token(&hidden)?)?
-            .f_relu()?;
+        let first = self.encoder.forward_first(x, &inputs.attention_mask)?;
+        let x = self.pre_classifier.forward(&first)?.f_relu()?;
         self.classifier.forward(&x)
     }
 }

@@ -9,7 +9,7 @@ use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
 use super::encoder::{Encoder, HiddenAct, BERT_NAMES};
 use super::weights::{Linear, Weights};
-use super::{first_token, spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
 use crate::error::Result;
 
 struct Electra {
@@ -54,9 +54,9 @@ impl SequenceClassifier for Electra {
         if let Some(project) = &self.project {
             x = project.forward(&x)?;
         }
-        let hidden = self.encoder.forward(x, &inputs.attention_mask)?;
+        let first = self.encoder.forward_first(x, &inputs.attention_mask)?;
         // transformers' ElectraClassificationHead uses exact GELU whatever `hidden_act` says.
-        let x = HiddenAct::Gelu.forward(&self.dense.forward(&first_token(&hidden)?)?)?;
+        let x = HiddenAct::Gelu.forward(&self.dense.forward(&first)?)?;
         self.out_proj.forward(&x)
     }
 }

@@ -121,24 +121,43 @@ impl Encoder {
         })
     }
 
-    /// `hidden` [B, S, H], right-padded; `attention_mask` [B, S] of 0/1. Returns [B, S, H].
+    /// `hidden` [B, S, H], right-padded; `attention_mask` [B, S] of 0/1. Returns the last
+    /// layer's state of each sequence's first token, [B, H]: all a classification head reads.
     ///
     /// The dense layers, which are nearly all the work, run on the real tokens only, packed into
     /// [T, H]: padding costs nothing there. Attention: see [`Packing::attention`](super::packing::Packing::attention).
-    pub fn forward(&self, hidden: Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+    /// The last layer computes keys and values for every token but everything else for the
+    /// first tokens alone.
+    pub fn forward_first(&self, hidden: Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         let (b, s, h) = hidden.size3()?;
         let layout = Packing::new(attention_mask)?;
         let packed = layout.pack(&hidden.f_reshape([b * s, h])?)?;
-        let out = self
-            .layers
+        let Some((last, rest)) = self.layers.split_last() else {
+            return layout.firsts(&packed);
+        };
+        let x = rest
             .iter()
             .try_fold(packed, |x, layer| self.layer_forward(layer, &x, &layout))?;
-        layout.unpack(&out)
+        self.last_layer_forward(last, &x, &layout)
+    }
+
+    fn last_layer_forward(&self, l: &Layer, x: &Tensor, layout: &Packing) -> Result<Tensor> {
+        let h = self.heads * self.head_dim;
+        let first = layout.firsts(x)?;
+        let query = l.qkv.rows(0, h)?.forward(&first)?;
+        let kv = l.qkv.rows(h, 2 * h)?.forward(x)?;
+        let ctx = layout.first_attention(&query, &kv, self.heads, self.head_dim)?;
+        self.dense_forward(l, &ctx, &first)
     }
 
     fn layer_forward(&self, l: &Layer, x: &Tensor, layout: &Packing) -> Result<Tensor> {
         let ctx = layout.attention(&l.qkv.forward(x)?, self.heads, self.head_dim)?;
-        let attn = l.attn_norm.forward(&l.attn_out.forward(&ctx)?.f_add(x)?)?;
+        self.dense_forward(l, &ctx, x)
+    }
+
+    /// Everything after attention: output projection, residual, norms and feed-forward.
+    fn dense_forward(&self, l: &Layer, ctx: &Tensor, x: &Tensor) -> Result<Tensor> {
+        let attn = l.attn_norm.forward(&l.attn_out.forward(ctx)?.f_add(x)?)?;
         let inner = self.act.forward(&l.ffn_in.forward(&attn)?)?;
         l.ffn_norm
             .forward(&l.ffn_out.forward(&inner)?.f_add(&attn)?)

@@ -113,8 +113,3 @@ fn spec_from(
         pad_token_id: cfg.pad_token_id,
     })
 }
-
-/// `hidden[:, 0, :]`, the first token's state that every classification head reads.
-fn first_token(hidden: &Tensor) -> Result<Tensor> {
-    Ok(hidden.f_select(1, 0)?)
-}

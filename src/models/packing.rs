@@ -18,6 +18,10 @@ pub struct Packing {
     width: i64,
     /// Flat indices of the real tokens in [B·S]; `None` when there is no padding at all.
     keep: Option<Tensor>,
+    /// Packed row of each sequence's first token [B].
+    firsts: Tensor,
+    /// Key mask [B, 1, 1, S], true where attended; `None` without padding.
+    keys: Option<Tensor>,
     attention: Attention,
 }
 
@@ -50,20 +54,31 @@ impl Packing {
                 .f_sum_dim_intlist(1, false, Kind::Int64)?
                 .f_to_device(Device::Cpu)?,
         )?;
-        let keep = if lengths.iter().all(|&n| n == width) {
-            None
-        } else {
-            Some(real.f_reshape([-1])?.f_nonzero()?.f_squeeze_dim(1)?)
+        let padded = lengths.iter().any(|&n| n != width);
+        let keep = match padded {
+            true => Some(real.f_reshape([-1])?.f_nonzero()?.f_squeeze_dim(1)?),
+            false => None,
         };
+        let key_mask = real.f_unsqueeze(1)?.f_unsqueeze(1)?;
+        let firsts: Vec<i64> = lengths
+            .iter()
+            .scan(0, |start, &n| {
+                let first = *start;
+                *start += n;
+                Some(first)
+            })
+            .collect();
         let attention = if attention_mask.device() == Device::Cpu {
             Attention::Grouped(groups(&lengths)?)
         } else {
-            Attention::Padded(real.f_unsqueeze(1)?.f_unsqueeze(1)?)
+            Attention::Padded(key_mask.shallow_clone())
         };
         Ok(Self {
             rows,
             width,
             keep,
+            firsts: Tensor::f_from_slice(&firsts)?.f_to_device(attention_mask.device())?,
+            keys: padded.then_some(key_mask),
             attention,
         })
     }
@@ -83,6 +98,42 @@ impl Packing {
             None => packed.shallow_clone(),
         };
         Ok(padded.f_view([self.rows, self.width, -1])?)
+    }
+
+    /// Each sequence's first row of packed `x` [T, D]: [B, D].
+    pub fn firsts(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_index_select(0, &self.firsts)?)
+    }
+
+    /// Attention for each sequence's first token only: `query` [B, H] against packed keys and
+    /// values `kv` [T, 2H]; returns the context [B, H]. The cost is linear in the tokens, so
+    /// the padded layout is used on every device.
+    pub fn first_attention(
+        &self,
+        query: &Tensor,
+        kv: &Tensor,
+        heads: i64,
+        head_dim: i64,
+    ) -> Result<Tensor> {
+        let kv = self.unpack(kv)?;
+        let split = |i: i64| -> Result<Tensor> {
+            Ok(kv
+                .f_narrow(2, i * heads * head_dim, heads * head_dim)?
+                .f_view([self.rows, self.width, heads, head_dim])?
+                .f_transpose(1, 2)?)
+        };
+        let q = query.f_view([self.rows, heads, 1, head_dim])?;
+        let ctx = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &split(0)?,
+            &split(1)?,
+            self.keys.as_ref(),
+            0.0,
+            false,
+            None,
+            false,
+        )?;
+        Ok(ctx.f_reshape([self.rows, heads * head_dim])?)
     }
 
     /// Scaled dot-product attention of packed `qkv` [T, 3H] (query, key and value side by

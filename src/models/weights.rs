@@ -168,6 +168,14 @@ impl Linear {
         Ok(x.f_linear(&self.weight, Some(&self.bias))?)
     }
 
+    /// The layer computing outputs `start..start + len` only (a view of the weights).
+    pub fn rows(&self, start: i64, len: i64) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.weight.f_narrow(0, start, len)?,
+            bias: self.bias.f_narrow(0, start, len)?,
+        })
+    }
+
     /// One layer computing `parts` side by side (outputs concatenated in order): one larger
     /// matrix product instead of several small ones.
     pub fn concat(parts: &[Linear]) -> Result<Linear> {
