@@ -5,18 +5,22 @@ use std::str::FromStr;
 
 use tch::{Device, Kind};
 
-/// Floating-point precision a model runs in.
+/// Precision a model runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DType {
     F32,
     F16,
     Bf16,
+    /// CPU only: the encoder's linear layers in int8 (per-channel weights, per-row dynamic
+    /// activations), everything else in f32.
+    Int8,
 }
 
 impl DType {
+    /// The floating-point kind of weights and activations.
     pub fn kind(self) -> Kind {
         match self {
-            Self::F32 => Kind::Float,
+            Self::F32 | Self::Int8 => Kind::Float,
             Self::F16 => Kind::Half,
             Self::Bf16 => Kind::BFloat16,
         }
@@ -39,7 +43,8 @@ impl FromStr for DType {
             "f32" | "float32" | "fp32" => Ok(Self::F32),
             "f16" | "float16" | "fp16" | "half" => Ok(Self::F16),
             "bf16" | "bfloat16" => Ok(Self::Bf16),
-            _ => Err(format!("dtype {s:?} is not one of: f32, f16, bf16")),
+            "int8" | "qint8" => Ok(Self::Int8),
+            _ => Err(format!("dtype {s:?} is not one of: f32, f16, bf16, int8")),
         }
     }
 }
@@ -50,6 +55,7 @@ impl fmt::Display for DType {
             Self::F32 => "f32",
             Self::F16 => "f16",
             Self::Bf16 => "bf16",
+            Self::Int8 => "int8",
         })
     }
 }

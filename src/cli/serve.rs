@@ -129,6 +129,12 @@ pub struct ServeArgs {
     /// hundreds of MiB of free memory.
     #[arg(long, env = "CROSSRANK_MALLOC_TRIM_SECS", default_value_t = 10)]
     malloc_trim_secs: u64,
+    /// Largest allocation, in MiB, that the allocator serves from its arenas rather than from a
+    /// fresh mapping (glibc M_MMAP_THRESHOLD; freed memory up to 4x this stays mapped between
+    /// batches). A batch's large temporaries then reuse memory instead of faulting in zeroed
+    /// pages each time (measured: 30% of the CPU in page faults with int8). 0: glibc's defaults.
+    #[arg(long, env = "CROSSRANK_MALLOC_ARENA_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=512))]
+    malloc_arena_mib: u32,
     /// Log line format on stderr: text or json.
     #[arg(long, env = "CROSSRANK_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -234,6 +240,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         tch::set_num_threads(i32::from(n.max(1)));
     }
+    keep_large_allocations(args.malloc_arena_mib);
     if args.malloc_trim_secs > 0 {
         trim_periodically(Duration::from_secs(args.malloc_trim_secs));
     }
@@ -309,6 +316,23 @@ fn trim_periodically(period: Duration) {
         });
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = period;
+}
+
+/// Serves allocations up to `mib` MiB from the allocator's arenas and keeps up to 4x that
+/// free before returning it (0: leave glibc's dynamic thresholds alone).
+fn keep_large_allocations(mib: u32) {
+    if mib == 0 {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let bytes = i32::try_from(u64::from(mib) << 20).unwrap_or(i32::MAX);
+        // SAFETY: mallopt only changes allocator parameters and takes the allocator's lock.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, bytes);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, bytes.saturating_mul(4));
+        }
+    }
 }
 
 /// SIGTERM or ctrl-c.

@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
 use super::encoder::{Encoder, LayerNames};
 use super::weights::{Linear, Weights};
 use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
+use crate::device::DType;
 use crate::error::Result;
 
 const NAMES: LayerNames = LayerNames {
@@ -34,12 +35,12 @@ pub fn load(
     dir: &Path,
     raw: &RawConfig,
     device: Device,
-    kind: Kind,
+    dtype: DType,
 ) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     let path = dir.join("config.json");
     let cfg = raw.distilbert(&path)?;
     let spec = spec_from(raw, &path, &cfg, 0, false)?;
-    let w = Weights::load(dir, "distilbert.", device, kind)?;
+    let w = Weights::load(dir, "distilbert.", device, dtype)?;
     let h = cfg.hidden_size;
     let model = DistilBert {
         embeddings: Embeddings::load(

@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
 use super::encoder::{Encoder, HiddenAct, BERT_NAMES};
 use super::weights::{Linear, Weights};
 use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
+use crate::device::DType;
 use crate::error::Result;
 
 struct Electra {
@@ -24,12 +25,12 @@ pub fn load(
     dir: &Path,
     raw: &RawConfig,
     device: Device,
-    kind: Kind,
+    dtype: DType,
 ) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     let path = dir.join("config.json");
     let cfg = raw.bert_like(&path)?;
     let spec = spec_from(raw, &path, &cfg, 0, true)?;
-    let w = Weights::load(dir, "electra.", device, kind)?;
+    let w = Weights::load(dir, "electra.", device, dtype)?;
     let h = cfg.hidden_size;
     let project = if cfg.embedding_size != h {
         Some(w.linear("electra.embeddings_project", cfg.embedding_size, h)?)

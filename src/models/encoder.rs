@@ -103,12 +103,13 @@ impl Encoder {
                     w.linear(&p(names.key), h, h)?,
                     w.linear(&p(names.value), h, h)?,
                 ];
+                let linear = |l: Linear| if w.int8() { l.quantized() } else { Ok(l) };
                 Ok(Layer {
-                    qkv: Linear::concat(&qkv)?,
-                    attn_out: w.linear(&p(names.attn_out), h, h)?,
+                    qkv: linear(Linear::concat(&qkv)?)?,
+                    attn_out: linear(w.linear(&p(names.attn_out), h, h)?)?,
                     attn_norm: w.layer_norm(&p(names.attn_norm), h, eps)?,
-                    ffn_in: w.linear(&p(names.ffn_in), h, i)?,
-                    ffn_out: w.linear(&p(names.ffn_out), i, h)?,
+                    ffn_in: linear(w.linear(&p(names.ffn_in), h, i)?)?,
+                    ffn_out: linear(w.linear(&p(names.ffn_out), i, h)?)?,
                     ffn_norm: w.layer_norm(&p(names.ffn_norm), h, eps)?,
                 })
             })

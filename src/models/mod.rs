@@ -16,9 +16,10 @@ mod weights;
 
 use std::path::Path;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::activation::Activation;
+use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 use config::RawConfig;
 
@@ -61,10 +62,15 @@ pub struct ModelSpec {
 pub fn load(
     dir: &Path,
     device: Device,
-    kind: Kind,
+    dtype: DType,
 ) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     if dir.join(torchscript::MODEL_FILE).is_file() {
-        return torchscript::load(dir, device, kind);
+        if dtype == DType::Int8 {
+            return Err(RuntimeError::InvalidOption(
+                "dtype int8 is not available for TorchScript models; use f32 or bf16".into(),
+            ));
+        }
+        return torchscript::load(dir, device, dtype.kind());
     }
     let path = dir.join("config.json");
     if !path.is_file() {
@@ -76,12 +82,12 @@ pub fn load(
     let raw = RawConfig::read(&path)?;
     let arch = raw.architectures.first().cloned().unwrap_or_default();
     let (model, mut spec): (Box<dyn SequenceClassifier>, ModelSpec) = match arch.as_str() {
-        "BertForSequenceClassification" => bert::load(dir, &raw, device, kind)?,
+        "BertForSequenceClassification" => bert::load(dir, &raw, device, dtype)?,
         "RobertaForSequenceClassification" | "XLMRobertaForSequenceClassification" => {
-            roberta::load(dir, &raw, device, kind)?
+            roberta::load(dir, &raw, device, dtype)?
         }
-        "ElectraForSequenceClassification" => electra::load(dir, &raw, device, kind)?,
-        "DistilBertForSequenceClassification" => distilbert::load(dir, &raw, device, kind)?,
+        "ElectraForSequenceClassification" => electra::load(dir, &raw, device, dtype)?,
+        "DistilBertForSequenceClassification" => distilbert::load(dir, &raw, device, dtype)?,
         _ => return Err(RuntimeError::UnknownArchitecture { given: arch }),
     };
     spec.architecture = arch;

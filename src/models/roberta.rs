@@ -4,13 +4,14 @@
 
 use std::path::Path;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
 use super::encoder::{Encoder, BERT_NAMES};
 use super::weights::{Linear, Weights};
 use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
+use crate::device::DType;
 use crate::error::Result;
 
 struct Roberta {
@@ -24,7 +25,7 @@ pub fn load(
     dir: &Path,
     raw: &RawConfig,
     device: Device,
-    kind: Kind,
+    dtype: DType,
 ) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     let path = dir.join("config.json");
     let mut raw = raw.clone();
@@ -33,7 +34,7 @@ pub fn load(
     let cfg = raw.bert_like(&path)?;
     let padding_idx = cfg.pad_token_id;
     let spec = spec_from(&raw, &path, &cfg, padding_idx + 1, false)?;
-    let w = Weights::load(dir, "roberta.", device, kind)?;
+    let w = Weights::load(dir, "roberta.", device, dtype)?;
     let h = cfg.hidden_size;
     let model = Roberta {
         embeddings: Embeddings::load(

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
 
+use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 
 /// Tensors of one checkpoint, moved to the target device and dtype as they are taken.
@@ -17,10 +18,12 @@ pub struct Weights {
     prefix: String,
     device: Device,
     kind: Kind,
+    /// Whether the encoder's linear layers are quantized to int8.
+    int8: bool,
 }
 
 impl Weights {
-    pub fn load(dir: &Path, prefix: &str, device: Device, kind: Kind) -> Result<Self> {
+    pub fn load(dir: &Path, prefix: &str, device: Device, dtype: DType) -> Result<Self> {
         let mut tensors = HashMap::new();
         for file in safetensors_files(dir)? {
             let read = Tensor::read_safetensors(&file).map_err(|e| RuntimeError::Weights {
@@ -33,8 +36,13 @@ impl Weights {
             tensors,
             prefix: prefix.to_owned(),
             device,
-            kind,
+            kind: dtype.kind(),
+            int8: dtype == DType::Int8,
         })
+    }
+
+    pub fn int8(&self) -> bool {
+        self.int8
     }
 
     /// The tensor `name` (or `prefix + name`), which must have exactly `shape`.
@@ -80,7 +88,7 @@ impl Weights {
     /// A linear layer `prefix.weight` [out, in] and `prefix.bias` [out].
     pub fn linear(&self, prefix: &str, inputs: i64, outputs: i64) -> Result<Linear> {
         Ok(Linear {
-            weight: self.get(&format!("{prefix}.weight"), &[outputs, inputs])?,
+            weight: Weight::Dense(self.get(&format!("{prefix}.weight"), &[outputs, inputs])?),
             bias: self.get(&format!("{prefix}.bias"), &[outputs])?,
         })
     }
@@ -159,33 +167,103 @@ fn plain_file_name(name: &str) -> bool {
 
 /// `x · Wᵀ + b`.
 pub struct Linear {
-    weight: Tensor,
+    weight: Weight,
     bias: Tensor,
+}
+
+enum Weight {
+    Dense(Tensor),
+    /// Per output channel: int8 values [out, in] and the f32 step of each channel [out].
+    Int8 {
+        values: Tensor,
+        steps: Tensor,
+    },
 }
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_linear(&self.weight, Some(&self.bias))?)
+        match &self.weight {
+            Weight::Dense(w) => Ok(x.f_linear(w, Some(&self.bias))?),
+            Weight::Int8 { values, steps } => quantized_linear(x, values, steps, &self.bias),
+        }
     }
 
     /// The layer computing outputs `start..start + len` only (a view of the weights).
     pub fn rows(&self, start: i64, len: i64) -> Result<Linear> {
+        let weight = match &self.weight {
+            Weight::Dense(w) => Weight::Dense(w.f_narrow(0, start, len)?),
+            Weight::Int8 { values, steps } => Weight::Int8 {
+                values: values.f_narrow(0, start, len)?,
+                steps: steps.f_narrow(0, start, len)?,
+            },
+        };
         Ok(Linear {
-            weight: self.weight.f_narrow(0, start, len)?,
+            weight,
             bias: self.bias.f_narrow(0, start, len)?,
         })
     }
 
     /// One layer computing `parts` side by side (outputs concatenated in order): one larger
-    /// matrix product instead of several small ones.
+    /// matrix product instead of several small ones. Parts must all be dense.
     pub fn concat(parts: &[Linear]) -> Result<Linear> {
-        let weights: Vec<&Tensor> = parts.iter().map(|l| &l.weight).collect();
+        let weights = parts
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Dense(w) => Ok(w),
+                Weight::Int8 { .. } => Err(RuntimeError::InvalidOption(
+                    "cannot concatenate quantized layers".into(),
+                )),
+            })
+            .collect::<Result<Vec<&Tensor>>>()?;
         let biases: Vec<&Tensor> = parts.iter().map(|l| &l.bias).collect();
         Ok(Linear {
-            weight: Tensor::f_cat(&weights, 0)?,
+            weight: Weight::Dense(Tensor::f_cat(&weights, 0)?),
             bias: Tensor::f_cat(&biases, 0)?,
         })
     }
+
+    /// The same layer with int8 weights, symmetric per output channel (the step of a channel
+    /// is its largest magnitude / 127), as torch.ao's dynamic quantization stores them.
+    pub fn quantized(self) -> Result<Linear> {
+        let Weight::Dense(w) = &self.weight else {
+            return Ok(self);
+        };
+        let w = w.f_to_kind(Kind::Float)?;
+        let steps = int8_steps(&w)?;
+        let values = w
+            .f_div(&steps)?
+            .f_round()?
+            .f_to_kind(Kind::Int8)?
+            .f_contiguous()?;
+        Ok(Linear {
+            weight: Weight::Int8 {
+                values,
+                steps: steps.f_squeeze_dim(1)?,
+            },
+            bias: self.bias,
+        })
+    }
+}
+
+/// Per row of `x` [N, K]: its largest magnitude / 127 (at least a tiny positive step), [N, 1].
+fn int8_steps(x: &Tensor) -> Result<Tensor> {
+    let (min, max) = x.f_aminmax(-1, true)?;
+    Ok(max
+        .f_maximum(&min.f_neg()?)?
+        .f_clamp_min(1e-12)?
+        .f_div_scalar(127.0)?)
+}
+
+/// `x` [T, K] f32 quantized per row on the fly, multiplied with int8 weights [N, K] in int32,
+/// scaled back to f32 and biased: [T, N].
+fn quantized_linear(x: &Tensor, values: &Tensor, steps: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let x_steps = int8_steps(x)?;
+    let q = x.f_div(&x_steps)?.f_round_()?.f_to_kind(Kind::Int8)?;
+    let acc = q.f_internal_int_mm(&values.f_transpose(0, 1)?)?;
+    let mut y = acc.f_to_kind(Kind::Float)?;
+    drop(acc);
+    let _ = y.f_mul_(&x_steps)?.f_mul_(steps)?.f_add_(bias)?;
+    Ok(y)
 }
 
 pub struct LayerNorm {

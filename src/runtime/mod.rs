@@ -46,7 +46,13 @@ pub struct Network {
 impl Network {
     pub fn load(dir: &Path, device: Device, dtype: Option<DType>) -> Result<Self> {
         let dtype = dtype.unwrap_or(DType::default_for(device));
-        let (model, spec) = models::load(dir, device, dtype.kind())?;
+        if dtype == DType::Int8 && device != Device::Cpu {
+            return Err(RuntimeError::InvalidOption(format!(
+                "dtype int8 runs on the CPU only, not on {}; use f16 or bf16 there",
+                crate::device::device_name(device)
+            )));
+        }
+        let (model, spec) = models::load(dir, device, dtype)?;
         Ok(Self {
             spec,
             dtype,
