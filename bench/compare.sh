@@ -75,13 +75,33 @@ bench rerank-100-replicas --model minilm --shape rerank --size 100 --concurrency
   --requests "$reps" --corpus-size "$rank_docs"
 stop_server
 
-start_server "$threads" "minilm-bf16=models/minilm-ce,dtype=bf16" "bounded=models/minilm-ce,max_queue_pairs=64"
+start_server "$threads" "minilm-bf16=models/minilm-ce,dtype=bf16" "bounded=models/minilm-ce,max_queue_pairs=64" \
+  "minilm-int8=models/minilm-ce,dtype=int8"
 bench score-c8-bf16 --corpus-size "$npairs" --model minilm-bf16 --shape score --size 16 --concurrency 8 --duration "$secs" \
   --scores-out "$out/cr-bf16-scores.jsonl"
+bench score-c8-int8 --corpus-size "$npairs" --model minilm-int8 --shape score --size 16 --concurrency 8 --duration "$secs" \
+  --scores-out "$out/cr-int8-scores.jsonl"
 # Clients that back off 100 ms after a refusal, as a gRPC retry policy would.
 bench overload --corpus-size "$npairs" --model bounded --shape score --size 32 --concurrency 64 \
   --duration 10 --backoff-ms 100
 stop_server
+
+# int8's ranking agreement with f32: 10 corpus queries, each ranking the corpus' first 100
+# documents, with the rerank command (top-10 overlap in the table).
+python - "$out" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(f"{sys.argv[1]}/corpus.jsonl")]
+open(f"{sys.argv[1]}/docs.txt", "w").write("".join(r["text_b"].replace("\n", " ") + "\n" for r in rows[:100]))
+open(f"{sys.argv[1]}/queries.txt", "w").write("".join(r["text_a"] + "\n" for r in rows[:10]))
+PY
+i=0
+while IFS= read -r query; do
+  for dtype in f32 int8; do
+    $cr rerank --model models/minilm-ce --dtype "$dtype" --threads "$threads" --query "$query" \
+      --documents "$out/docs.txt" --json > "$out/rank-$dtype-$i.jsonl" 2>/dev/null
+  done
+  i=$((i + 1))
+done < "$out/queries.txt"
 
 python bench/table.py "$out" "$threads"
 echo "raw reports: $out" >&2

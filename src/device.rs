@@ -85,3 +85,19 @@ pub fn device_name(device: Device) -> String {
         _ => "cpu".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtype_names_round_trip() {
+        for (name, dtype) in [("f32", DType::F32), ("bf16", DType::Bf16), ("int8", DType::Int8)] {
+            assert_eq!(name.parse::<DType>().unwrap(), dtype);
+            assert_eq!(dtype.to_string(), name);
+        }
+        assert_eq!(DType::Int8.kind(), Kind::Float, "int8 keeps f32 activations");
+        let err = "int4".parse::<DType>().unwrap_err();
+        assert!(err.contains("int8"), "{err}");
+    }
+}

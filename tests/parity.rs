@@ -140,3 +140,69 @@ fn minilm_matches_in_f32_and_reports_bf16() {
     );
     assert!(d <= 0.1, "bf16 logits differ by {d}");
 }
+
+/// int8 (CPU only) trades a bounded deviation for speed: its scores stay close to
+/// sentence-transformers' f32 ones, order the pairs nearly the same way (the share of
+/// concordant pairs of pairs) and keep the same top 10 of each block of 40 pairs (as a Rerank
+/// of 40 documents would). The corpus' scores are close together (random text), so the bounds
+/// are loose; bench/compare.sh measures the agreement per query.
+#[test]
+fn minilm_int8_stays_close_and_keeps_the_order() {
+    let reference = minilm();
+    let opts = LoadOptions {
+        dtype: Some(DType::Int8),
+        ..Default::default()
+    };
+    let model = CrossEncoder::load(&minilm_dir(), &opts).unwrap();
+    let scores = model
+        .predict(&reference.pairs, ActivationChoice::Default, 32, |_| {})
+        .unwrap();
+    let expected = &reference.reference.default;
+    let d = max_diff(&scores, expected);
+    let (mut same, mut total) = (0usize, 0usize);
+    for i in 0..scores.len() {
+        for j in i + 1..scores.len() {
+            let (a, b) = (scores[i][0] - scores[j][0], expected[i][0] - expected[j][0]);
+            if b != 0.0 {
+                total += 1;
+                same += usize::from((a > 0.0) == (b > 0.0));
+            }
+        }
+    }
+    let concordant = same as f64 / total as f64;
+    let top10 = |s: &[Vec<f32>]| {
+        let mut order: Vec<usize> = (0..s.len()).collect();
+        order.sort_by(|&a, &b| s[b][0].total_cmp(&s[a][0]));
+        order.truncate(10);
+        order
+    };
+    let blocks: Vec<f64> = scores
+        .chunks(40)
+        .zip(expected.chunks(40))
+        .map(|(got, want)| {
+            let want = top10(want);
+            top10(got).iter().filter(|i| want.contains(i)).count() as f64 / 10.0
+        })
+        .collect();
+    let overlap = blocks.iter().sum::<f64>() / blocks.len() as f64;
+    println!(
+        "minilm int8: max |delta| = {d:e}, concordant pairs {concordant:.4}, mean top-10 overlap \
+         {overlap:.3} over {} pairs",
+        scores.len()
+    );
+    assert!(d <= 0.05, "int8 scores differ by {d}");
+    assert!(concordant >= 0.9, "int8 orders only {concordant} of pairs of pairs alike");
+    assert!(overlap >= 0.8, "int8 keeps only {overlap} of the top 10");
+}
+
+/// int8 is a CPU kernel: asking for it anywhere else fails at load with the reason.
+#[test]
+fn int8_is_refused_off_the_cpu() {
+    let opts = LoadOptions {
+        device: tch::Device::Cuda(0),
+        dtype: Some(DType::Int8),
+        ..Default::default()
+    };
+    let err = CrossEncoder::load(&minilm_dir(), &opts).err().expect("int8 on cuda must fail");
+    assert!(err.to_string().contains("int8 runs on the CPU only"), "{err}");
+}

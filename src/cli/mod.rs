@@ -73,7 +73,7 @@ pub struct ModelArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: tch::Device,
-    /// f32, f16 or bf16 (default: f32 on CPU, f16 on CUDA).
+    /// f32, f16, bf16 or int8 (CPU only) (default: f32 on CPU, f16 on CUDA).
     #[arg(long)]
     dtype: Option<DType>,
     /// Score activation: default (the model's), none (raw logits), sigmoid or softmax.
