@@ -92,11 +92,19 @@ mod tests {
 
     #[test]
     fn dtype_names_round_trip() {
-        for (name, dtype) in [("f32", DType::F32), ("bf16", DType::Bf16), ("int8", DType::Int8)] {
+        for (name, dtype) in [
+            ("f32", DType::F32),
+            ("bf16", DType::Bf16),
+            ("int8", DType::Int8),
+        ] {
             assert_eq!(name.parse::<DType>().unwrap(), dtype);
             assert_eq!(dtype.to_string(), name);
         }
-        assert_eq!(DType::Int8.kind(), Kind::Float, "int8 keeps f32 activations");
+        assert_eq!(
+            DType::Int8.kind(),
+            Kind::Float,
+            "int8 keeps f32 activations"
+        );
         let err = "int4".parse::<DType>().unwrap_err();
         assert!(err.contains("int8"), "{err}");
     }

@@ -191,7 +191,10 @@ fn minilm_int8_stays_close_and_keeps_the_order() {
         scores.len()
     );
     assert!(d <= 0.05, "int8 scores differ by {d}");
-    assert!(concordant >= 0.9, "int8 orders only {concordant} of pairs of pairs alike");
+    assert!(
+        concordant >= 0.9,
+        "int8 orders only {concordant} of pairs of pairs alike"
+    );
     assert!(overlap >= 0.8, "int8 keeps only {overlap} of the top 10");
 }
 
@@ -203,6 +206,11 @@ fn int8_is_refused_off_the_cpu() {
         dtype: Some(DType::Int8),
         ..Default::default()
     };
-    let err = CrossEncoder::load(&minilm_dir(), &opts).err().expect("int8 on cuda must fail");
-    assert!(err.to_string().contains("int8 runs on the CPU only"), "{err}");
+    let err = CrossEncoder::load(&minilm_dir(), &opts)
+        .err()
+        .expect("int8 on cuda must fail");
+    assert!(
+        err.to_string().contains("int8 runs on the CPU only"),
+        "{err}"
+    );
 }

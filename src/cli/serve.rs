@@ -237,6 +237,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("limits: {:?}", config.limits);
         return Ok(());
     }
+    short_openmp_spin()?;
     if let Some(n) = args.threads {
         tch::set_num_threads(i32::from(n.max(1)));
     }
@@ -316,6 +317,33 @@ fn trim_periodically(period: Duration) {
         });
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = period;
+}
+
+/// How long (iterations) an idle OpenMP thread spins before it sleeps, unless the operator set
+/// GOMP_SPINCOUNT or OMP_WAIT_POLICY. libgomp's default (300,000 when cores are not
+/// oversubscribed) kept the idle inference threads spinning after every small operator, taking
+/// the cores the tokenizer and gRPC needed: 39% of a null model's server CPU in perf.
+const GOMP_SPINCOUNT: &str = "10000";
+
+/// libgomp reads its settings when it is loaded, before `main`: the server re-executes itself
+/// once with [`GOMP_SPINCOUNT`] set (same pid, same arguments).
+fn short_openmp_spin() -> anyhow::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os("GOMP_SPINCOUNT").is_some()
+            || std::env::var_os("OMP_WAIT_POLICY").is_some()
+        {
+            return Ok(());
+        }
+        let err = std::process::Command::new("/proc/self/exe")
+            .args(std::env::args_os().skip(1))
+            .env("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
+            .exec();
+        anyhow::bail!("re-executing the server with GOMP_SPINCOUNT set: {err}");
+    }
+    #[allow(unreachable_code)]
+    Ok(())
 }
 
 /// Serves allocations up to `mib` MiB from the allocator's arenas and keeps up to 4x that

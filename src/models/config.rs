@@ -114,7 +114,9 @@ impl RawConfig {
             vocab_size: need(path, "vocab_size", self.vocab_size)?,
             hidden_size,
             embedding_size: self.embedding_size.unwrap_or(hidden_size),
-            num_layers: need(path, "num_hidden_layers", self.num_hidden_layers)?,
+            // 0 layers is a valid (if useless) model: embeddings straight into the head. The
+            // server-overhead benchmark uses one as a model that costs nothing.
+            num_layers: need_count(path, "num_hidden_layers", self.num_hidden_layers)?,
             num_heads: need(path, "num_attention_heads", self.num_attention_heads)?,
             intermediate_size: need(path, "intermediate_size", self.intermediate_size)?,
             hidden_act: self.hidden_act.clone().unwrap_or_else(|| "gelu".into()),
@@ -179,6 +181,18 @@ fn need(path: &Path, field: &str, value: Option<i64>) -> Result<i64> {
         Some(v) => Err(invalid(
             path,
             format!("`{field}` must be positive, got {v}"),
+        )),
+        None => Err(invalid(path, format!("`{field}` is missing"))),
+    }
+}
+
+/// A count that may be zero.
+fn need_count(path: &Path, field: &str, value: Option<i64>) -> Result<i64> {
+    match value {
+        Some(v) if v >= 0 => Ok(v),
+        Some(v) => Err(invalid(
+            path,
+            format!("`{field}` must not be negative, got {v}"),
         )),
         None => Err(invalid(path, format!("`{field}` is missing"))),
     }
