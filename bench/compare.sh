@@ -22,6 +22,9 @@ cr=target/release/crossrank
 ./scripts/setup.sh
 cargo build --release --quiet
 [ -f "$out/tiny/config.json" ] || python -W ignore bench/make_tiny_model.py "$out/tiny" 2>/dev/null
+# The null model: the tiny model's embeddings and head with no layer, so the load measures the
+# server's own per-pair cost.
+[ -f "$out/null/config.json" ] || python -W ignore bench/make_tiny_model.py "$out/null" models/minilm-ce 0 2>/dev/null
 
 echo "== corpus and sentence-transformers baseline ($npairs pairs, $threads threads)" >&2
 # One corpus for both sides; seeded corpora are prefixes of larger ones with the same seed.
@@ -56,7 +59,7 @@ bench() {  # bench NAME FLAGS... : one load run, its JSON report kept as $out/NA
   $cr bench --addr "http://$addr" --seed 7 --json "$out/$name.json" "$@" >&2
 }
 
-start_server "$threads" "minilm=models/minilm-ce" "tiny=$out/tiny"
+start_server "$threads" "minilm=models/minilm-ce" "tiny=$out/tiny" "null=$out/null"
 bench score-c8 --corpus-size "$npairs" --model minilm --shape score --size 16 --concurrency 8 --duration "$secs" \
   --scores-out "$out/cr-scores.jsonl"
 bench rerank-100 --model minilm --shape rerank --size 100 --concurrency 1 --requests "$reps" \
@@ -65,6 +68,10 @@ bench score-c1 --corpus-size "$npairs" --model minilm --shape score --size 16 --
 bench score-c64 --corpus-size "$npairs" --model minilm --shape score --size 16 --concurrency 64 --duration "$long"
 grep VmHWM "/proc/$server/status" | awk '{print $2 * 1024}' > "$out/server-peak-rss"
 bench tiny-c16 --corpus-size "$npairs" --model tiny --shape score --size 32 --concurrency 16 --duration "$secs"
+# The server's CPU seconds (user + system, from /proc) over the null model's run, warm-up included.
+cpu_before=$(awk '{print $14 + $15}' "/proc/$server/stat")
+bench null-c16 --corpus-size "$npairs" --model null --shape score --size 32 --concurrency 16 --duration "$secs"
+echo "$(( $(awk '{print $14 + $15}' "/proc/$server/stat") - cpu_before )) $(getconf CLK_TCK)" > "$out/null-server-cpu"
 stop_server
 
 # The same load on two single-threaded replicas of the model (the layout for few cores).

@@ -117,6 +117,14 @@ def main() -> None:
         "-", "-", ">= 5000 pairs/s", tiny["pairs_per_s"] >= 5000 and tiny["requests_failed"] == 0,
         "gRPC + tokenization + batching")
 
+    null = load(out, "null-c16")
+    ticks, hz = map(int, (out / "null-server-cpu").read_text().split())
+    warm = 2 * null["size"]  # the bench's warm-up requests
+    us = ticks / hz / (null["pairs"] + warm) * 1e6
+    row("Null model (0 layers), 16 clients x32", f"{null['pairs_per_s']:.0f} pairs/s",
+        "-", "-", "server CPU <= 100 us/pair", us <= 100 and null["requests_failed"] == 0,
+        f"server CPU {us:.0f} us/pair, the model costing ~nothing (tokenization, gRPC, batching)")
+
     rss = int((out / "server-peak-rss").read_text())
     r = rss / st["peak_rss_bytes"]
     row("Peak RSS, MiniLM loaded, under load", f"{rss / 2**20:.0f} MiB",
