@@ -63,6 +63,11 @@ fn same_tokens_as_the_tokenizers_crate_for_every_tokenizer() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     for dir in dirs {
         let model = CrossEncoder::load(&dir, &LoadOptions::default()).unwrap();
+        assert!(
+            model.tokenizer.joins_by_template(),
+            "{}: the special tokens are placed without the post-processor",
+            dir.display()
+        );
         let max = model.tokenizer.max_length();
         let oracle = reference(&dir, max);
         // Side lengths from empty to well past the maximum, so that every truncation case occurs:
@@ -132,4 +137,55 @@ fn reject_mode_stops_at_the_first_truncated_pair_and_a_stop_request_is_obeyed() 
         model.tokenizer.encode_with(&texts, &stop),
         Err(crossrank::tokenize::Stop::Cancelled)
     ));
+}
+
+/// ASCII text of every kind the BERT fast path must treat as the crate does: all 128 code
+/// points (control characters, tabs, line breaks, punctuation, capitals), vocabulary words,
+/// words longer than WordPiece's 100-character limit, special tokens written in the text in
+/// either case, and a few non-ASCII characters (which send the text to the crate).
+fn ascii_text(rng: &mut impl Rng) -> String {
+    const PIECES: &[&str] = &[
+        "the", "Search", "RERANKER", "un", "##ing", "[SEP]", "[cls]", "[MASK", "querying",
+        "e-mail", "U.S.A.", "C++", "x86_64", "\t", "\r\n", "\u{b}", "\u{c}", "\0", "\u{7f}",
+    ];
+    let parts = rng.random_range(0..40);
+    let mut s = String::new();
+    for _ in 0..parts {
+        match rng.random_range(0..10) {
+            0..=3 => s.push(char::from(rng.random_range(0u8..128))),
+            4..=7 => s.push_str(PIECES[rng.random_range(0..PIECES.len())]),
+            8 => s.push_str(&"abc".repeat(rng.random_range(30..40))),
+            _ if rng.random_bool(0.1) => s.push('é'),
+            _ => s.push(' '),
+        }
+    }
+    s
+}
+
+#[test]
+fn ascii_fast_path_gives_the_crates_tokens() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    for name in ["bert", "electra", "distilbert"] {
+        let dir = fixtures().join(name);
+        let model = CrossEncoder::load(&dir, &LoadOptions::default()).unwrap();
+        assert!(
+            model.tokenizer.has_ascii_fast_path(),
+            "{name}: BERT WordPiece"
+        );
+        let oracle = reference(&dir, model.tokenizer.max_length());
+        let pairs: Vec<(String, String)> = (0..400)
+            .map(|_| (ascii_text(&mut rng), ascii_text(&mut rng)))
+            .collect();
+        let ours = model.tokenizer.encode(&pairs).unwrap();
+        for (i, ((a, b), e)) in pairs.iter().zip(&ours).enumerate() {
+            let want = oracle.encode((a.as_str(), b.as_str()), true).unwrap();
+            assert_eq!(e.ids, want.get_ids(), "{name}: pair {i} {a:?} / {b:?}");
+            assert_eq!(e.type_ids, want.get_type_ids(), "{name}: pair {i} type ids");
+        }
+    }
+    let roberta = CrossEncoder::load(&fixtures().join("roberta"), &LoadOptions::default()).unwrap();
+    assert!(
+        !roberta.tokenizer.has_ascii_fast_path(),
+        "BPE takes the crate's path"
+    );
 }

@@ -8,8 +8,13 @@ use std::sync::{Arc, OnceLock};
 use tokenizers::parallelism::MaybeParallelRefIterator;
 use tokenizers::{Encoding, PostProcessor, Tokenizer};
 
+mod ascii;
+mod template;
+
 use crate::error::{Result, RuntimeError};
 use crate::models::ModelSpec;
+use ascii::AsciiWordPiece;
+use template::Template;
 
 /// One tokenized pair, unpadded.
 #[derive(Debug, Clone)]
@@ -37,6 +42,11 @@ pub struct PairTokenizer {
     max_length: usize,
     /// Special tokens the post-processor adds around a pair.
     added_pair_tokens: usize,
+    /// Where those go, learnt from the post-processor once; `None` when it does not add fixed
+    /// tokens around the two sides (every pair then goes through the post-processor).
+    template: Option<Template>,
+    /// BERT WordPiece on ASCII text without the crate (used with the template only).
+    ascii: Option<AsciiWordPiece>,
 }
 
 impl PairTokenizer {
@@ -72,15 +82,32 @@ impl PairTokenizer {
         let added_pair_tokens = tokenizer
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(true));
+        let template = Template::learn(&tokenizer);
+        let ascii = template
+            .as_ref()
+            .and_then(|_| AsciiWordPiece::new(&tokenizer));
         Ok(Self {
             plain: tokenizer,
             max_length,
             added_pair_tokens,
+            template,
+            ascii,
         })
     }
 
     pub fn max_length(&self) -> usize {
         self.max_length
+    }
+
+    /// Whether ASCII text skips the crate (BERT WordPiece tokenizers).
+    pub fn has_ascii_fast_path(&self) -> bool {
+        self.ascii.is_some()
+    }
+
+    /// Whether pairs get their special tokens from the learnt template (else from the
+    /// tokenizer's post-processor, pair by pair).
+    pub fn joins_by_template(&self) -> bool {
+        self.template.is_some()
     }
 
     /// Tokenizes (text_a, text_b) pairs, in parallel across pairs.
@@ -182,10 +209,19 @@ impl PairTokenizer {
     /// One side alone, without special tokens, as `tokenizers` encodes it within a pair. Only
     /// its first `budget` tokens can survive truncation: the rest is dropped at once.
     fn side(&self, text: &str, type_id: u32) -> Result<Side> {
-        let encoding = self
-            .plain
-            .encode_fast(text, false)
-            .map_err(|e| RuntimeError::Tokenize(e.to_string()))?;
+        if self.template.is_some() {
+            let mut ids = match self.ascii.as_ref().and_then(|a| a.encode(text)) {
+                Some(ids) => ids,
+                None => self.crate_encode(text)?.get_ids().to_vec(),
+            };
+            let full_len = ids.len();
+            ids.truncate(self.budget());
+            return Ok(Side {
+                tokens: Tokens::Ids(ids),
+                full_len,
+            });
+        }
+        let encoding = self.crate_encode(text)?;
         let full_len = encoding.len();
         let mut encoding = if full_len > self.budget() {
             prefix(&encoding, self.budget())
@@ -195,7 +231,16 @@ impl PairTokenizer {
         if type_id != 0 {
             encoding.set_type_ids(vec![type_id; encoding.len()]);
         }
-        Ok(Side { encoding, full_len })
+        Ok(Side {
+            tokens: Tokens::Encoding(Box::new(encoding)),
+            full_len,
+        })
+    }
+
+    fn crate_encode(&self, text: &str) -> Result<Encoding> {
+        self.plain
+            .encode_fast(text, false)
+            .map_err(|e| RuntimeError::Tokenize(e.to_string()))
     }
 
     /// Exactly the tokens of `Tokenizer::encode((a, b), true)` under longest-first truncation:
@@ -205,13 +250,20 @@ impl PairTokenizer {
     fn join(&self, first: &Side, second: Side) -> Result<Encoded> {
         let (n1, n2) = longest_first(first.full_len, second.full_len, self.budget());
         let truncated = n1 < first.full_len || n2 < second.full_len;
+        let (a, b) = match (&self.template, &first.tokens, &second.tokens) {
+            (Some(template), Tokens::Ids(a), Tokens::Ids(b)) => {
+                return Ok(template.apply(&a[..n1], &b[..n2], truncated))
+            }
+            (None, Tokens::Encoding(a), Tokens::Encoding(b)) => (a, b),
+            _ => {
+                return Err(RuntimeError::Tokenize(
+                    "internal: the two sides of a pair were tokenized differently".into(),
+                ))
+            }
+        };
         let joined = self
             .plain
-            .post_process(
-                prefix(&first.encoding, n1),
-                Some(prefix(&second.encoding, n2)),
-                true,
-            )
+            .post_process(prefix(a, n1), Some(prefix(b, n2)), true)
             .map_err(|e| RuntimeError::Tokenize(e.to_string()))?;
         Ok(Encoded {
             ids: joined.get_ids().to_vec(),
@@ -278,8 +330,15 @@ impl Texts {
 /// One side of a pair, possibly already cut; `full_len` is its length before any cut.
 #[derive(Debug)]
 struct Side {
-    encoding: Encoding,
+    tokens: Tokens,
     full_len: usize,
+}
+
+/// A side's tokens: ids alone where the template joins the pair, else the crate's encoding.
+#[derive(Debug)]
+enum Tokens {
+    Ids(Vec<u32>),
+    Encoding(Box<Encoding>),
 }
 
 /// Pairs tokenized between two checks of [`Control::should_stop`].
