@@ -75,7 +75,9 @@ echo "$(( $(awk '{print $14 + $15}' "/proc/$server/stat") - cpu_before )) $(getc
 stop_server
 
 # The same load on two single-threaded replicas of the model (the layout for few cores).
-start_server 1 "minilm=models/minilm-ce,replicas=$threads"
+start_server 1 "minilm=models/minilm-ce,replicas=$threads" "tiny=$out/tiny,replicas=$threads"
+bench tiny-c16-replicas --corpus-size "$npairs" --model tiny --shape score --size 32 --concurrency 16 \
+  --duration "$secs"
 bench score-c8-replicas --corpus-size "$npairs" --model minilm --shape score --size 16 \
   --concurrency 8 --duration "$secs"
 bench rerank-100-replicas --model minilm --shape rerank --size 100 --concurrency 1 \

@@ -116,6 +116,10 @@ def main() -> None:
     row("Tiny model (hidden 32, 2 layers), 16 clients x32", f"{tiny['pairs_per_s']:.0f} pairs/s",
         "-", "-", ">= 5000 pairs/s", tiny["pairs_per_s"] >= 5000 and tiny["requests_failed"] == 0,
         "gRPC + tokenization + batching")
+    tiny = load(out, "tiny-c16-replicas")
+    row(f"Tiny model, 16 clients x32, {threads} replicas x 1 thread", f"{tiny['pairs_per_s']:.0f} pairs/s",
+        "-", "-", ">= 5000 pairs/s", tiny["pairs_per_s"] >= 5000 and tiny["requests_failed"] == 0,
+        "the layout for few cores")
 
     null = load(out, "null-c16")
     ticks, hz = map(int, (out / "null-server-cpu").read_text().split())
