@@ -247,7 +247,8 @@ impl Linear {
 
 /// Per row of `x` [N, K]: its largest magnitude / 127 (at least a tiny positive step), [N, 1].
 fn int8_steps(x: &Tensor) -> Result<Tensor> {
-    let (min, max) = x.f_aminmax(-1, true)?;
+    // Two reductions: `aminmax` is not vectorized on the CPU (measured 13x slower).
+    let (min, max) = (x.f_amin([-1], true)?, x.f_amax([-1], true)?);
     Ok(max
         .f_maximum(&min.f_neg()?)?
         .f_clamp_min(1e-12)?
