@@ -176,24 +176,21 @@ impl EncoderConfig {
 }
 
 fn need(path: &Path, field: &str, value: Option<i64>) -> Result<i64> {
-    match value {
-        Some(v) if v > 0 => Ok(v),
-        Some(v) => Err(invalid(
-            path,
-            format!("`{field}` must be positive, got {v}"),
-        )),
-        None => Err(invalid(path, format!("`{field}` is missing"))),
-    }
+    need_at_least(path, field, value, 1)
 }
 
 /// A count that may be zero.
 fn need_count(path: &Path, field: &str, value: Option<i64>) -> Result<i64> {
+    need_at_least(path, field, value, 0)
+}
+
+fn need_at_least(path: &Path, field: &str, value: Option<i64>, min: i64) -> Result<i64> {
     match value {
-        Some(v) if v >= 0 => Ok(v),
-        Some(v) => Err(invalid(
-            path,
-            format!("`{field}` must not be negative, got {v}"),
-        )),
+        Some(v) if v >= min => Ok(v),
+        Some(v) => {
+            let what = if min > 0 { "positive" } else { "at least 0" };
+            Err(invalid(path, format!("`{field}` must be {what}, got {v}")))
+        }
         None => Err(invalid(path, format!("`{field}` is missing"))),
     }
 }

@@ -26,8 +26,8 @@ pub struct Packing {
 }
 
 enum Attention {
-    /// One masked call over the padded batch: boolean [B, 1, 1, S], true where attended.
-    Padded(Tensor),
+    /// One call over the padded batch, masked by [`Packing::keys`].
+    Padded,
     /// One call per group of sequences of similar length.
     Grouped(Vec<Group>),
 }
@@ -59,7 +59,9 @@ impl Packing {
             true => Some(real.f_reshape([-1])?.f_nonzero()?.f_squeeze_dim(1)?),
             false => None,
         };
-        let key_mask = real.f_unsqueeze(1)?.f_unsqueeze(1)?;
+        let keys = padded
+            .then(|| real.f_unsqueeze(1)?.f_unsqueeze(1))
+            .transpose()?;
         let firsts: Vec<i64> = lengths
             .iter()
             .scan(0, |start, &n| {
@@ -71,14 +73,14 @@ impl Packing {
         let attention = if attention_mask.device() == Device::Cpu {
             Attention::Grouped(groups(&lengths)?)
         } else {
-            Attention::Padded(key_mask.shallow_clone())
+            Attention::Padded
         };
         Ok(Self {
             rows,
             width,
             keep,
             firsts: Tensor::f_from_slice(&firsts)?.f_to_device(attention_mask.device())?,
-            keys: padded.then_some(key_mask),
+            keys,
             attention,
         })
     }
@@ -140,9 +142,9 @@ impl Packing {
     /// side); returns the context [T, H].
     pub fn attention(&self, qkv: &Tensor, heads: i64, head_dim: i64) -> Result<Tensor> {
         match &self.attention {
-            Attention::Padded(mask) => {
+            Attention::Padded => {
                 let padded = self.unpack(qkv)?;
-                self.pack(&attend(&padded, Some(mask), heads, head_dim)?)
+                self.pack(&attend(&padded, self.keys.as_ref(), heads, head_dim)?)
             }
             Attention::Grouped(groups) => {
                 let (t, _) = qkv.size2()?;
