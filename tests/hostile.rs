@@ -54,7 +54,7 @@ async fn a_huge_pair_costs_time_and_memory_linear_in_its_bytes() {
     let side = "!".repeat(64 * 1024);
     let warm = c.score(score(vec![pair("a", "b")])).await;
     assert!(warm.is_ok());
-    // The first such pair also grows the malloc arenas of the two tokenizer threads that encode
+    // The first such pair also grows the allocator arenas of the two tokenizer threads that encode
     // its sides at once (~27 MiB each); a second one reuses them.
     let (r, took, cold) = measured(&server, c.score(score(vec![pair(&side, &side)]))).await;
     let r = r.unwrap().into_inner();

@@ -1,6 +1,7 @@
 //! Subcommands: `score` (like `CrossEncoder.predict`), `rerank` (like `CrossEncoder.rank`) and
 //! `serve` (the gRPC server), `bench` (a load generator for a running server) and `health`.
 
+mod allocator;
 mod bench;
 mod health;
 mod input;

@@ -124,17 +124,11 @@ pub struct ServeArgs {
     /// Intra-op threads for libtorch (default: one per core).
     #[arg(long, env = "CROSSRANK_THREADS")]
     threads: Option<u16>,
-    /// Seconds between returns of freed heap memory to the system (glibc malloc_trim; 0: never).
-    /// Without it the allocator keeps what bursts of requests freed: a soak grew the RSS by
-    /// hundreds of MiB of free memory.
+    /// Seconds between returns of freed heap memory to the system (jemalloc's purge; 0: never).
+    /// Between them the allocator keeps freed pages for the next batches, so a burst of large
+    /// requests raises the RSS until the next release.
     #[arg(long, env = "CROSSRANK_MALLOC_TRIM_SECS", default_value_t = 10)]
     malloc_trim_secs: u64,
-    /// Largest allocation, in MiB, that the allocator serves from its arenas rather than from a
-    /// fresh mapping (glibc M_MMAP_THRESHOLD; freed memory up to 4x this stays mapped between
-    /// batches). A batch's large temporaries then reuse memory instead of faulting in zeroed
-    /// pages each time (measured: 30% of the CPU in page faults with int8). 0: glibc's defaults.
-    #[arg(long, env = "CROSSRANK_MALLOC_ARENA_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=512))]
-    malloc_arena_mib: u32,
     /// Log line format on stderr: text or json.
     #[arg(long, env = "CROSSRANK_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -241,7 +235,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         tch::set_num_threads(i32::from(n.max(1)));
     }
-    keep_large_allocations(args.malloc_arena_mib);
     if args.malloc_trim_secs > 0 {
         trim_periodically(Duration::from_secs(args.malloc_trim_secs));
     }
@@ -302,21 +295,15 @@ async fn bind(host: &str, port: u16, flag: &str) -> anyhow::Result<tokio::net::T
         .with_context(|| format!("cannot listen on {addr} ({flag})"))
 }
 
-/// Returns freed heap memory to the system every `period`, from a thread of its own (glibc keeps
-/// freed memory in its per-thread arenas; `malloc_trim` gives it back).
+/// Returns freed heap memory to the system every `period`, from a thread of its own (the
+/// allocator keeps freed pages for reuse; see [`super::allocator`]).
 fn trim_periodically(period: Duration) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     let _ = std::thread::Builder::new()
-        .name("malloc-trim".into())
+        .name("memory-release".into())
         .spawn(move || loop {
             std::thread::sleep(period);
-            // SAFETY: malloc_trim only releases free memory; it is thread-safe in glibc.
-            unsafe {
-                libc::malloc_trim(0);
-            }
+            super::allocator::release_free_memory();
         });
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = period;
 }
 
 /// How long (iterations) an idle OpenMP thread spins before it sleeps, unless the operator set
@@ -345,23 +332,6 @@ fn short_openmp_spin() {
             "warning: could not re-execute with GOMP_SPINCOUNT={GOMP_SPINCOUNT} ({err}); \
              idle OpenMP threads keep libgomp's default spin"
         );
-    }
-}
-
-/// Serves allocations up to `mib` MiB from the allocator's arenas and keeps up to 4x that
-/// free before returning it (0: leave glibc's dynamic thresholds alone).
-fn keep_large_allocations(mib: u32) {
-    if mib == 0 {
-        return;
-    }
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let bytes = i32::try_from(u64::from(mib) << 20).unwrap_or(i32::MAX);
-        // SAFETY: mallopt only changes allocator parameters and takes the allocator's lock.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, bytes);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, bytes.saturating_mul(4));
-        }
     }
 }
 
