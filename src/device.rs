@@ -3,7 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
+
+use crate::error::Result;
 
 /// Precision a model runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +86,16 @@ pub fn device_name(device: Device) -> String {
         Device::Cuda(i) => format!("cuda:{i}"),
         _ => "cpu".into(),
     }
+}
+
+/// `host` (a CPU tensor) on `device`. To a GPU it goes through pinned memory and is copied
+/// without blocking: the host does not wait for the work already queued on the device.
+pub fn upload(host: Tensor, device: Device) -> Result<Tensor> {
+    if !device.is_cuda() {
+        return Ok(host.f_to_device(device)?);
+    }
+    let pinned = host.f_pin_memory(device)?;
+    Ok(pinned.f_to_device_(device, pinned.kind(), true, false)?)
 }
 
 #[cfg(test)]

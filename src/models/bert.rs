@@ -44,7 +44,7 @@ impl SequenceClassifier for Bert {
         let x = self
             .embeddings
             .forward(&inputs.input_ids, &inputs.token_type_ids)?;
-        let first = self.encoder.forward_first(x, &inputs.attention_mask)?;
+        let first = self.encoder.forward_first(x, &inputs.lengths)?;
         let pooled = self.pooler.forward(&first)?.f_tanh()?;
         self.classifier.forward(&pooled)
     }

@@ -89,6 +89,15 @@ impl RawConfig {
         (0..n).map(|i| format!("LABEL_{i}")).collect()
     }
 
+    /// Parameters of the encoder's layers (attention and feed-forward weights), BERT-family or
+    /// DistilBERT names; `None` when the config names neither.
+    pub fn encoder_parameters(&self) -> Option<i64> {
+        let h = self.hidden_size.or(self.dim)?;
+        let layers = self.num_hidden_layers.or(self.n_layers)?;
+        let inner = self.intermediate_size.or(self.hidden_dim).unwrap_or(4 * h);
+        Some(layers * (4 * h * h + 2 * h * inner))
+    }
+
     /// The class path of the sentence-transformers default activation, if the config names one.
     pub fn st_activation(&self) -> Option<&str> {
         self.sentence_transformers

@@ -62,7 +62,7 @@ impl SequenceClassifier for DistilBert {
         let x = self
             .embeddings
             .forward(&inputs.input_ids, &inputs.token_type_ids)?;
-        let first = self.encoder.forward_first(x, &inputs.attention_mask)?;
+        let first = self.encoder.forward_first(x, &inputs.lengths)?;
         let x = self.pre_classifier.forward(&first)?.f_relu()?;
         self.classifier.forward(&x)
     }

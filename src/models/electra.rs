@@ -55,7 +55,7 @@ impl SequenceClassifier for Electra {
         if let Some(project) = &self.project {
             x = project.forward(&x)?;
         }
-        let first = self.encoder.forward_first(x, &inputs.attention_mask)?;
+        let first = self.encoder.forward_first(x, &inputs.lengths)?;
         // transformers' ElectraClassificationHead uses exact GELU whatever `hidden_act` says.
         let x = HiddenAct::Gelu.forward(&self.dense.forward(&first)?)?;
         self.out_proj.forward(&x)

@@ -122,16 +122,16 @@ impl Encoder {
         })
     }
 
-    /// `hidden` [B, S, H], right-padded; `attention_mask` [B, S] of 0/1. Returns the last
+    /// `hidden` [B, S, H], right-padded; sequence `i` has `lengths[i]` real tokens. Returns the last
     /// layer's state of each sequence's first token, [B, H]: all a classification head reads.
     ///
     /// The dense layers, which are nearly all the work, run on the real tokens only, packed into
     /// [T, H]: padding costs nothing there. Attention: see [`Packing::attention`](super::packing::Packing::attention).
     /// The last layer computes keys and values for every token but everything else for the
     /// first tokens alone.
-    pub fn forward_first(&self, hidden: Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+    pub fn forward_first(&self, hidden: Tensor, lengths: &[i64]) -> Result<Tensor> {
         let (b, s, h) = hidden.size3()?;
-        let layout = Packing::new(attention_mask)?;
+        let layout = Packing::new(lengths, s, hidden.device())?;
         let packed = layout.pack(&hidden.f_reshape([b * s, h])?)?;
         let Some((last, rest)) = self.layers.split_last() else {
             return layout.firsts(&packed);

@@ -36,6 +36,8 @@ pub struct Inputs {
     pub input_ids: Tensor,
     pub attention_mask: Tensor,
     pub token_type_ids: Tensor,
+    /// Real tokens of each row, on the host (the attention mask's row sums).
+    pub lengths: Vec<i64>,
 }
 
 /// A loaded network: padded token ids in, raw logits [batch, num_labels] out.

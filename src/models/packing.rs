@@ -6,8 +6,9 @@
 //! are grouped (padding within a group at most [`GROUP_PADDING`] of its tokens) and each group is
 //! one attention call; on accelerators the whole padded batch is one masked call.
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
+use crate::device::upload;
 use crate::error::Result;
 
 /// Largest fraction of padded positions within one CPU attention group.
@@ -45,23 +46,33 @@ struct Group {
 }
 
 impl Packing {
-    /// From an attention mask [B, S] of 0/1, right-padded.
-    pub fn new(attention_mask: &Tensor) -> Result<Self> {
-        let (rows, width) = attention_mask.size2()?;
-        let real = attention_mask.f_ne(0)?;
-        let lengths = Vec::<i64>::try_from(
-            &real
-                .f_sum_dim_intlist(1, false, Kind::Int64)?
-                .f_to_device(Device::Cpu)?,
-        )?;
+    /// For sequences of `lengths` right-padded to `width` on `device`. Every index and mask is
+    /// built here on the host from the lengths the batcher knows and copied to the device
+    /// without waiting for it: the forward never reads the device back.
+    pub fn new(lengths: &[i64], width: i64, device: Device) -> Result<Self> {
+        let rows = lengths.len() as i64;
         let padded = lengths.iter().any(|&n| n != width);
         let keep = match padded {
-            true => Some(real.f_reshape([-1])?.f_nonzero()?.f_squeeze_dim(1)?),
+            true => {
+                let flat: Vec<i64> = (0..rows)
+                    .zip(lengths)
+                    .flat_map(|(row, &n)| row * width..row * width + n)
+                    .collect();
+                Some(upload(Tensor::f_from_slice(&flat)?, device)?)
+            }
             false => None,
         };
-        let keys = padded
-            .then(|| real.f_unsqueeze(1)?.f_unsqueeze(1))
-            .transpose()?;
+        let keys = match padded {
+            true => {
+                let mask: Vec<bool> = lengths
+                    .iter()
+                    .flat_map(|&n| (0..width).map(move |c| c < n))
+                    .collect();
+                let mask = Tensor::f_from_slice(&mask)?.f_view([rows, 1, 1, width])?;
+                Some(upload(mask, device)?)
+            }
+            false => None,
+        };
         let firsts: Vec<i64> = lengths
             .iter()
             .scan(0, |start, &n| {
@@ -70,8 +81,8 @@ impl Packing {
                 Some(first)
             })
             .collect();
-        let attention = if attention_mask.device() == Device::Cpu {
-            Attention::Grouped(groups(&lengths)?)
+        let attention = if device == Device::Cpu {
+            Attention::Grouped(groups(lengths)?)
         } else {
             Attention::Padded
         };
@@ -79,7 +90,7 @@ impl Packing {
             rows,
             width,
             keep,
-            firsts: Tensor::f_from_slice(&firsts)?.f_to_device(attention_mask.device())?,
+            firsts: upload(Tensor::f_from_slice(&firsts)?, device)?,
             keys,
             attention,
         })

@@ -56,7 +56,7 @@ impl SequenceClassifier for Roberta {
         let x = self
             .embeddings
             .forward(&inputs.input_ids, &inputs.token_type_ids)?;
-        let first = self.encoder.forward_first(x, &inputs.attention_mask)?;
+        let first = self.encoder.forward_first(x, &inputs.lengths)?;
         let x = self.dense.forward(&first)?.f_tanh()?;
         self.out_proj.forward(&x)
     }

@@ -2,6 +2,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::device::upload;
 use crate::error::{Result, RuntimeError};
 use crate::models::{Inputs, ModelSpec};
 use crate::tokenize::Encoded;
@@ -41,14 +42,16 @@ pub fn pad(pairs: &[&Encoded], spec: &ModelSpec, device: Device) -> Result<Input
         }
     }
     let tensor = |data: &[i64]| -> Result<Tensor> {
-        Ok(Tensor::f_from_slice(data)?
-            .f_view([rows as i64, width as i64])?
-            .f_to_device(device)?)
+        upload(
+            Tensor::f_from_slice(data)?.f_view([rows as i64, width as i64])?,
+            device,
+        )
     };
     Ok(Inputs {
         input_ids: tensor(&ids)?,
         attention_mask: tensor(&mask)?,
         token_type_ids: tensor(&types)?,
+        lengths: pairs.iter().map(|e| e.len() as i64).collect(),
     })
 }
 
