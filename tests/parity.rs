@@ -20,12 +20,13 @@ fn load(name: &str, dtype: DType) -> CrossEncoder {
 /// Default-activation scores and softmax match within 1e-5 (raw logits within 1e-5 relative to
 /// the largest logit) for every fixture model
 /// (BERT 1 and 3 labels, Tanh from config with gelu_new, RoBERTa, XLM-R with Softmax and relu,
-/// ELECTRA with projected embeddings, DistilBERT, sharded safetensors, TorchScript).
+/// ELECTRA with projected embeddings, DistilBERT, ModernBERT with [CLS] and with mean pooling,
+/// DeBERTa-v3 and -v2 layouts, sharded safetensors, TorchScript).
 #[test]
 fn every_architecture_matches_sentence_transformers() {
     let exp = expected();
     assert!(
-        exp.models.len() >= 9,
+        exp.models.len() >= 13,
         "fixtures list only {} models",
         exp.models.len()
     );
@@ -71,7 +72,16 @@ fn every_architecture_matches_sentence_transformers() {
 #[test]
 fn scores_do_not_depend_on_batch_company() {
     let exp = expected();
-    for name in ["bert", "roberta", "distilbert", "xlm_roberta"] {
+    for name in [
+        "bert",
+        "roberta",
+        "distilbert",
+        "xlm_roberta",
+        "modernbert",
+        "modernbert_mean",
+        "deberta_v3",
+        "deberta_v2",
+    ] {
         let model = load(name, DType::F32);
         let act = model.network.activation(ActivationChoice::None).unwrap();
         let encoded = model.tokenizer.encode(&exp.pairs).unwrap();

@@ -5,10 +5,12 @@
 
 mod bert;
 pub mod config;
+mod deberta;
 mod distilbert;
 mod electra;
 mod embeddings;
 mod encoder;
+mod modernbert;
 mod packing;
 mod roberta;
 mod torchscript;
@@ -23,12 +25,14 @@ use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 use config::RawConfig;
 
-pub const SUPPORTED_ARCHITECTURES: [&str; 5] = [
+pub const SUPPORTED_ARCHITECTURES: [&str; 7] = [
     "BertForSequenceClassification",
     "RobertaForSequenceClassification",
     "XLMRobertaForSequenceClassification",
     "ElectraForSequenceClassification",
     "DistilBertForSequenceClassification",
+    "ModernBertForSequenceClassification",
+    "DebertaV2ForSequenceClassification",
 ];
 
 /// One padded batch on the model's device: int64 tensors of shape [batch, seq].
@@ -90,6 +94,8 @@ pub fn load(
         }
         "ElectraForSequenceClassification" => electra::load(dir, &raw, device, dtype)?,
         "DistilBertForSequenceClassification" => distilbert::load(dir, &raw, device, dtype)?,
+        "ModernBertForSequenceClassification" => modernbert::load(dir, &raw, device, dtype)?,
+        "DebertaV2ForSequenceClassification" => deberta::load(dir, &raw, device, dtype)?,
         _ => return Err(RuntimeError::UnknownArchitecture { given: arch }),
     };
     spec.architecture = arch;

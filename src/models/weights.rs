@@ -93,6 +93,47 @@ impl Weights {
         })
     }
 
+    /// A linear layer whose checkpoint has a bias only when `bias` (ModernBERT's layers have
+    /// none by default); without one it adds zeros.
+    pub fn linear_biased(
+        &self,
+        prefix: &str,
+        inputs: i64,
+        outputs: i64,
+        bias: bool,
+    ) -> Result<Linear> {
+        if bias {
+            return self.linear(prefix, inputs, outputs);
+        }
+        Ok(Linear {
+            weight: Weight::Dense(self.get(&format!("{prefix}.weight"), &[outputs, inputs])?),
+            bias: self.zeros(outputs)?,
+        })
+    }
+
+    /// A LayerNorm with or without a bias in the checkpoint (zeros without).
+    pub fn layer_norm_biased(
+        &self,
+        prefix: &str,
+        size: i64,
+        eps: f64,
+        bias: bool,
+    ) -> Result<LayerNorm> {
+        if bias {
+            return self.layer_norm(prefix, size, eps);
+        }
+        Ok(LayerNorm {
+            weight: self.get(&format!("{prefix}.weight"), &[size])?,
+            bias: self.zeros(size)?,
+            size,
+            eps,
+        })
+    }
+
+    fn zeros(&self, size: i64) -> Result<Tensor> {
+        Ok(Tensor::f_zeros([size], (self.kind, self.device))?)
+    }
+
     pub fn layer_norm(&self, prefix: &str, size: i64, eps: f64) -> Result<LayerNorm> {
         Ok(LayerNorm {
             weight: self.get(&format!("{prefix}.weight"), &[size])?,
