@@ -6,6 +6,7 @@
 mod bert;
 pub mod config;
 mod deberta;
+mod decoder;
 mod distilbert;
 mod electra;
 mod embeddings;
@@ -25,7 +26,7 @@ use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 use config::RawConfig;
 
-pub const SUPPORTED_ARCHITECTURES: [&str; 7] = [
+pub const SUPPORTED_ARCHITECTURES: [&str; 10] = [
     "BertForSequenceClassification",
     "RobertaForSequenceClassification",
     "XLMRobertaForSequenceClassification",
@@ -33,6 +34,9 @@ pub const SUPPORTED_ARCHITECTURES: [&str; 7] = [
     "DistilBertForSequenceClassification",
     "ModernBertForSequenceClassification",
     "DebertaV2ForSequenceClassification",
+    "Qwen3ForSequenceClassification",
+    "Qwen2ForSequenceClassification",
+    "LlamaForSequenceClassification",
 ];
 
 /// One padded batch on the model's device: int64 tensors of shape [batch, seq].
@@ -96,6 +100,15 @@ pub fn load(
         "DistilBertForSequenceClassification" => distilbert::load(dir, &raw, device, dtype)?,
         "ModernBertForSequenceClassification" => modernbert::load(dir, &raw, device, dtype)?,
         "DebertaV2ForSequenceClassification" => deberta::load(dir, &raw, device, dtype)?,
+        "Qwen3ForSequenceClassification" => {
+            decoder::load(dir, &raw, decoder::Family::Qwen3, device, dtype)?
+        }
+        "Qwen2ForSequenceClassification" => {
+            decoder::load(dir, &raw, decoder::Family::Qwen2, device, dtype)?
+        }
+        "LlamaForSequenceClassification" => {
+            decoder::load(dir, &raw, decoder::Family::Llama, device, dtype)?
+        }
         _ => return Err(RuntimeError::UnknownArchitecture { given: arch }),
     };
     spec.architecture = arch;

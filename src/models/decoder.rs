@@ -1,0 +1,382 @@
+//! Decoder-LLM rerankers converted to sequence classification: `Qwen3ForSequenceClassification`,
+//! `Qwen2ForSequenceClassification` and `LlamaForSequenceClassification`. A pre-RMSNorm causal
+//! decoder (rotary positions, grouped-query attention, SwiGLU; Qwen3 adds an RMSNorm over each
+//! head's queries and keys) whose linear `score` head reads the last token that is not padding,
+//! found as transformers does: the rightmost position whose id differs from `pad_token_id`.
+//!
+//! Batches are right-padded with positions 0, 1, … per row; transformers' left-padded batches
+//! shift a row's positions by its padding, which rotary attention does not see (it depends on
+//! position differences only).
+
+use std::path::Path;
+
+use serde::Deserialize;
+use tch::{Device, Kind, Tensor};
+
+use super::config::{invalid, EncoderConfig, RawConfig};
+use super::encoder::HiddenAct;
+use super::weights::{Linear, Weights};
+use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
+use crate::device::DType;
+use crate::error::{Result, RuntimeError};
+
+/// Which decoder family: they differ in biases and the query/key norm.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Family {
+    Qwen3,
+    Qwen2,
+    Llama,
+}
+
+#[derive(Deserialize)]
+struct Config {
+    vocab_size: Option<i64>,
+    hidden_size: Option<i64>,
+    intermediate_size: Option<i64>,
+    num_hidden_layers: Option<i64>,
+    num_attention_heads: Option<i64>,
+    num_key_value_heads: Option<i64>,
+    head_dim: Option<i64>,
+    #[serde(default = "silu")]
+    hidden_act: String,
+    #[serde(default = "max_positions")]
+    max_position_embeddings: i64,
+    rms_norm_eps: Option<f64>,
+    rope_theta: Option<f64>,
+    rope_parameters: Option<Rope>,
+    rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    attention_bias: Option<bool>,
+    #[serde(default)]
+    mlp_bias: bool,
+    #[serde(default)]
+    use_sliding_window: bool,
+    pad_token_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Rope {
+    rope_theta: Option<f64>,
+    rope_type: Option<String>,
+}
+
+fn silu() -> String {
+    "silu".into()
+}
+fn max_positions() -> i64 {
+    32_768
+}
+
+/// y = weight · x / sqrt(mean(x²) + eps), computed in f32 as transformers does.
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(w: &Weights, name: &str, size: i64, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: w.get(&format!("{name}.weight"), &[size])?,
+            eps,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let f = x.f_to_kind(Kind::Float)?;
+        let variance = f
+            .f_pow_tensor_scalar(2)?
+            .f_mean_dim(-1, true, Kind::Float)?;
+        let normed = f.f_mul(&variance.f_add_scalar(self.eps)?.f_rsqrt()?)?;
+        Ok(self.weight.f_mul(&normed.f_to_kind(x.kind())?)?)
+    }
+}
+
+struct Layer {
+    input_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    /// Qwen3 only: RMSNorm over each head's queries and keys.
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    post_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+struct Decoder {
+    words: Tensor,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    score: Tensor,
+    heads: i64,
+    kv_heads: i64,
+    head_dim: i64,
+    act: HiddenAct,
+    /// Rotary frequencies [head_dim / 2], f32.
+    freqs: Tensor,
+    pad_token_id: Option<i64>,
+}
+
+pub fn load(
+    dir: &Path,
+    raw: &RawConfig,
+    family: Family,
+    device: Device,
+    dtype: DType,
+) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let c: Config = serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
+    if c.use_sliding_window {
+        return Err(invalid(
+            &path,
+            "`use_sliding_window` is not supported".into(),
+        ));
+    }
+    if dtype == DType::Int8 {
+        return Err(RuntimeError::InvalidOption(
+            "dtype int8 is available for BERT-family encoders only; use f32 or bf16 for decoder models"
+                .into(),
+        ));
+    }
+    let theta = rope_theta(&c, &path)?;
+    let enc = sizes(&c, &path)?;
+    let spec = spec_from(raw, &path, &enc, 0, false)?;
+    let heads = enc.num_heads;
+    let kv_heads = c.num_key_value_heads.unwrap_or(heads);
+    let head_dim = c.head_dim.unwrap_or(enc.hidden_size / heads);
+    if kv_heads < 1 || heads % kv_heads != 0 || head_dim % 2 != 0 {
+        return Err(invalid(
+            &path,
+            format!("{heads} query heads, {kv_heads} key/value heads and head size {head_dim}: query heads must be a multiple of key/value heads and the head size even"),
+        ));
+    }
+    let w = Weights::load(dir, "model.", device, dtype)?;
+    let eps = c.rms_norm_eps.unwrap_or(1e-6);
+    let (h, i) = (enc.hidden_size, enc.intermediate_size);
+    let (qkv_bias, o_bias) = match family {
+        Family::Qwen2 => (true, false),
+        _ => {
+            let b = c.attention_bias.unwrap_or(false);
+            (b, b)
+        }
+    };
+    let mlp_bias = family == Family::Llama && c.mlp_bias;
+    let layers = (0..enc.num_layers)
+        .map(|n| {
+            let p = |s: &str| format!("model.layers.{n}.{s}");
+            let lin = |s: &str, i: i64, o: i64, b: bool| w.linear_biased(&p(s), i, o, b);
+            let head_norm = |s: &str| match family {
+                Family::Qwen3 => RmsNorm::load(&w, &p(s), head_dim, eps).map(Some),
+                _ => Ok(None),
+            };
+            Ok(Layer {
+                input_norm: RmsNorm::load(&w, &p("input_layernorm"), h, eps)?,
+                q: lin("self_attn.q_proj", h, heads * head_dim, qkv_bias)?,
+                k: lin("self_attn.k_proj", h, kv_heads * head_dim, qkv_bias)?,
+                v: lin("self_attn.v_proj", h, kv_heads * head_dim, qkv_bias)?,
+                o: lin("self_attn.o_proj", heads * head_dim, h, o_bias)?,
+                q_norm: head_norm("self_attn.q_norm")?,
+                k_norm: head_norm("self_attn.k_norm")?,
+                post_norm: RmsNorm::load(&w, &p("post_attention_layernorm"), h, eps)?,
+                gate: lin("mlp.gate_proj", h, i, mlp_bias)?,
+                up: lin("mlp.up_proj", h, i, mlp_bias)?,
+                down: lin("mlp.down_proj", i, h, mlp_bias)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let freqs: Vec<f32> = (0..head_dim / 2)
+        .map(|k| (1.0 / theta.powf(2.0 * k as f64 / head_dim as f64)) as f32)
+        .collect();
+    let model = Decoder {
+        words: w.get("model.embed_tokens.weight", &[enc.vocab_size, h])?,
+        layers,
+        norm: RmsNorm::load(&w, "model.norm", h, eps)?,
+        score: w.get("score.weight", &[spec.labels.len() as i64, h])?,
+        heads,
+        kv_heads,
+        head_dim,
+        act: HiddenAct::parse(&c.hidden_act)?,
+        freqs: Tensor::f_from_slice(&freqs)?.f_to_device(device)?,
+        pad_token_id: c.pad_token_id,
+    };
+    Ok((Box::new(model), spec))
+}
+
+/// The sizes shared with the encoders, checked.
+fn sizes(c: &Config, path: &Path) -> Result<EncoderConfig> {
+    let need = |field: &str, v: Option<i64>| match v {
+        Some(v) if v > 0 => Ok(v),
+        Some(v) => Err(invalid(
+            path,
+            format!("`{field}` must be positive, got {v}"),
+        )),
+        None => Err(invalid(path, format!("`{field}` is missing"))),
+    };
+    Ok(EncoderConfig {
+        vocab_size: need("vocab_size", c.vocab_size)?,
+        hidden_size: need("hidden_size", c.hidden_size)?,
+        embedding_size: need("hidden_size", c.hidden_size)?,
+        num_layers: need("num_hidden_layers", c.num_hidden_layers)?,
+        num_heads: need("num_attention_heads", c.num_attention_heads)?,
+        intermediate_size: need("intermediate_size", c.intermediate_size)?,
+        hidden_act: c.hidden_act.clone(),
+        layer_norm_eps: c.rms_norm_eps.unwrap_or(1e-6),
+        max_position_embeddings: c.max_position_embeddings,
+        type_vocab_size: 1,
+        pad_token_id: c.pad_token_id.unwrap_or(0),
+    })
+}
+
+/// The rotary base; scaled or other rotary kinds are refused by name.
+fn rope_theta(c: &Config, path: &Path) -> Result<f64> {
+    if c.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(invalid(path, "`rope_scaling` is not supported".into()));
+    }
+    if let Some(kind) = c
+        .rope_parameters
+        .as_ref()
+        .and_then(|r| r.rope_type.as_deref())
+    {
+        if kind != "default" {
+            return Err(invalid(
+                path,
+                format!("rope_type {kind:?} is not supported (only \"default\")"),
+            ));
+        }
+    }
+    Ok(c.rope_parameters
+        .as_ref()
+        .and_then(|r| r.rope_theta)
+        .or(c.rope_theta)
+        .unwrap_or(10_000.0))
+}
+
+/// `x` [B, H, S, D] rotated by position (`cos`, `sin` [S, D] in x's dtype).
+fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.size()[3] / 2;
+    let halves = Tensor::f_cat(
+        &[
+            &x.f_narrow(3, half, half)?.f_neg()?,
+            &x.f_narrow(3, 0, half)?,
+        ],
+        3,
+    )?;
+    Ok(x.f_mul(cos)?.f_add(&halves.f_mul(sin)?)?)
+}
+
+impl Decoder {
+    /// [B, S, n·D] → [B, n, S, D], normalized per head when the family does.
+    fn heads_of(&self, x: &Tensor, n: i64, norm: Option<&RmsNorm>) -> Result<Tensor> {
+        let (b, s, _) = x.size3()?;
+        let split = x.f_view([b, s, n, self.head_dim])?;
+        let split = match norm {
+            Some(norm) => norm.forward(&split)?,
+            None => split,
+        };
+        Ok(split.f_transpose(1, 2)?)
+    }
+
+    /// [B, kv, S, D] → [B, heads, S, D], each key/value head shared by its query group.
+    fn repeat_kv(&self, x: &Tensor) -> Result<Tensor> {
+        let groups = self.heads / self.kv_heads;
+        if groups == 1 {
+            return Ok(x.shallow_clone());
+        }
+        let (b, kv, s, d) = x.size4()?;
+        Ok(x.f_unsqueeze(2)?
+            .f_expand([b, kv, groups, s, d], false)?
+            .f_reshape([b, kv * groups, s, d])?)
+    }
+
+    fn layer(
+        &self,
+        l: &Layer,
+        x: &Tensor,
+        mask: &Tensor,
+        rope: &(Tensor, Tensor),
+    ) -> Result<Tensor> {
+        let (b, s, _) = x.size3()?;
+        let h = l.input_norm.forward(x)?;
+        let q = self.heads_of(&l.q.forward(&h)?, self.heads, l.q_norm.as_ref())?;
+        let k = self.heads_of(&l.k.forward(&h)?, self.kv_heads, l.k_norm.as_ref())?;
+        let v = self.heads_of(&l.v.forward(&h)?, self.kv_heads, None)?;
+        let (q, k) = (rotate(&q, &rope.0, &rope.1)?, rotate(&k, &rope.0, &rope.1)?);
+        let ctx = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &self.repeat_kv(&k)?,
+            &self.repeat_kv(&v)?,
+            Some(mask),
+            0.0,
+            false,
+            None,
+            false,
+        )?
+        .f_transpose(1, 2)?
+        .f_reshape([b, s, self.heads * self.head_dim])?;
+        let x = x.f_add(&l.o.forward(&ctx)?)?;
+        let m = l.post_norm.forward(&x)?;
+        let gated = self
+            .act
+            .forward(&l.gate.forward(&m)?)?
+            .f_mul(&l.up.forward(&m)?)?;
+        Ok(x.f_add(&l.down.forward(&gated)?)?)
+    }
+
+    /// Each row's last position whose id is not `pad_token_id` ([B], int64); without a pad
+    /// token, each row's last real token.
+    fn last_tokens(&self, inputs: &Inputs) -> Result<Tensor> {
+        let ids = &inputs.input_ids;
+        let (_, s) = ids.size2()?;
+        let keep = match self.pad_token_id {
+            Some(pad) => ids.f_ne(pad)?,
+            None => inputs.attention_mask.f_ne(0)?,
+        };
+        let at = Tensor::f_arange(s, (Kind::Int64, ids.device()))?;
+        Ok(at
+            .f_mul(&keep.f_to_kind(Kind::Int64)?)?
+            .f_argmax(-1, false)?)
+    }
+}
+
+impl SequenceClassifier for Decoder {
+    fn logits(&self, inputs: &Inputs) -> Result<Tensor> {
+        let (b, s) = inputs.input_ids.size2()?;
+        let device = inputs.input_ids.device();
+        let mut x = Tensor::f_embedding(&self.words, &inputs.input_ids, -1, false, false)?;
+        // Causal and not padding: [B, 1, S, S]. Right padding keeps every query row with at
+        // least its own earlier real tokens.
+        let keys = inputs
+            .attention_mask
+            .f_ne(0)?
+            .f_unsqueeze(1)?
+            .f_unsqueeze(1)?;
+        let causal = Tensor::f_ones([s, s], (Kind::Bool, device))?.f_tril(0)?;
+        let mask = keys.f_logical_and(&causal)?;
+        let positions = Tensor::f_arange(s, (Kind::Float, device))?;
+        let angles = positions
+            .f_unsqueeze(1)?
+            .f_mul(&self.freqs.f_unsqueeze(0)?)?;
+        let angles = Tensor::f_cat(&[&angles, &angles], 1)?;
+        let rope = (
+            angles.f_cos()?.f_to_kind(x.kind())?,
+            angles.f_sin()?.f_to_kind(x.kind())?,
+        );
+        for l in &self.layers {
+            x = self.layer(l, &x, &mask, &rope)?;
+        }
+        let last = self.last_tokens(inputs)?;
+        let rows = Tensor::f_arange(b, (Kind::Int64, device))?;
+        let final_states = x.f_index(&[Some(rows), Some(last)])?;
+        Ok(self
+            .norm
+            .forward(&final_states)?
+            .f_linear::<Tensor>(&self.score, None)?)
+    }
+}
