@@ -9,10 +9,15 @@ use crossrank::runtime::{CrossEncoder, LoadOptions};
 
 /// A copy of the tiny BERT fixture that a test may break.
 fn copy_of_bert() -> (tempfile::TempDir, PathBuf) {
+    copy_of("bert")
+}
+
+/// A copy of fixture `name` that a test may break.
+fn copy_of(name: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("model");
     std::fs::create_dir(&dir).unwrap();
-    for entry in std::fs::read_dir(common::fixtures().join("bert")).unwrap() {
+    for entry in std::fs::read_dir(common::fixtures().join(name)).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
     }
@@ -161,4 +166,44 @@ fn mismatched_tokenizer_fails_the_batch_not_the_process() {
         err.to_string().contains("outside the model's table of 600"),
         "{err}"
     );
+}
+
+/// Variants of the newer architectures that crossrank does not compute are refused by name, not
+/// served with wrong numbers.
+#[test]
+fn unsupported_variants_of_new_architectures_are_named() {
+    let (_tmp, dir) = copy_of("qwen3");
+    std::fs::write(dir.join("chat_template.jinja"), "{{ messages }}").unwrap();
+    let err = load_err(&dir).to_string();
+    assert!(
+        err.contains("chat_template.jinja") && err.contains("chat template"),
+        "{err}"
+    );
+
+    let (_tmp, dir) = copy_of("qwen2");
+    edit_config(&dir, |c| {
+        c["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0})
+    });
+    let err = load_err(&dir).to_string();
+    assert!(err.contains("rope_scaling"), "{err}");
+
+    let (_tmp, dir) = copy_of("modernbert");
+    edit_config(&dir, |c| c["classifier_pooling"] = "max".into());
+    let err = load_err(&dir).to_string();
+    assert!(
+        err.contains("classifier_pooling") && err.contains("\"max\""),
+        "{err}"
+    );
+
+    let (_tmp, dir) = copy_of("deberta_v2");
+    edit_config(&dir, |c| c["conv_kernel_size"] = 3.into());
+    let err = load_err(&dir).to_string();
+    assert!(err.contains("conv_kernel_size"), "{err}");
+
+    let (_tmp, dir) = copy_of("deberta_v3");
+    edit_config(&dir, |c| {
+        c["pos_att_type"] = serde_json::json!(["c2p", "p2p"])
+    });
+    let err = load_err(&dir).to_string();
+    assert!(err.contains("\"p2p\""), "{err}");
 }

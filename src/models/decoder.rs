@@ -133,6 +133,16 @@ pub fn load(
         source,
     })?;
     let c: Config = serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
+    if let Some(file) = chat_template(dir) {
+        return Err(invalid(
+            &path,
+            format!(
+                "the tokenizer has a chat template ({file}); sentence-transformers scores such a \
+                 model through its template (query/document messages), which crossrank does not \
+                 render yet, so its scores would differ"
+            ),
+        ));
+    }
     if c.use_sliding_window {
         return Err(invalid(
             &path,
@@ -207,6 +217,19 @@ pub fn load(
         pad_token_id: c.pad_token_id,
     };
     Ok((Box::new(model), spec))
+}
+
+/// Where the model's tokenizer keeps a chat template, if it has one.
+fn chat_template(dir: &Path) -> Option<&'static str> {
+    if dir.join("chat_template.jinja").is_file() {
+        return Some("chat_template.jinja");
+    }
+    let config = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&config).ok()?;
+    value
+        .get("chat_template")
+        .is_some_and(|t| !t.is_null())
+        .then_some("tokenizer_config.json `chat_template`")
 }
 
 /// The sizes shared with the encoders, checked.
