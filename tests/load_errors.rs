@@ -173,10 +173,10 @@ fn mismatched_tokenizer_fails_the_batch_not_the_process() {
 #[test]
 fn unsupported_variants_of_new_architectures_are_named() {
     let (_tmp, dir) = copy_of("qwen3");
-    std::fs::write(dir.join("chat_template.jinja"), "{{ messages }}").unwrap();
+    std::fs::write(dir.join("chat_template.jinja"), "{% if %}never closed").unwrap();
     let err = load_err(&dir).to_string();
     assert!(
-        err.contains("chat_template.jinja") && err.contains("chat template"),
+        err.contains("chat_template.jinja") && err.contains("does not parse"),
         "{err}"
     );
 

@@ -1,8 +1,11 @@
-//! Decoder-LLM rerankers converted to sequence classification: `Qwen3ForSequenceClassification`,
-//! `Qwen2ForSequenceClassification` and `LlamaForSequenceClassification`. A pre-RMSNorm causal
-//! decoder (rotary positions, grouped-query attention, SwiGLU; Qwen3 adds an RMSNorm over each
-//! head's queries and keys) whose linear `score` head reads the last token that is not padding,
-//! found as transformers does: the rightmost position whose id differs from `pad_token_id`.
+//! Decoder-LLM rerankers, Qwen3, Qwen2 and Llama: a pre-RMSNorm causal decoder (rotary positions,
+//! grouped-query attention, SwiGLU; Qwen3 adds an RMSNorm over each head's queries and keys) in
+//! either form sentence-transformers serves:
+//! - `*ForSequenceClassification`: a linear `score` head on the last token that is not padding,
+//!   found as transformers does (the rightmost position whose id differs from `pad_token_id`);
+//! - `*ForCausalLM` with a `LogitScore` module: the language-model head's logit of the "true"
+//!   token at the last position, minus the "false" token's when there is one (only those rows of
+//!   the head are computed).
 //!
 //! Batches are right-padded with positions 0, 1, … per row; transformers' left-padded batches
 //! shift a row's positions by its padding, which rotary attention does not see (it depends on
@@ -106,11 +109,26 @@ struct Layer {
     down: Linear,
 }
 
+/// What reads the last token's state.
+enum Head {
+    /// `score.weight` [labels, H], on the last non-pad token.
+    Classifier(Tensor),
+    /// The LM head's rows of the true token and, if any, the false token [1 or 2, H], on the
+    /// last real token.
+    TrueFalse(Tensor),
+}
+
+/// A causal reranker's token ids (sentence-transformers' `LogitScore`).
+pub struct TrueFalse {
+    pub true_id: i64,
+    pub false_id: Option<i64>,
+}
+
 struct Decoder {
     words: Tensor,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    score: Tensor,
+    head: Head,
     heads: i64,
     kv_heads: i64,
     head_dim: i64,
@@ -120,10 +138,12 @@ struct Decoder {
     pad_token_id: Option<i64>,
 }
 
+/// `logit_score`: `Some` for the causal form.
 pub fn load(
     dir: &Path,
     raw: &RawConfig,
     family: Family,
+    logit_score: Option<TrueFalse>,
     device: Device,
     dtype: DType,
 ) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
@@ -133,16 +153,6 @@ pub fn load(
         source,
     })?;
     let c: Config = serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
-    if let Some(file) = chat_template(dir) {
-        return Err(invalid(
-            &path,
-            format!(
-                "the tokenizer has a chat template ({file}); sentence-transformers scores such a \
-                 model through its template (query/document messages), which crossrank does not \
-                 render yet, so its scores would differ"
-            ),
-        ));
-    }
     if c.use_sliding_window {
         return Err(invalid(
             &path,
@@ -157,7 +167,12 @@ pub fn load(
     }
     let theta = rope_theta(&c, &path)?;
     let enc = sizes(&c, &path)?;
-    let spec = spec_from(raw, &path, &enc, 0, false)?;
+    let mut spec = spec_from(raw, &path, &enc, 0, false)?;
+    if logit_score.is_some() {
+        // One score per pair; the default activation is what spec_from found, else Sigmoid.
+        spec.labels = vec!["LABEL_0".into()];
+        spec.default_activation = super::default_activation(raw, &path, 1)?;
+    }
     let heads = enc.num_heads;
     let kv_heads = c.num_key_value_heads.unwrap_or(heads);
     let head_dim = c.head_dim.unwrap_or(enc.hidden_size / heads);
@@ -208,7 +223,10 @@ pub fn load(
         words: w.get("model.embed_tokens.weight", &[enc.vocab_size, h])?,
         layers,
         norm: RmsNorm::load(&w, "model.norm", h, eps)?,
-        score: w.get("score.weight", &[spec.labels.len() as i64, h])?,
+        head: match &logit_score {
+            None => Head::Classifier(w.get("score.weight", &[spec.labels.len() as i64, h])?),
+            Some(tf) => Head::TrueFalse(true_false_rows(&w, tf, enc.vocab_size, h)?),
+        },
         heads,
         kv_heads,
         head_dim,
@@ -219,17 +237,21 @@ pub fn load(
     Ok((Box::new(model), spec))
 }
 
-/// Where the model's tokenizer keeps a chat template, if it has one.
-fn chat_template(dir: &Path) -> Option<&'static str> {
-    if dir.join("chat_template.jinja").is_file() {
-        return Some("chat_template.jinja");
+/// The LM head's rows for the true and false tokens (`lm_head.weight`, or the input embeddings
+/// when they are tied).
+fn true_false_rows(w: &Weights, tf: &TrueFalse, vocab: i64, h: i64) -> Result<Tensor> {
+    let table = match w.has("lm_head.weight") {
+        true => w.get("lm_head.weight", &[vocab, h])?,
+        false => w.get("model.embed_tokens.weight", &[vocab, h])?,
+    };
+    let ids: Vec<i64> = std::iter::once(tf.true_id).chain(tf.false_id).collect();
+    if let Some(&bad) = ids.iter().find(|&&id| id < 0 || id >= vocab) {
+        return Err(RuntimeError::InvalidOption(format!(
+            "LogitScore token id {bad} is outside the vocabulary of {vocab}"
+        )));
     }
-    let config = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&config).ok()?;
-    value
-        .get("chat_template")
-        .is_some_and(|t| !t.is_null())
-        .then_some("tokenizer_config.json `chat_template`")
+    let index = Tensor::f_from_slice(&ids)?.f_to_device(table.device())?;
+    Ok(table.f_index_select(0, &index)?)
 }
 
 /// The sizes shared with the encoders, checked.
@@ -352,14 +374,15 @@ impl Decoder {
         Ok(x.f_add(&l.down.forward(&gated)?)?)
     }
 
-    /// Each row's last position whose id is not `pad_token_id` ([B], int64); without a pad
-    /// token, each row's last real token.
+    /// Each row's last position whose id is not `pad_token_id` for a classifier ([B], int64);
+    /// each row's last real token for the causal form (sentence-transformers pads those on the
+    /// left and reads the last column) or without a pad token.
     fn last_tokens(&self, inputs: &Inputs) -> Result<Tensor> {
         let ids = &inputs.input_ids;
         let (_, s) = ids.size2()?;
-        let keep = match self.pad_token_id {
-            Some(pad) => ids.f_ne(pad)?,
-            None => inputs.attention_mask.f_ne(0)?,
+        let keep = match (&self.head, self.pad_token_id) {
+            (Head::Classifier(_), Some(pad)) => ids.f_ne(pad)?,
+            _ => inputs.attention_mask.f_ne(0)?,
         };
         let at = Tensor::f_arange(s, (Kind::Int64, ids.device()))?;
         Ok(at
@@ -396,10 +419,18 @@ impl SequenceClassifier for Decoder {
         }
         let last = self.last_tokens(inputs)?;
         let rows = Tensor::f_arange(b, (Kind::Int64, device))?;
-        let final_states = x.f_index(&[Some(rows), Some(last)])?;
-        Ok(self
-            .norm
-            .forward(&final_states)?
-            .f_linear::<Tensor>(&self.score, None)?)
+        let states = self.norm.forward(&x.f_index(&[Some(rows), Some(last)])?)?;
+        match &self.head {
+            Head::Classifier(score) => Ok(states.f_linear::<Tensor>(score, None)?),
+            Head::TrueFalse(rows) => {
+                let logits = states.f_linear::<Tensor>(rows, None)?;
+                match logits.size2()?.1 {
+                    1 => Ok(logits),
+                    _ => Ok(logits
+                        .f_narrow(1, 0, 1)?
+                        .f_sub(&logits.f_narrow(1, 1, 1)?)?),
+                }
+            }
+        }
     }
 }

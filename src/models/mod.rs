@@ -11,6 +11,7 @@ mod distilbert;
 mod electra;
 mod embeddings;
 mod encoder;
+mod logit_score;
 mod modernbert;
 mod packing;
 mod roberta;
@@ -26,7 +27,7 @@ use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 use config::RawConfig;
 
-pub const SUPPORTED_ARCHITECTURES: [&str; 10] = [
+pub const SUPPORTED_ARCHITECTURES: [&str; 13] = [
     "BertForSequenceClassification",
     "RobertaForSequenceClassification",
     "XLMRobertaForSequenceClassification",
@@ -37,6 +38,9 @@ pub const SUPPORTED_ARCHITECTURES: [&str; 10] = [
     "Qwen3ForSequenceClassification",
     "Qwen2ForSequenceClassification",
     "LlamaForSequenceClassification",
+    "Qwen3ForCausalLM",
+    "Qwen2ForCausalLM",
+    "LlamaForCausalLM",
 ];
 
 /// One padded batch on the model's device: int64 tensors of shape [batch, seq].
@@ -101,18 +105,43 @@ pub fn load(
         "ModernBertForSequenceClassification" => modernbert::load(dir, &raw, device, dtype)?,
         "DebertaV2ForSequenceClassification" => deberta::load(dir, &raw, device, dtype)?,
         "Qwen3ForSequenceClassification" => {
-            decoder::load(dir, &raw, decoder::Family::Qwen3, device, dtype)?
+            decoder::load(dir, &raw, decoder::Family::Qwen3, None, device, dtype)?
         }
         "Qwen2ForSequenceClassification" => {
-            decoder::load(dir, &raw, decoder::Family::Qwen2, device, dtype)?
+            decoder::load(dir, &raw, decoder::Family::Qwen2, None, device, dtype)?
         }
         "LlamaForSequenceClassification" => {
-            decoder::load(dir, &raw, decoder::Family::Llama, device, dtype)?
+            decoder::load(dir, &raw, decoder::Family::Llama, None, device, dtype)?
+        }
+        "Qwen3ForCausalLM" | "Qwen2ForCausalLM" | "LlamaForCausalLM" => {
+            let family = match arch.as_str() {
+                "Qwen3ForCausalLM" => decoder::Family::Qwen3,
+                "Qwen2ForCausalLM" => decoder::Family::Qwen2,
+                _ => decoder::Family::Llama,
+            };
+            let tokens = logit_score::read(dir)?;
+            decoder::load(dir, &raw, family, Some(tokens), device, dtype)?
         }
         _ => return Err(RuntimeError::UnknownArchitecture { given: arch }),
     };
     spec.architecture = arch;
     Ok((model, spec))
+}
+
+/// The activation sentence-transformers applies by default: `activation_fn` of
+/// `config_sentence_transformers.json` (beside `config.json` at `path`), else the one named in
+/// `config.json`, else Sigmoid for one label and none for several.
+fn default_activation(raw: &RawConfig, path: &Path, labels: usize) -> Result<Activation> {
+    let st_path = path.with_file_name("config_sentence_transformers.json");
+    let saved = std::fs::read_to_string(&st_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("activation_fn")?.as_str().map(str::to_owned));
+    let named = match saved.as_deref().or(raw.st_activation()) {
+        Some(name) => Activation::from_class_path(name).map_err(|m| config::invalid(path, m))?,
+        None => None,
+    };
+    Ok(named.unwrap_or(Activation::default_for(labels)))
 }
 
 /// The spec fields common to the config-driven architectures.
@@ -124,11 +153,7 @@ fn spec_from(
     uses_token_types: bool,
 ) -> Result<ModelSpec> {
     let labels = raw.labels();
-    let named = match raw.st_activation() {
-        Some(name) => Activation::from_class_path(name).map_err(|m| config::invalid(path, m))?,
-        None => None,
-    };
-    let default_activation = named.unwrap_or(Activation::default_for(labels.len()));
+    let default_activation = default_activation(raw, path, labels.len())?;
     Ok(ModelSpec {
         architecture: String::new(),
         labels,

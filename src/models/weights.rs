@@ -69,6 +69,11 @@ impl Weights {
         Ok(found.f_to_device(self.device)?.f_to_kind(kind)?)
     }
 
+    /// Whether the checkpoint has tensor `name` (or `prefix + name`).
+    pub fn has(&self, name: &str) -> bool {
+        self.lookup(name).is_some()
+    }
+
     fn lookup(&self, name: &str) -> Option<&Tensor> {
         let legacy = name
             .strip_suffix("LayerNorm.weight")

@@ -9,11 +9,13 @@ use tokenizers::parallelism::MaybeParallelRefIterator;
 use tokenizers::{Encoding, PostProcessor, Tokenizer};
 
 mod ascii;
+mod chat;
 mod template;
 
 use crate::error::{Result, RuntimeError};
 use crate::models::ModelSpec;
 use ascii::AsciiWordPiece;
+use chat::ChatPairs;
 use template::Template;
 
 /// One tokenized pair, unpadded.
@@ -47,6 +49,8 @@ pub struct PairTokenizer {
     template: Option<Template>,
     /// BERT WordPiece on ASCII text without the crate (used with the template only).
     ascii: Option<AsciiWordPiece>,
+    /// The model's chat template: when present, pairs are rendered through it instead.
+    chat: Option<ChatPairs>,
 }
 
 impl PairTokenizer {
@@ -86,12 +90,14 @@ impl PairTokenizer {
         let ascii = template
             .as_ref()
             .and_then(|_| AsciiWordPiece::new(&tokenizer));
+        let chat = ChatPairs::load(dir, &tokenizer)?;
         Ok(Self {
             plain: tokenizer,
             max_length,
             added_pair_tokens,
             template,
             ascii,
+            chat,
         })
     }
 
@@ -102,6 +108,11 @@ impl PairTokenizer {
     /// Whether ASCII text skips the crate (BERT WordPiece tokenizers).
     pub fn has_ascii_fast_path(&self) -> bool {
         self.ascii.is_some()
+    }
+
+    /// Whether pairs are rendered through the model's chat template.
+    pub fn uses_chat_template(&self) -> bool {
+        self.chat.is_some()
     }
 
     /// Whether pairs get their special tokens from the learnt template (else from the
@@ -130,6 +141,9 @@ impl PairTokenizer {
     /// on, and in reject mode it stops after the first chunk with a truncated pair. A shared query
     /// is tokenized once. Time and memory are linear in the texts' bytes.
     pub fn encode_with(&self, texts: &Texts, ctl: &Control) -> Result<Vec<Encoded>, Stop> {
+        if let Some(chat) = &self.chat {
+            return self.encode_chat(chat, texts, ctl);
+        }
         let mut out = Vec::with_capacity(texts.len());
         let go_on = || match (ctl.should_stop)() {
             true => Err(Stop::Cancelled),
@@ -161,6 +175,37 @@ impl PairTokenizer {
                     self.keep(&mut out, encoded, ctl)?;
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// [`Self::encode_with`] for a model with a chat template: each pair rendered, then tokenized.
+    fn encode_chat(
+        &self,
+        chat: &ChatPairs,
+        texts: &Texts,
+        ctl: &Control,
+    ) -> Result<Vec<Encoded>, Stop> {
+        let pairs: Vec<(&str, &str)> = match texts {
+            Texts::Pairs(pairs) => pairs
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect(),
+            Texts::Query { query, documents } => documents
+                .iter()
+                .map(|d| (query.text(), d.as_str()))
+                .collect(),
+        };
+        let mut out = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(CHUNK_PAIRS) {
+            if (ctl.should_stop)() {
+                return Err(Stop::Cancelled);
+            }
+            let encoded: Result<Vec<Encoded>> = chunk
+                .maybe_par_iter()
+                .map(|(q, d)| chat.encode(&self.plain, q, d, self.max_length))
+                .collect();
+            self.keep(&mut out, encoded, ctl)?;
         }
         Ok(out)
     }

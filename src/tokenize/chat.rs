@@ -1,0 +1,217 @@
+//! Pairs rendered through the model's chat template, as sentence-transformers 6 does for every
+//! model whose tokenizer has one (LLM rerankers): the pair becomes the messages
+//! `[system?, {role: query}, {role: document}]`, the template renders them (Jinja with
+//! `trim_blocks`, `lstrip_blocks`, no generation prompt), and the text is tokenized without added
+//! special tokens. A row cut at the maximum length gets the template's fixed tail written back
+//! over its last tokens, so the model still reads the end of the prompt it was trained on.
+//! docs/research/st-causal-reranker.md has the reference behaviour, with sources.
+
+use std::path::Path;
+
+use minijinja::{context, Environment, Value};
+use tokenizers::Tokenizer;
+
+use super::Encoded;
+use crate::error::{Result, RuntimeError};
+
+/// A model's chat template with what rendering a pair needs.
+pub struct ChatPairs {
+    env: Environment<'static>,
+    /// The system message's content: the saved default prompt, if any.
+    system: Option<String>,
+    /// The template's tail after the document, in token ids (empty: nothing to restore).
+    tail: Vec<u32>,
+    /// Special-token strings the template may use (`bos_token`, `eos_token`, …).
+    specials: Value,
+}
+
+/// Where the template was found, for messages.
+const TEMPLATE_FILE: &str = "chat_template.jinja";
+
+impl ChatPairs {
+    /// The chat template of the model in `dir` (`chat_template.jinja`, else `tokenizer_config.json`
+    /// `chat_template`), or `None` when it has none.
+    pub fn load(dir: &Path, tokenizer: &Tokenizer) -> Result<Option<Self>> {
+        let tokenizer_config = read_json(&dir.join("tokenizer_config.json"))?;
+        let Some(source) = template_source(dir, &tokenizer_config)? else {
+            return Ok(None);
+        };
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_template_owned("chat", source)
+            .map_err(|e| template_error(dir, &e))?;
+        let mut chat = Self {
+            env,
+            system: default_prompt(dir)?,
+            tail: Vec::new(),
+            specials: specials(tokenizer_config.as_ref()),
+        };
+        chat.tail = chat.learn_tail(tokenizer).map_err(|e| match e {
+            RuntimeError::Tokenize(m) => RuntimeError::Tokenize(format!("{}: {m}", dir.display())),
+            other => other,
+        })?;
+        Ok(Some(chat))
+    }
+
+    /// One pair's tokens, cut at `max_length` with the template tail restored.
+    pub fn encode(
+        &self,
+        tokenizer: &Tokenizer,
+        query: &str,
+        document: &str,
+        max_length: usize,
+    ) -> Result<Encoded> {
+        let text = self.render(query, document)?;
+        let mut ids = ids_of(tokenizer, &text)?;
+        let truncated = ids.len() > max_length;
+        ids.truncate(max_length);
+        if ids.len() == max_length {
+            let keep = self.tail.len().min(ids.len());
+            let at = ids.len() - keep;
+            ids[at..].copy_from_slice(&self.tail[self.tail.len() - keep..]);
+        }
+        Ok(Encoded {
+            type_ids: vec![0; ids.len()],
+            ids,
+            truncated,
+        })
+    }
+
+    fn render(&self, query: &str, document: &str) -> Result<String> {
+        let mut messages = Vec::with_capacity(3);
+        if let Some(system) = &self.system {
+            messages.push(context! { role => "system", content => system });
+        }
+        messages.push(context! { role => "query", content => query });
+        messages.push(context! { role => "document", content => document });
+        let template = self
+            .env
+            .get_template("chat")
+            .map_err(|e| RuntimeError::Tokenize(format!("chat template: {e}")))?;
+        template
+            .render(context! {
+                messages => messages,
+                add_generation_prompt => false,
+                ..self.specials.clone()
+            })
+            .map_err(|e| RuntimeError::Tokenize(format!("rendering the chat template: {e:#}")))
+    }
+
+    /// The longest common token suffix of the conversation rendered with two different fillers
+    /// for the query and the document (sentence-transformers' rule); empty when the renders
+    /// share nothing or one is all suffix.
+    fn learn_tail(&self, tokenizer: &Tokenizer) -> Result<Vec<u32>> {
+        let first = ids_of(tokenizer, &self.render("0", "0")?)?;
+        let second = ids_of(tokenizer, &self.render("1 2 3 4", "1 2 3 4")?)?;
+        let common = first
+            .iter()
+            .rev()
+            .zip(second.iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        if common == 0 || common >= first.len().min(second.len()) {
+            return Ok(Vec::new());
+        }
+        Ok(first[first.len() - common..].to_vec())
+    }
+}
+
+/// Token ids of `text` without added special tokens (special tokens written in the text are
+/// still recognized, as transformers does).
+fn ids_of(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
+    Ok(tokenizer
+        .encode(text, false)
+        .map_err(|e| RuntimeError::Tokenize(e.to_string()))?
+        .get_ids()
+        .to_vec())
+}
+
+fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| RuntimeError::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// The template text: `chat_template.jinja`, else a string `chat_template` in the tokenizer
+/// config. A list of named templates is refused (which one sentence-transformers uses depends
+/// on the call).
+fn template_source(dir: &Path, config: &Option<serde_json::Value>) -> Result<Option<String>> {
+    let file = dir.join(TEMPLATE_FILE);
+    if file.is_file() {
+        return std::fs::read_to_string(&file)
+            .map(Some)
+            .map_err(|source| RuntimeError::Io { path: file, source });
+    }
+    match config.as_ref().and_then(|c| c.get("chat_template")) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(RuntimeError::Config {
+            path: dir.join("tokenizer_config.json"),
+            message: "`chat_template` is not a single template string (named templates are not supported)".into(),
+        }),
+    }
+}
+
+/// The prompt sentence-transformers sends as the system message by default:
+/// `prompts[default_prompt_name]` of `config_sentence_transformers.json`.
+fn default_prompt(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join("config_sentence_transformers.json");
+    let Some(config) = read_json(&path)? else {
+        return Ok(None);
+    };
+    let Some(name) = config.get("default_prompt_name").and_then(|n| n.as_str()) else {
+        return Ok(None);
+    };
+    match config
+        .get("prompts")
+        .and_then(|p| p.get(name))
+        .and_then(|p| p.as_str())
+    {
+        Some(prompt) if !prompt.is_empty() => Ok(Some(prompt.to_owned())),
+        Some(_) => Ok(None),
+        None => Err(RuntimeError::Config {
+            path,
+            message: format!("default_prompt_name {name:?} is not in `prompts`"),
+        }),
+    }
+}
+
+/// `bos_token`, `eos_token`, … as strings, from the tokenizer config (plain strings or
+/// `{"content": …}` objects).
+fn specials(config: Option<&serde_json::Value>) -> Value {
+    let mut out = std::collections::BTreeMap::new();
+    for key in [
+        "bos_token",
+        "eos_token",
+        "pad_token",
+        "unk_token",
+        "sep_token",
+        "cls_token",
+    ] {
+        let value = config.and_then(|c| c.get(key));
+        let text = match value {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(v) => v.get("content").and_then(|c| c.as_str()).map(str::to_owned),
+            None => None,
+        };
+        if let Some(text) = text {
+            out.insert(key, text);
+        }
+    }
+    Value::from_serialize(&out)
+}
+
+fn template_error(dir: &Path, e: &minijinja::Error) -> RuntimeError {
+    RuntimeError::Config {
+        path: dir.join(TEMPLATE_FILE),
+        message: format!("chat template does not parse: {e:#}"),
+    }
+}
