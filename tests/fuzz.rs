@@ -117,6 +117,7 @@ fn structured(rng: &mut impl Rng) -> (&'static str, Vec<u8>) {
             activation: rng.random_range(0..6),
             truncation: rng.random_range(0..3),
             request_id: "r".repeat(rng.random_range(0..300)),
+            instruction: rng.random_bool(0.2).then(|| long(&mut r)),
         };
         ("Score", msg.encode_to_vec())
     } else {
@@ -137,6 +138,7 @@ fn structured(rng: &mut impl Rng) -> (&'static str, Vec<u8>) {
             activation: rng.random_range(0..6),
             truncation: rng.random_range(0..3),
             request_id: String::new(),
+            instruction: rng.random_bool(0.2).then(|| long(&mut r)),
         };
         ("Rerank", msg.encode_to_vec())
     }

@@ -30,12 +30,18 @@ pub fn truncation(value: i32) -> Result<Truncation, ServeError> {
     }
 }
 
-pub fn options(model: String, act: i32, trunc: i32) -> Result<Options, ServeError> {
+pub fn options(
+    model: String,
+    act: i32,
+    trunc: i32,
+    instruction: Option<String>,
+) -> Result<Options, ServeError> {
     check_model_name(&model)?;
     Ok(Options {
         model,
         activation: activation(act)?,
         truncation: truncation(trunc)?,
+        instruction,
     })
 }
 
@@ -44,7 +50,7 @@ pub fn score_request(
     limits: &RequestLimits,
 ) -> Result<ValidScore, ServeError> {
     check_id("request_id", &r.request_id, limits)?;
-    let options = options(r.model, r.activation, r.truncation)?;
+    let options = options(r.model, r.activation, r.truncation, r.instruction)?;
     let pairs = r.pairs.into_iter().map(|p| (p.text_a, p.text_b)).collect();
     ValidScore::new(options, pairs, limits)
 }
@@ -54,7 +60,7 @@ pub fn rerank_request(
     limits: &RequestLimits,
 ) -> Result<ValidRerank, ServeError> {
     check_id("request_id", &r.request_id, limits)?;
-    let options = options(r.model, r.activation, r.truncation)?;
+    let options = options(r.model, r.activation, r.truncation, r.instruction)?;
     let fields = RerankFields {
         query: r.query,
         documents: r.documents.into_iter().map(|d| (d.id, d.text)).collect(),

@@ -78,7 +78,15 @@ async fn drive(
     deadline: Option<Instant>,
     out: &Out,
 ) -> Result<(), ServeError> {
-    let options = convert::options(h.model.clone(), h.activation, h.truncation)?;
+    let options = convert::options(
+        h.model.clone(),
+        h.activation,
+        h.truncation,
+        h.instruction.clone(),
+    )?;
+    if let Some(text) = &options.instruction {
+        check_text("header.instruction", text, &engine.limits)?;
+    }
     check_text("header.query", &h.query, &engine.limits)?;
     check_id("header.request_id", &h.request_id, &engine.limits)?;
     check_min_score(h.min_score)?;

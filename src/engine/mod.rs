@@ -70,11 +70,13 @@ pub struct Enqueued {
 }
 
 /// How the pairs of one request (or stream) are scored.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Submit {
     pub activation: Activation,
     pub truncation: Truncation,
     pub deadline: Option<Instant>,
+    /// The system message for chat-template models (see [`request::Options::instruction`]).
+    pub instruction: Option<Arc<str>>,
 }
 
 /// The metric label and log value of a `model` field that names no loaded model: unknown names
@@ -268,6 +270,7 @@ async fn tokenize(
     let _stop_on_drop = StopOnDrop(stop.clone());
     let tokenizer = model.tokenizer.clone();
     let (reject, deadline) = (how.truncation == Truncation::Reject, how.deadline);
+    let instruction = how.instruction.clone();
     let span = tracing::info_span!("tokenize", pairs = texts.len());
     let result = tokio::task::spawn_blocking(move || {
         let should_stop =
@@ -275,6 +278,7 @@ async fn tokenize(
         let ctl = Control {
             reject_truncated: reject,
             should_stop: &should_stop,
+            instruction: instruction.as_deref(),
         };
         span.in_scope(|| tokenizer.encode_with(&texts, &ctl))
     })

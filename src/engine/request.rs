@@ -19,6 +19,9 @@ pub struct Options {
     pub model: String,
     pub activation: ActivationChoice,
     pub truncation: Truncation,
+    /// The system message for chat-template models: `None` the model's default, `Some("")`
+    /// none.
+    pub instruction: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +41,14 @@ pub struct ValidRerank {
     pub min_score: Option<f32>,
 }
 
+/// The instruction is bounded like a text.
+pub fn check_instruction(options: &Options, limits: &RequestLimits) -> Result<(), ServeError> {
+    match &options.instruction {
+        Some(text) => check_text("instruction", text, limits),
+        None => Ok(()),
+    }
+}
+
 impl ValidScore {
     pub fn new(
         options: Options,
@@ -45,6 +56,7 @@ impl ValidScore {
         limits: &RequestLimits,
     ) -> Result<Self, ServeError> {
         check_count("pairs", pairs.len(), limits)?;
+        check_instruction(&options, limits)?;
         for (i, (a, b)) in pairs.iter().enumerate() {
             check_text(&format!("pairs[{i}].text_a"), a, limits)?;
             check_text(&format!("pairs[{i}].text_b"), b, limits)?;
@@ -69,6 +81,7 @@ impl ValidRerank {
         limits: &RequestLimits,
     ) -> Result<Self, ServeError> {
         check_count("documents", f.documents.len(), limits)?;
+        check_instruction(&options, limits)?;
         check_text("query", &f.query, limits)?;
         for (i, (id, text)) in f.documents.iter().enumerate() {
             check_id(&format!("documents[{i}].id"), id, limits)?;

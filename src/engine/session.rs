@@ -40,10 +40,19 @@ impl Session {
         deadline: Option<Instant>,
     ) -> Result<Self, ServeError> {
         let model = engine.model(&options.model)?;
+        let instruction = options.instruction.as_deref();
+        if instruction.is_some_and(|i| !i.is_empty()) && !model.tokenizer.uses_chat_template() {
+            return Err(ServeError::InvalidArgument(format!(
+                "`instruction` is set, but model {} has no chat template: instructions apply to \
+                 models that render pairs through one (LLM rerankers)",
+                model.name
+            )));
+        }
         let how = Submit {
             activation: Engine::activation(&model, options)?,
             truncation: options.truncation,
             deadline,
+            instruction: instruction.map(Arc::from),
         };
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(Self {

@@ -17,12 +17,19 @@ use crate::error::{Result, RuntimeError};
 /// A model's chat template with what rendering a pair needs.
 pub struct ChatPairs {
     env: Environment<'static>,
-    /// The system message's content: the saved default prompt, if any.
+    /// The system message and template tail of the model's default prompt.
+    default: Prompt,
+    /// Special-token strings the template may use (`bos_token`, `eos_token`, …).
+    specials: Value,
+}
+
+/// The system message of one call and the template tail that goes with it.
+#[derive(Clone)]
+pub struct Prompt {
+    /// The system message's content, if any.
     system: Option<String>,
     /// The template's tail after the document, in token ids (empty: nothing to restore).
     tail: Vec<u32>,
-    /// Special-token strings the template may use (`bos_token`, `eos_token`, …).
-    specials: Value,
 }
 
 /// Where the template was found, for messages.
@@ -44,33 +51,57 @@ impl ChatPairs {
             .map_err(|e| template_error(dir, &e))?;
         let mut chat = Self {
             env,
-            system: default_prompt(dir)?,
-            tail: Vec::new(),
+            default: Prompt {
+                system: default_prompt(dir)?,
+                tail: Vec::new(),
+            },
             specials: specials(tokenizer_config.as_ref()),
         };
-        chat.tail = chat.learn_tail(tokenizer).map_err(|e| match e {
-            RuntimeError::Tokenize(m) => RuntimeError::Tokenize(format!("{}: {m}", dir.display())),
-            other => other,
-        })?;
+        let system = chat.default.system.clone();
+        chat.default.tail = chat
+            .learn_tail(tokenizer, system.as_deref())
+            .map_err(|e| match e {
+                RuntimeError::Tokenize(m) => {
+                    RuntimeError::Tokenize(format!("{}: {m}", dir.display()))
+                }
+                other => other,
+            })?;
         Ok(Some(chat))
+    }
+
+    /// The prompt of a call: the model's default (`None`), no system message (`Some("")`), or
+    /// `instruction` as the system message, with its template tail.
+    pub fn prompt(&self, tokenizer: &Tokenizer, instruction: Option<&str>) -> Result<Prompt> {
+        let system = match instruction {
+            None => return Ok(self.default.clone()),
+            Some("") => None,
+            Some(text) => Some(text.to_owned()),
+        };
+        if system == self.default.system {
+            return Ok(self.default.clone());
+        }
+        let tail = self.learn_tail(tokenizer, system.as_deref())?;
+        Ok(Prompt { system, tail })
     }
 
     /// One pair's tokens, cut at `max_length` with the template tail restored.
     pub fn encode(
         &self,
         tokenizer: &Tokenizer,
+        prompt: &Prompt,
         query: &str,
         document: &str,
         max_length: usize,
     ) -> Result<Encoded> {
-        let text = self.render(query, document)?;
+        let text = self.render(prompt.system.as_deref(), query, document)?;
         let mut ids = ids_of(tokenizer, &text)?;
         let truncated = ids.len() > max_length;
         ids.truncate(max_length);
         if ids.len() == max_length {
-            let keep = self.tail.len().min(ids.len());
+            let tail = &prompt.tail;
+            let keep = tail.len().min(ids.len());
             let at = ids.len() - keep;
-            ids[at..].copy_from_slice(&self.tail[self.tail.len() - keep..]);
+            ids[at..].copy_from_slice(&tail[tail.len() - keep..]);
         }
         Ok(Encoded {
             type_ids: vec![0; ids.len()],
@@ -79,9 +110,9 @@ impl ChatPairs {
         })
     }
 
-    fn render(&self, query: &str, document: &str) -> Result<String> {
+    fn render(&self, system: Option<&str>, query: &str, document: &str) -> Result<String> {
         let mut messages = Vec::with_capacity(3);
-        if let Some(system) = &self.system {
+        if let Some(system) = system {
             messages.push(context! { role => "system", content => system });
         }
         messages.push(context! { role => "query", content => query });
@@ -102,9 +133,9 @@ impl ChatPairs {
     /// The longest common token suffix of the conversation rendered with two different fillers
     /// for the query and the document (sentence-transformers' rule); empty when the renders
     /// share nothing or one is all suffix.
-    fn learn_tail(&self, tokenizer: &Tokenizer) -> Result<Vec<u32>> {
-        let first = ids_of(tokenizer, &self.render("0", "0")?)?;
-        let second = ids_of(tokenizer, &self.render("1 2 3 4", "1 2 3 4")?)?;
+    fn learn_tail(&self, tokenizer: &Tokenizer, system: Option<&str>) -> Result<Vec<u32>> {
+        let first = ids_of(tokenizer, &self.render(system, "0", "0")?)?;
+        let second = ids_of(tokenizer, &self.render(system, "1 2 3 4", "1 2 3 4")?)?;
         let common = first
             .iter()
             .rev()

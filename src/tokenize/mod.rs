@@ -16,6 +16,7 @@ use crate::error::{Result, RuntimeError};
 use crate::models::ModelSpec;
 use ascii::AsciiWordPiece;
 use chat::ChatPairs;
+pub use chat::Prompt;
 use template::Template;
 
 /// One tokenized pair, unpadded.
@@ -196,6 +197,9 @@ impl PairTokenizer {
                 .map(|d| (query.text(), d.as_str()))
                 .collect(),
         };
+        let prompt = chat
+            .prompt(&self.plain, ctl.instruction)
+            .map_err(Stop::Failed)?;
         let mut out = Vec::with_capacity(pairs.len());
         for chunk in pairs.chunks(CHUNK_PAIRS) {
             if (ctl.should_stop)() {
@@ -203,7 +207,7 @@ impl PairTokenizer {
             }
             let encoded: Result<Vec<Encoded>> = chunk
                 .maybe_par_iter()
-                .map(|(q, d)| chat.encode(&self.plain, q, d, self.max_length))
+                .map(|(q, d)| chat.encode(&self.plain, &prompt, q, d, self.max_length))
                 .collect();
             self.keep(&mut out, encoded, ctl)?;
         }
@@ -395,6 +399,9 @@ pub struct Control<'a> {
     pub reject_truncated: bool,
     /// Asked between chunks: the request was cancelled or its deadline passed.
     pub should_stop: &'a (dyn Fn() -> bool + Sync),
+    /// The system message for a chat template: `None` the model's default prompt, `Some("")`
+    /// none (ignored by models without a template).
+    pub instruction: Option<&'a str>,
 }
 
 impl Default for Control<'_> {
@@ -402,6 +409,7 @@ impl Default for Control<'_> {
         Self {
             reject_truncated: false,
             should_stop: &|| false,
+            instruction: None,
         }
     }
 }
