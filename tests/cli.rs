@@ -223,3 +223,61 @@ fn errors_are_one_clear_line() {
         );
     }
 }
+
+/// `--instruction` on an LLM reranker gives sentence-transformers' `prompt=` scores (JSON-lines
+/// input: the fixture's texts hold tabs and newlines); on a model without a chat template it is
+/// an error that names the flag.
+#[test]
+fn instruction_reaches_the_chat_template() {
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        pairs: Vec<(String, String)>,
+        custom_prompt: String,
+        scores: std::collections::HashMap<String, Vec<f32>>,
+    }
+    let dir = fixtures().join("causal");
+    let exp: Reference =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let input: String = exp
+        .pairs
+        .iter()
+        .map(|(a, b)| serde_json::json!({"text_a": a, "text_b": b}).to_string() + "\n")
+        .collect();
+    let dir = dir.display().to_string();
+    for (instruction, key) in [
+        (exp.custom_prompt.as_str(), "custom_prompt_identity"),
+        ("", "no_prompt_identity"),
+    ] {
+        let args = [
+            "score",
+            "--model",
+            &dir,
+            "--activation",
+            "none",
+            "--instruction",
+            instruction,
+        ];
+        let out = crossrank(&args, &input);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: Vec<Vec<f32>> = parse_rows(&out.stdout);
+        let want: Vec<Vec<f32>> = exp.scores[key].iter().map(|&s| vec![s]).collect();
+        assert!(
+            max_diff(&got, &want) <= 1e-5 * 4.0,
+            "{key}: {got:?} vs {want:?}"
+        );
+    }
+    let out = crossrank(
+        &["score", "--model", &model("bert"), "--instruction", "judge"],
+        "a\tb\n",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--instruction") && err.contains("chat template"),
+        "{err}"
+    );
+}

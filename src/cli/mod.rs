@@ -89,6 +89,10 @@ pub struct ModelArgs {
     /// Intra-op threads for libtorch (default: libtorch's choice, one per core).
     #[arg(long, env = "CROSSRANK_THREADS")]
     threads: Option<u16>,
+    /// For models with a chat template (LLM rerankers): the system message (default: the
+    /// model's default prompt; "" for none).
+    #[arg(long)]
+    instruction: Option<String>,
 }
 
 impl ModelArgs {
@@ -113,10 +117,20 @@ impl ModelArgs {
         encoder: &CrossEncoder,
         pairs: &[(S, S)],
     ) -> anyhow::Result<Vec<Vec<f32>>> {
+        let instruction = self.instruction.as_deref();
+        if instruction.is_some_and(|i| !i.is_empty()) && !encoder.tokenizer.uses_chat_template() {
+            anyhow::bail!(
+                "--instruction is set, but {} has no chat template: instructions apply to models \
+                 that render pairs through one (LLM rerankers)",
+                self.model.display()
+            );
+        }
         let bar = progress(pairs.len(), self.batch_size);
-        let scores = encoder.predict(pairs, self.activation, self.batch_size as usize, |n| {
-            bar.inc(n as u64)
-        })?;
+        let batch = self.batch_size as usize;
+        let scores =
+            encoder.predict_instructed(pairs, instruction, self.activation, batch, |n| {
+                bar.inc(n as u64)
+            })?;
         bar.finish_and_clear();
         Ok(scores)
     }

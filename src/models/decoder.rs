@@ -340,26 +340,23 @@ impl Decoder {
             .f_reshape([b, kv * groups, s, d])?)
     }
 
-    fn layer(
-        &self,
-        l: &Layer,
-        x: &Tensor,
-        mask: &Tensor,
-        rope: &(Tensor, Tensor),
-    ) -> Result<Tensor> {
+    fn layer(&self, l: &Layer, x: &Tensor, rope: &(Tensor, Tensor)) -> Result<Tensor> {
         let (b, s, _) = x.size3()?;
         let h = l.input_norm.forward(x)?;
         let q = self.heads_of(&l.q.forward(&h)?, self.heads, l.q_norm.as_ref())?;
         let k = self.heads_of(&l.k.forward(&h)?, self.kv_heads, l.k_norm.as_ref())?;
         let v = self.heads_of(&l.v.forward(&h)?, self.kv_heads, None)?;
         let (q, k) = (rotate(&q, &rope.0, &rope.1)?, rotate(&k, &rope.0, &rope.1)?);
-        let ctx = Tensor::f_scaled_dot_product_attention(
+        // Causal attention alone: with right padding a real token's earlier positions are all
+        // real, so no padding mask is needed (padded rows compute garbage nobody reads), and
+        // no [S, S] mask is built: memory stays linear in the tokens.
+        let ctx = Tensor::f_scaled_dot_product_attention::<Tensor>(
             &q,
             &self.repeat_kv(&k)?,
             &self.repeat_kv(&v)?,
-            Some(mask),
+            None,
             0.0,
-            false,
+            true,
             None,
             false,
         )?
@@ -396,15 +393,6 @@ impl SequenceClassifier for Decoder {
         let (b, s) = inputs.input_ids.size2()?;
         let device = inputs.input_ids.device();
         let mut x = Tensor::f_embedding(&self.words, &inputs.input_ids, -1, false, false)?;
-        // Causal and not padding: [B, 1, S, S]. Right padding keeps every query row with at
-        // least its own earlier real tokens.
-        let keys = inputs
-            .attention_mask
-            .f_ne(0)?
-            .f_unsqueeze(1)?
-            .f_unsqueeze(1)?;
-        let causal = Tensor::f_ones([s, s], (Kind::Bool, device))?.f_tril(0)?;
-        let mask = keys.f_logical_and(&causal)?;
         let positions = Tensor::f_arange(s, (Kind::Float, device))?;
         let angles = positions
             .f_unsqueeze(1)?
@@ -415,7 +403,7 @@ impl SequenceClassifier for Decoder {
             angles.f_sin()?.f_to_kind(x.kind())?,
         );
         for l in &self.layers {
-            x = self.layer(l, &x, &mask, &rope)?;
+            x = self.layer(l, &x, &rope)?;
         }
         let last = self.last_tokens(inputs)?;
         let rows = Tensor::f_arange(b, (Kind::Int64, device))?;

@@ -115,10 +115,23 @@ impl CrossEncoder {
         pairs: &[(S, S)],
         choice: ActivationChoice,
         batch_size: usize,
+        progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        self.predict_instructed(pairs, None, choice, batch_size, progress)
+    }
+
+    /// [`Self::predict`] with a chat template's system message: `None` the model's default
+    /// prompt, `Some("")` none.
+    pub fn predict_instructed<S: AsRef<str>>(
+        &self,
+        pairs: &[(S, S)],
+        instruction: Option<&str>,
+        choice: ActivationChoice,
+        batch_size: usize,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<Vec<f32>>> {
         let activation = self.network.activation(choice)?;
-        let encoded = self.tokenizer.encode(pairs)?;
+        let encoded = self.tokenizer.encode_instructed(pairs, instruction)?;
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].len()));
         let mut scores = vec![Vec::new(); encoded.len()];

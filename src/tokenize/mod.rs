@@ -124,18 +124,30 @@ impl PairTokenizer {
 
     /// Tokenizes (text_a, text_b) pairs, in parallel across pairs.
     pub fn encode<S: AsRef<str>>(&self, pairs: &[(S, S)]) -> Result<Vec<Encoded>> {
+        self.encode_instructed(pairs, None)
+    }
+
+    /// [`Self::encode`] with a chat template's system message (see [`Control::instruction`]).
+    pub fn encode_instructed<S: AsRef<str>>(
+        &self,
+        pairs: &[(S, S)],
+        instruction: Option<&str>,
+    ) -> Result<Vec<Encoded>> {
         let texts = Texts::Pairs(
             pairs
                 .iter()
                 .map(|(a, b)| (a.as_ref().to_owned(), b.as_ref().to_owned()))
                 .collect(),
         );
-        self.encode_with(&texts, &Control::default())
-            .map_err(|stop| match stop {
-                Stop::Failed(e) => e,
-                Stop::Truncated(i) => RuntimeError::Tokenize(format!("pair {i} was truncated")),
-                Stop::Cancelled => RuntimeError::Tokenize("cancelled".into()),
-            })
+        let ctl = Control {
+            instruction,
+            ..Control::default()
+        };
+        self.encode_with(&texts, &ctl).map_err(|stop| match stop {
+            Stop::Failed(e) => e,
+            Stop::Truncated(i) => RuntimeError::Tokenize(format!("pair {i} was truncated")),
+            Stop::Cancelled => RuntimeError::Tokenize("cancelled".into()),
+        })
     }
 
     /// Tokenizes in chunks, in parallel within a chunk; between chunks it asks `ctl` whether to go
