@@ -180,6 +180,17 @@ fn unsupported_variants_of_new_architectures_are_named() {
         "{err}"
     );
 
+    // sentence-transformers prepends a default prompt to every query of a model without a
+    // chat template; crossrank does not, so it refuses rather than score differently.
+    let (_tmp, dir) = copy_of_bert();
+    let st = r#"{"prompts": {"q": "query: "}, "default_prompt_name": "q"}"#;
+    std::fs::write(dir.join("config_sentence_transformers.json"), st).unwrap();
+    let err = load_err(&dir).to_string();
+    assert!(
+        err.contains("default prompt") && err.contains("query: "),
+        "{err}"
+    );
+
     let (_tmp, dir) = copy_of("qwen2");
     edit_config(&dir, |c| {
         c["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0})

@@ -15,6 +15,7 @@ mod logit_score;
 mod modernbert;
 mod packing;
 mod roberta;
+mod safetensors;
 mod torchscript;
 mod weights;
 

@@ -25,12 +25,17 @@ pub struct Weights {
 impl Weights {
     pub fn load(dir: &Path, prefix: &str, device: Device, dtype: DType) -> Result<Self> {
         let mut tensors = HashMap::new();
+        let kind = dtype.kind();
+        // Converted as they are read: the load holds the converted weights plus one tensor.
+        let convert = |t: Tensor| -> Result<Tensor> {
+            let t = match t.is_floating_point() {
+                true => t.f_to_kind(kind)?,
+                false => t,
+            };
+            Ok(t.f_to_device(device)?)
+        };
         for file in safetensors_files(dir)? {
-            let read = Tensor::read_safetensors(&file).map_err(|e| RuntimeError::Weights {
-                path: file.clone(),
-                message: e.to_string(),
-            })?;
-            tensors.extend(read);
+            tensors.extend(super::safetensors::read(&file, convert)?);
         }
         Ok(Self {
             tensors,

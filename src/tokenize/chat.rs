@@ -17,6 +17,10 @@ use crate::error::{Result, RuntimeError};
 /// A model's chat template with what rendering a pair needs.
 pub struct ChatPairs {
     env: Environment<'static>,
+    /// Message content as a list of `{type: text, text}` parts instead of a string.
+    structured: bool,
+    /// Cut from the left (`truncation_side: left`) instead of the right.
+    cut_left: bool,
     /// The system message and template tail of the model's default prompt.
     default: Prompt,
     /// Special-token strings the template may use (`bos_token`, `eos_token`, …).
@@ -43,6 +47,13 @@ impl ChatPairs {
         let Some(source) = template_source(dir, &tokenizer_config)? else {
             return Ok(None);
         };
+        let Some(structured) = message_format(dir, &source)? else {
+            return Ok(None);
+        };
+        let cut_left = tokenizer_config
+            .as_ref()
+            .and_then(|c| c.get("truncation_side")?.as_str())
+            == Some("left");
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -51,6 +62,8 @@ impl ChatPairs {
             .map_err(|e| template_error(dir, &e))?;
         let mut chat = Self {
             env,
+            structured,
+            cut_left,
             default: Prompt {
                 system: default_prompt(dir)?,
                 tail: Vec::new(),
@@ -96,6 +109,9 @@ impl ChatPairs {
         let text = self.render(prompt.system.as_deref(), query, document)?;
         let mut ids = ids_of(tokenizer, &text)?;
         let truncated = ids.len() > max_length;
+        if truncated && self.cut_left {
+            ids.drain(..ids.len() - max_length);
+        }
         ids.truncate(max_length);
         if ids.len() == max_length {
             let tail = &prompt.tail;
@@ -111,12 +127,18 @@ impl ChatPairs {
     }
 
     fn render(&self, system: Option<&str>, query: &str, document: &str) -> Result<String> {
+        let content = |text: &str| match self.structured {
+            true => Value::from_serialize([[("type", "text"), ("text", text)]
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>()]),
+            false => Value::from(text),
+        };
         let mut messages = Vec::with_capacity(3);
         if let Some(system) = system {
-            messages.push(context! { role => "system", content => system });
+            messages.push(context! { role => "system", content => content(system) });
         }
-        messages.push(context! { role => "query", content => query });
-        messages.push(context! { role => "document", content => document });
+        messages.push(context! { role => "query", content => content(query) });
+        messages.push(context! { role => "document", content => content(document) });
         let template = self
             .env
             .get_template("chat")
@@ -159,6 +181,40 @@ fn ids_of(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
         .to_vec())
 }
 
+/// Template text that shows content read as a list of typed parts (sentence-transformers'
+/// `_infer_format`).
+const STRUCTURED_MARKERS: [&str; 6] = [
+    "content[0]",
+    ".type",
+    "'type'",
+    "\"type\"",
+    "item.type",
+    "message.content[",
+];
+
+/// Whether pairs go through the template, and how (sentence-transformers' rule): a model saved
+/// by sentence-transformers (`modules.json`) uses messages only if its `sentence_bert_config.json`
+/// lists a `message` modality (with its `format`); a plain Hugging Face directory always does.
+/// The format, when not saved, is structured if the template reads content as a list of typed
+/// parts, else flat. `None`: pairs are tokenized as text pairs.
+fn message_format(dir: &Path, source: &str) -> Result<Option<bool>> {
+    let inferred = STRUCTURED_MARKERS.iter().any(|p| source.contains(p));
+    if !dir.join("modules.json").is_file() {
+        return Ok(Some(inferred));
+    }
+    let config = read_json(&dir.join("sentence_bert_config.json"))?;
+    let message = config
+        .as_ref()
+        .and_then(|c| c.get("modality_config")?.get("message"));
+    Ok(
+        message.map(|m| match m.get("format").and_then(|f| f.as_str()) {
+            Some("structured") => true,
+            Some("flat") => false,
+            _ => inferred,
+        }),
+    )
+}
+
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(None);
@@ -193,7 +249,7 @@ fn template_source(dir: &Path, config: &Option<serde_json::Value>) -> Result<Opt
 
 /// The prompt sentence-transformers sends as the system message by default:
 /// `prompts[default_prompt_name]` of `config_sentence_transformers.json`.
-fn default_prompt(dir: &Path) -> Result<Option<String>> {
+pub fn default_prompt(dir: &Path) -> Result<Option<String>> {
     let path = dir.join("config_sentence_transformers.json");
     let Some(config) = read_json(&path)? else {
         return Ok(None);
@@ -244,5 +300,47 @@ fn template_error(dir: &Path, e: &minijinja::Error) -> RuntimeError {
     RuntimeError::Config {
         path: dir.join(TEMPLATE_FILE),
         message: format!("chat template does not parse: {e:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(source: &str, structured: bool, system: Option<&str>) -> ChatPairs {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_template_owned("chat", source.to_owned()).unwrap();
+        ChatPairs {
+            env,
+            structured,
+            cut_left: false,
+            default: Prompt {
+                system: system.map(str::to_owned),
+                tail: Vec::new(),
+            },
+            specials: specials(Some(&serde_json::json!({"eos_token": {"content": "</s>"}}))),
+        }
+    }
+
+    /// Flat content is a string, structured content a list of typed parts; the system message
+    /// comes first when there is one; Python string methods and special-token variables work;
+    /// one trailing newline of the template is dropped, as Jinja does.
+    #[test]
+    fn pairs_render_as_sentence_transformers_messages() {
+        let flat = "{% for m in messages %}{{ m.role }}={{ m.content.strip() }};{% endfor %}{{ eos_token }}\n\n";
+        let c = chat(flat, false, Some("judge"));
+        let text = c.render(Some("judge"), " q ", "d").unwrap();
+        assert_eq!(text, "system=judge;query=q;document=d;</s>\n");
+        let structured = "{% for m in messages %}{{ m.role }}={{ m.content[0].text }}/{{ m.content[0].type }};{% endfor %}";
+        assert!(STRUCTURED_MARKERS.iter().any(|p| structured.contains(p)));
+        assert!(!STRUCTURED_MARKERS.iter().any(|p| flat.contains(p)));
+        let c = chat(structured, true, None);
+        assert_eq!(
+            c.render(None, "q", "d").unwrap(),
+            "query=q/text;document=d/text;"
+        );
     }
 }

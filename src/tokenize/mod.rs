@@ -92,6 +92,18 @@ impl PairTokenizer {
             .as_ref()
             .and_then(|_| AsciiWordPiece::new(&tokenizer));
         let chat = ChatPairs::load(dir, &tokenizer)?;
+        if chat.is_none() {
+            if let Some(prompt) = chat::default_prompt(dir)? {
+                return Err(RuntimeError::Config {
+                    path: dir.join("config_sentence_transformers.json"),
+                    message: format!(
+                        "a default prompt ({prompt:?}) for a model that does not render pairs \
+                         through a chat template: sentence-transformers prepends it to every query, \
+                         which crossrank does not do"
+                    ),
+                });
+            }
+        }
         Ok(Self {
             plain: tokenizer,
             max_length,
