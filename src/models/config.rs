@@ -184,7 +184,7 @@ impl EncoderConfig {
     }
 }
 
-fn need(path: &Path, field: &str, value: Option<i64>) -> Result<i64> {
+pub(crate) fn need(path: &Path, field: &str, value: Option<i64>) -> Result<i64> {
     need_at_least(path, field, value, 1)
 }
 
@@ -202,6 +202,15 @@ fn need_at_least(path: &Path, field: &str, value: Option<i64>, min: i64) -> Resu
         }
         None => Err(invalid(path, format!("`{field}` is missing"))),
     }
+}
+
+/// An architecture's own fields of `config.json` at `path` (serde defaults for absent ones).
+pub(crate) fn read_fields<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| invalid(path, e.to_string()))
 }
 
 pub(crate) fn invalid(path: &Path, message: String) -> RuntimeError {

@@ -9,12 +9,12 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{invalid, EncoderConfig, RawConfig};
+use super::config::{invalid, read_fields, EncoderConfig, RawConfig};
 use super::encoder::HiddenAct;
 use super::weights::{LayerNorm, Linear, Weights};
-use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{refuse_int8, spec_from, Inputs, ModelSpec, SequenceClassifier};
 use crate::device::{upload, DType};
-use crate::error::{Result, RuntimeError};
+use crate::error::Result;
 
 /// The DeBERTa-specific config fields, with transformers' defaults.
 #[derive(Deserialize)]
@@ -108,11 +108,7 @@ pub fn load(
     dtype: DType,
 ) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let c: Config = serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
+    let c: Config = read_fields(&path)?;
     let mut cfg = raw.bert_like(&path)?;
     // DeBERTa's defaults where BERT's differ: no token types, LayerNorm eps 1e-7.
     cfg.type_vocab_size = raw.type_vocab_size.unwrap_or(0);
@@ -124,12 +120,7 @@ pub fn load(
             "`conv_kernel_size` > 0 (the convolution layer of DeBERTa-v2 xlarge/xxlarge) is not supported".into(),
         ));
     }
-    if dtype == DType::Int8 {
-        return Err(RuntimeError::InvalidOption(
-            "dtype int8 is available for BERT-family encoders only; use f32 or bf16 for DeBERTa"
-                .into(),
-        ));
-    }
+    refuse_int8(dtype, "DeBERTa")?;
     let w = Weights::load(dir, "deberta.", device, dtype)?;
     let model = build(&w, &c, &cfg, &path, spec.labels.len() as i64)?;
     Ok((Box::new(model), spec))

@@ -16,10 +16,10 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{invalid, EncoderConfig, RawConfig};
+use super::config::{invalid, need, read_fields, EncoderConfig, RawConfig};
 use super::encoder::HiddenAct;
 use super::weights::{Linear, Weights};
-use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{refuse_int8, spec_from, Inputs, ModelSpec, SequenceClassifier};
 use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 
@@ -148,23 +148,14 @@ pub fn load(
     dtype: DType,
 ) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let c: Config = serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
+    let c: Config = read_fields(&path)?;
     if c.use_sliding_window {
         return Err(invalid(
             &path,
             "`use_sliding_window` is not supported".into(),
         ));
     }
-    if dtype == DType::Int8 {
-        return Err(RuntimeError::InvalidOption(
-            "dtype int8 is available for BERT-family encoders only; use f32 or bf16 for decoder models"
-                .into(),
-        ));
-    }
+    refuse_int8(dtype, "decoder models")?;
     let theta = rope_theta(&c, &path)?;
     let enc = sizes(&c, &path)?;
     let mut spec = spec_from(raw, &path, &enc, 0, false)?;
@@ -256,14 +247,7 @@ fn true_false_rows(w: &Weights, tf: &TrueFalse, vocab: i64, h: i64) -> Result<Te
 
 /// The sizes shared with the encoders, checked.
 fn sizes(c: &Config, path: &Path) -> Result<EncoderConfig> {
-    let need = |field: &str, v: Option<i64>| match v {
-        Some(v) if v > 0 => Ok(v),
-        Some(v) => Err(invalid(
-            path,
-            format!("`{field}` must be positive, got {v}"),
-        )),
-        None => Err(invalid(path, format!("`{field}` is missing"))),
-    };
+    let need = |field: &str, v: Option<i64>| need(path, field, v);
     Ok(EncoderConfig {
         vocab_size: need("vocab_size", c.vocab_size)?,
         hidden_size: need("hidden_size", c.hidden_size)?,

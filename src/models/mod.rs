@@ -129,6 +129,16 @@ pub fn load(
     Ok((model, spec))
 }
 
+/// int8 is implemented for the BERT-family encoders only.
+fn refuse_int8(dtype: DType, family: &str) -> Result<()> {
+    match dtype {
+        DType::Int8 => Err(RuntimeError::InvalidOption(format!(
+            "dtype int8 is available for BERT-family encoders only; use f32 or bf16 for {family}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The activation sentence-transformers applies by default: `activation_fn` of
 /// `config_sentence_transformers.json` (beside `config.json` at `path`), else the one named in
 /// `config.json`, else Sigmoid for one label and none for several.

@@ -13,12 +13,12 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{invalid, EncoderConfig, RawConfig};
+use super::config::{invalid, need, read_fields, EncoderConfig, RawConfig};
 use super::encoder::HiddenAct;
 use super::weights::{LayerNorm, Linear, Weights};
-use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{refuse_int8, spec_from, Inputs, ModelSpec, SequenceClassifier};
 use crate::device::DType;
-use crate::error::{Result, RuntimeError};
+use crate::error::Result;
 
 /// The config fields ModernBERT reads, with transformers' defaults. Both layouts on the Hub are
 /// accepted: `global_attn_every_n_layers` / `global_rope_theta` / `local_rope_theta` (the
@@ -134,21 +134,12 @@ pub fn load(
     dtype: DType,
 ) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let c: Config = serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
+    let c: Config = read_fields(&path)?;
     let enc = encoder_config(&c, &path)?;
     let spec = spec_from(raw, &path, &enc, 0, false)?;
     let spans = spans(&c, enc.num_layers, &path)?;
     let (global_theta, local_theta) = thetas(&c, &path)?;
-    if dtype == DType::Int8 {
-        return Err(RuntimeError::InvalidOption(
-            "dtype int8 is available for BERT-family encoders only; use f32 or bf16 for ModernBERT"
-                .into(),
-        ));
-    }
+    refuse_int8(dtype, "ModernBERT")?;
     let w = Weights::load(dir, "model.", device, dtype)?;
     let (h, i, eps) = (enc.hidden_size, enc.intermediate_size, enc.layer_norm_eps);
     let norm = |name: &str| w.layer_norm_biased(name, h, eps, c.norm_bias);
@@ -203,14 +194,7 @@ pub fn load(
 
 /// The sizes every architecture shares, checked.
 fn encoder_config(c: &Config, path: &Path) -> Result<EncoderConfig> {
-    let need = |field: &str, v: Option<i64>| match v {
-        Some(v) if v > 0 => Ok(v),
-        Some(v) => Err(invalid(
-            path,
-            format!("`{field}` must be positive, got {v}"),
-        )),
-        None => Err(invalid(path, format!("`{field}` is missing"))),
-    };
+    let need = |field: &str, v: Option<i64>| need(path, field, v);
     let (hidden, heads) = (
         need("hidden_size", c.hidden_size)?,
         need("num_attention_heads", c.num_attention_heads)?,
