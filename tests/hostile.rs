@@ -224,3 +224,59 @@ async fn names_and_ids_are_bounded_and_never_echoed_or_labelled() {
         "a newline in a model name split a log line:\n{logs}"
     );
 }
+
+/// A long-context model: the ModernBERT fixture with 8,192 positions (rotary positions need no
+/// table, so only the config changes) and an LLM reranker (causal Qwen3, 512 positions). Each
+/// replica's warm-up runs a pair of the maximum length, so the memory of the longest input is
+/// claimed at start-up, bounded (ModernBERT: S x S booleans and SDPA's float copy of one mask;
+/// decoders: no S x S tensor), and a 64 KiB + 64 KiB pair of "!" (one token per byte, cut at the
+/// max length) adds little to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_context_models_keep_memory_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("modernbert-8k");
+    std::fs::create_dir(&dir).unwrap();
+    let src = common::fixtures().join("modernbert");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    for (file, key) in [
+        ("config.json", "max_position_embeddings"),
+        ("tokenizer_config.json", "model_max_length"),
+    ] {
+        let path = dir.join(file);
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        v[key] = 8192.into();
+        std::fs::write(&path, v.to_string()).unwrap();
+    }
+    let llm = common::fixtures().join("causal");
+    let server = ServerProcess::start(&[
+        "--model",
+        &format!("ce={}", dir.display()),
+        "--model",
+        &format!("llm={}", llm.display()),
+    ])
+    .await;
+    let started = server.rss_mib();
+    println!("RSS after start-up (warm-ups included): {started:.0} MiB");
+    // Measured 1,436 MiB (debug build; a server with one BERT starts at ~550 MiB).
+    assert!(started < 2500.0, "RSS after start-up {started:.0} MiB");
+    let mut c = CrossEncoderClient::new(server.channel.clone());
+    let side = "!".repeat(64 * 1024);
+    for model in ["ce", "llm"] {
+        let req = |a: &str, b: &str| pb::ScoreRequest {
+            model: model.into(),
+            ..score(vec![pair(a, b)])
+        };
+        assert!(c.score(req("a", "b")).await.is_ok());
+        let (r, took, grew) = measured(&server, c.score(req(&side, &side))).await;
+        let r = r.unwrap().into_inner();
+        println!("{model}: 64 KiB + 64 KiB pair in {took:?}, peak RSS +{grew:.1} MiB");
+        assert!(r.results[0].truncated && r.results[0].scores[0].is_finite());
+        // Tokenization holds ~27 MiB per side; measured +4 and +30 MiB.
+        assert!(grew < 200.0, "{model}: peak RSS grew by {grew:.1} MiB");
+    }
+    drop(tmp);
+}
