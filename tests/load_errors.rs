@@ -180,6 +180,14 @@ fn unsupported_variants_of_new_architectures_are_named() {
         "{err}"
     );
 
+    // A generic chat template (user/assistant only) drops the query and the document.
+    let (_tmp, dir) = copy_of("qwen3");
+    let generic =
+        "{% for m in messages %}{% if m.role == 'user' %}{{ m.content }}{% endif %}{% endfor %}";
+    std::fs::write(dir.join("chat_template.jinja"), generic).unwrap();
+    let err = load_err(&dir).to_string();
+    assert!(err.contains("ignores the \"query\" message"), "{err}");
+
     // sentence-transformers prepends a default prompt to every query of a model without a
     // chat template; crossrank does not, so it refuses rather than score differently.
     let (_tmp, dir) = copy_of_bert();

@@ -82,3 +82,24 @@ fn llm_rerankers_match_sentence_transformers() {
         assert!(d <= 1e-5 * scale, "{name}: batched vs single differ by {d}");
     }
 }
+
+/// Admission charges a chat model's tokenization for what it really handles: each document is
+/// rendered with the query, the template and the instruction again.
+#[test]
+fn chat_tokenization_is_charged_per_rendered_pair() {
+    use crossrank::tokenize::{Query, Texts};
+    let model = CrossEncoder::load(&fixtures().join("causal"), &LoadOptions::default()).unwrap();
+    let query = "q".repeat(1000);
+    let texts = Texts::Query {
+        query: Query::new(query.clone()),
+        documents: vec!["doc".into(); 10],
+    };
+    let plain = texts.bytes();
+    let charged = model.tokenizer.work_bytes(&texts, Some("instruct"));
+    assert!(
+        charged >= plain + 10 * (query.len() + "instruct".len()),
+        "{charged} vs {plain}"
+    );
+    let pairs = Texts::Pairs(vec![("a".into(), "b".into())]);
+    assert!(model.tokenizer.work_bytes(&pairs, None) > pairs.bytes());
+}

@@ -204,7 +204,10 @@ impl Engine {
             .queue
             .reserve(texts.len())
             .map_err(|r| rejected(&model.name, r))?;
-        let held = self.tokenizing.take(texts.bytes()).inspect_err(|_| {
+        let work = model
+            .tokenizer
+            .work_bytes(&texts, how.instruction.as_deref());
+        let held = self.tokenizing.take(work).inspect_err(|_| {
             metrics().reject(&model.name, "overload");
         })?;
         let started = Instant::now();

@@ -95,6 +95,9 @@ struct Deberta {
     relative: Option<Relative>,
     heads: i64,
     head_dim: i64,
+    /// sqrt(head_dim x (1 + the pos_att_type kinds)), computed in f32 and rounded to the
+    /// model's dtype as transformers does (the kinds count even without relative attention).
+    scale: f64,
     act: HiddenAct,
     pooler: Linear,
     pooler_act: HiddenAct,
@@ -137,11 +140,24 @@ fn build(
     let head_dim = c
         .attention_head_size
         .unwrap_or(cfg.hidden_size / cfg.num_heads);
-    let all = head_dim * cfg.num_heads;
+    let all = match head_dim.checked_mul(cfg.num_heads) {
+        Some(all) if head_dim > 0 => all,
+        _ => {
+            return Err(invalid(
+                path,
+                format!("attention_head_size {head_dim} is not usable"),
+            ))
+        }
+    };
     let kinds = attention_kinds(c, path)?;
+    let factor = 1 + i64::from(kinds.0) + i64::from(kinds.1);
+    let scale = Tensor::from(((head_dim * factor) as f32).sqrt())
+        .f_to_kind(w.kind())?
+        .f_to_kind(Kind::Double)?
+        .f_double_value(&[])?;
     let relative = match c.relative_attention {
         false => None,
-        true => Some(relative(w, c, cfg, kinds)?),
+        true => Some(relative(w, c, cfg, kinds, path)?),
     };
     let separate = |on: bool, p: &str| -> Result<Option<Linear>> {
         match on && c.relative_attention && !c.share_att_key {
@@ -195,6 +211,7 @@ fn build(
         relative,
         heads: cfg.num_heads,
         head_dim,
+        scale,
         act: HiddenAct::parse(&cfg.hidden_act)?,
         pooler: w.linear("pooler.dense", h, pooled)?,
         pooler_act: HiddenAct::parse(&c.pooler_hidden_act)?,
@@ -224,7 +241,13 @@ fn attention_kinds(c: &Config, path: &Path) -> Result<(bool, bool)> {
     ))
 }
 
-fn relative(w: &Weights, c: &Config, cfg: &EncoderConfig, kinds: (bool, bool)) -> Result<Relative> {
+fn relative(
+    w: &Weights,
+    c: &Config,
+    cfg: &EncoderConfig,
+    kinds: (bool, bool),
+    path: &Path,
+) -> Result<Relative> {
     let max_positions = match c.max_relative_positions {
         n if n < 1 => cfg.max_position_embeddings,
         n => n,
@@ -235,7 +258,11 @@ fn relative(w: &Weights, c: &Config, cfg: &EncoderConfig, kinds: (bool, bool)) -
         max_positions
     };
     let h = cfg.hidden_size;
-    let table = w.get("deberta.encoder.rel_embeddings.weight", &[2 * span, h])?;
+    let rows = span
+        .checked_mul(2)
+        .filter(|_| span > 0)
+        .ok_or_else(|| invalid(path, format!("relative span {span} is not usable")))?;
+    let table = w.get("deberta.encoder.rel_embeddings.weight", &[rows, h])?;
     let normed = c
         .norm_rel_ebd
         .as_deref()
@@ -375,12 +402,7 @@ impl Deberta {
             self.split(&l.key.forward(x)?)?,
             self.split(&l.value.forward(x)?)?,
         );
-        let factor = 1 + self
-            .relative
-            .as_ref()
-            .map_or(0, |r| i64::from(r.c2p) + i64::from(r.p2c));
-        // transformers computes sqrt(head_dim · factor) in f32.
-        let scale = f64::from(((self.head_dim * factor) as f32).sqrt());
+        let scale = self.scale;
         let mut scores = q.f_matmul(&k.f_transpose(-1, -2)?.f_div_scalar(scale)?)?;
         if let (Some(r), Some(positions)) = (&self.relative, positions) {
             if let Some(terms) = self.relative_scores(l, r, &q, &k, positions, scale)? {

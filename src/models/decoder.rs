@@ -42,8 +42,7 @@ struct Config {
     head_dim: Option<i64>,
     #[serde(default = "silu")]
     hidden_act: String,
-    #[serde(default = "max_positions")]
-    max_position_embeddings: i64,
+    max_position_embeddings: Option<i64>,
     rms_norm_eps: Option<f64>,
     rope_theta: Option<f64>,
     rope_parameters: Option<Rope>,
@@ -65,9 +64,6 @@ struct Rope {
 
 fn silu() -> String {
     "silu".into()
-}
-fn max_positions() -> i64 {
-    32_768
 }
 
 /// y = weight · x / sqrt(mean(x²) + eps), computed in f32 as transformers does.
@@ -122,6 +118,8 @@ enum Head {
 pub struct TrueFalse {
     pub true_id: i64,
     pub false_id: Option<i64>,
+    /// Where the ids come from, for messages.
+    pub source: String,
 }
 
 struct Decoder {
@@ -157,7 +155,7 @@ pub fn load(
     }
     refuse_int8(dtype, "decoder models")?;
     let theta = rope_theta(&c, &path)?;
-    let enc = sizes(&c, &path)?;
+    let enc = sizes(&c, family, &path)?;
     let mut spec = spec_from(raw, &path, &enc, 0, false)?;
     if logit_score.is_some() {
         // One score per pair; the default activation is what spec_from found, else Sigmoid.
@@ -166,7 +164,21 @@ pub fn load(
     }
     let heads = enc.num_heads;
     let kv_heads = c.num_key_value_heads.unwrap_or(heads);
-    let head_dim = c.head_dim.unwrap_or(enc.hidden_size / heads);
+    // transformers' defaults: Qwen3 128, the others hidden size / heads.
+    let head_dim = match (c.head_dim, family) {
+        (Some(d), _) => d,
+        (None, Family::Qwen3) => 128,
+        (None, _) => enc.hidden_size / heads,
+    };
+    let (q_out, kv_out) = match (heads.checked_mul(head_dim), kv_heads.checked_mul(head_dim)) {
+        (Some(q), Some(kv)) if head_dim > 0 => (q, kv),
+        _ => {
+            return Err(invalid(
+                &path,
+                format!("{heads} heads of size {head_dim} overflow"),
+            ))
+        }
+    };
     if kv_heads < 1 || heads % kv_heads != 0 || head_dim % 2 != 0 {
         return Err(invalid(
             &path,
@@ -194,10 +206,10 @@ pub fn load(
             };
             Ok(Layer {
                 input_norm: RmsNorm::load(&w, &p("input_layernorm"), h, eps)?,
-                q: lin("self_attn.q_proj", h, heads * head_dim, qkv_bias)?,
-                k: lin("self_attn.k_proj", h, kv_heads * head_dim, qkv_bias)?,
-                v: lin("self_attn.v_proj", h, kv_heads * head_dim, qkv_bias)?,
-                o: lin("self_attn.o_proj", heads * head_dim, h, o_bias)?,
+                q: lin("self_attn.q_proj", h, q_out, qkv_bias)?,
+                k: lin("self_attn.k_proj", h, kv_out, qkv_bias)?,
+                v: lin("self_attn.v_proj", h, kv_out, qkv_bias)?,
+                o: lin("self_attn.o_proj", q_out, h, o_bias)?,
                 q_norm: head_norm("self_attn.q_norm")?,
                 k_norm: head_norm("self_attn.k_norm")?,
                 post_norm: RmsNorm::load(&w, &p("post_attention_layernorm"), h, eps)?,
@@ -207,9 +219,7 @@ pub fn load(
             })
         })
         .collect::<Result<_>>()?;
-    let freqs: Vec<f32> = (0..head_dim / 2)
-        .map(|k| (1.0 / theta.powf(2.0 * k as f64 / head_dim as f64)) as f32)
-        .collect();
+    let freqs = super::rotary_frequencies(theta, head_dim, device)?;
     let model = Decoder {
         words: w.get("model.embed_tokens.weight", &[enc.vocab_size, h])?,
         layers,
@@ -222,7 +232,7 @@ pub fn load(
         kv_heads,
         head_dim,
         act: HiddenAct::parse(&c.hidden_act)?,
-        freqs: Tensor::f_from_slice(&freqs)?.f_to_device(device)?,
+        freqs,
         pad_token_id: c.pad_token_id,
     };
     Ok((Box::new(model), spec))
@@ -238,7 +248,8 @@ fn true_false_rows(w: &Weights, tf: &TrueFalse, vocab: i64, h: i64) -> Result<Te
     let ids: Vec<i64> = std::iter::once(tf.true_id).chain(tf.false_id).collect();
     if let Some(&bad) = ids.iter().find(|&&id| id < 0 || id >= vocab) {
         return Err(RuntimeError::InvalidOption(format!(
-            "LogitScore token id {bad} is outside the vocabulary of {vocab}"
+            "LogitScore token id {bad} ({}) is outside the vocabulary of {vocab}",
+            tf.source
         )));
     }
     let index = Tensor::f_from_slice(&ids)?.f_to_device(table.device())?;
@@ -246,7 +257,7 @@ fn true_false_rows(w: &Weights, tf: &TrueFalse, vocab: i64, h: i64) -> Result<Te
 }
 
 /// The sizes shared with the encoders, checked.
-fn sizes(c: &Config, path: &Path) -> Result<EncoderConfig> {
+fn sizes(c: &Config, family: Family, path: &Path) -> Result<EncoderConfig> {
     let need = |field: &str, v: Option<i64>| need(path, field, v);
     Ok(EncoderConfig {
         vocab_size: need("vocab_size", c.vocab_size)?,
@@ -257,7 +268,11 @@ fn sizes(c: &Config, path: &Path) -> Result<EncoderConfig> {
         intermediate_size: need("intermediate_size", c.intermediate_size)?,
         hidden_act: c.hidden_act.clone(),
         layer_norm_eps: c.rms_norm_eps.unwrap_or(1e-6),
-        max_position_embeddings: c.max_position_embeddings,
+        // transformers' defaults: Llama 2,048, Qwen 32,768.
+        max_position_embeddings: c.max_position_embeddings.unwrap_or(match family {
+            Family::Llama => 2048,
+            _ => 32_768,
+        }),
         type_vocab_size: 1,
         pad_token_id: c.pad_token_id.unwrap_or(0),
     })

@@ -45,6 +45,7 @@ pub fn read(dir: &Path) -> Result<TrueFalse> {
             return Ok(TrueFalse {
                 true_id: c.true_token_id,
                 false_id: c.false_token_id,
+                source: path.display().to_string(),
             });
         }
     }
@@ -70,6 +71,7 @@ fn yes_no(dir: &Path) -> Result<TrueFalse> {
     Ok(TrueFalse {
         true_id: id("yes")?,
         false_id: Some(id("no")?),
+        source: format!("\"yes\" and \"no\" in {}", path.display()),
     })
 }
 

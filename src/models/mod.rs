@@ -129,6 +129,17 @@ pub fn load(
     Ok((model, spec))
 }
 
+/// Rotary inverse frequencies 1 / theta^(2k / dim), k < dim / 2, computed in f32 with the same
+/// operations as transformers (so long positions get the same angles).
+fn rotary_frequencies(theta: f64, head_dim: i64, device: Device) -> Result<Tensor> {
+    let exponents = Tensor::f_arange_start_step(0, head_dim, 2, (tch::Kind::Int64, Device::Cpu))?
+        .f_to_kind(tch::Kind::Float)?
+        .f_div_scalar(head_dim)?;
+    Ok(Tensor::f_pow_scalar(theta, &exponents)?
+        .f_reciprocal()?
+        .f_to_device(device)?)
+}
+
 /// int8 is implemented for the BERT-family encoders only.
 fn refuse_int8(dtype: DType, family: &str) -> Result<()> {
     match dtype {
@@ -144,10 +155,19 @@ fn refuse_int8(dtype: DType, family: &str) -> Result<()> {
 /// `config.json`, else Sigmoid for one label and none for several.
 fn default_activation(raw: &RawConfig, path: &Path, labels: usize) -> Result<Activation> {
     let st_path = path.with_file_name("config_sentence_transformers.json");
-    let saved = std::fs::read_to_string(&st_path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("activation_fn")?.as_str().map(str::to_owned));
+    let saved = match std::fs::read_to_string(&st_path) {
+        Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
+            .map_err(|e| config::invalid(&st_path, e.to_string()))?
+            .get("activation_fn")
+            .and_then(|a| a.as_str().map(str::to_owned)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(RuntimeError::Io {
+                path: st_path,
+                source,
+            })
+        }
+    };
     let named = match saved.as_deref().or(raw.st_activation()) {
         Some(name) => Activation::from_class_path(name).map_err(|m| config::invalid(path, m))?,
         None => None,

@@ -172,8 +172,8 @@ pub fn load(
         head_dim,
         act: HiddenAct::parse(&c.hidden_activation)?,
         window: c.local_attention / 2,
-        global_freqs: frequencies(global_theta, head_dim, device)?,
-        local_freqs: frequencies(local_theta, head_dim, device)?,
+        global_freqs: super::rotary_frequencies(global_theta, head_dim, device)?,
+        local_freqs: super::rotary_frequencies(local_theta, head_dim, device)?,
         mean_pooling: match c.classifier_pooling.as_str() {
             "cls" => false,
             "mean" => true,
@@ -288,14 +288,6 @@ fn thetas(c: &Config, path: &Path) -> Result<(f64, f64)> {
     Ok((global, local))
 }
 
-/// 1 / theta^(2k / dim) for k < dim / 2, f32.
-fn frequencies(theta: f64, head_dim: i64, device: Device) -> Result<Tensor> {
-    let freqs: Vec<f32> = (0..head_dim / 2)
-        .map(|k| (1.0 / theta.powf(2.0 * k as f64 / head_dim as f64)) as f32)
-        .collect();
-    Ok(Tensor::f_from_slice(&freqs)?.f_to_device(device)?)
-}
-
 /// Rotary tables for positions 0..s: (cos, sin), each [s, head_dim] in f32.
 fn rotary(freqs: &Tensor, s: i64) -> Result<(Tensor, Tensor)> {
     let positions = Tensor::f_arange(s, (Kind::Float, freqs.device()))?;
@@ -304,9 +296,12 @@ fn rotary(freqs: &Tensor, s: i64) -> Result<(Tensor, Tensor)> {
     Ok((angles.f_cos()?, angles.f_sin()?))
 }
 
-/// `x` [B, H, S, D] rotated by position, computed in f32 as transformers does.
+/// `x` [B, H, S, D] rotated by position, computed in f32 as transformers does (with the
+/// tables rounded to the model's dtype first, as its rotary embedding returns them).
 fn rotate(x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Result<Tensor> {
     let kind = x.kind();
+    let round = |t: &Tensor| -> Result<Tensor> { Ok(t.f_to_kind(kind)?.f_to_kind(Kind::Float)?) };
+    let (cos, sin) = (&round(cos)?, &round(sin)?);
     let x = x.f_to_kind(Kind::Float)?;
     let half = x.size()[3] / 2;
     let halves = Tensor::f_cat(

@@ -73,7 +73,8 @@ fn read_one(file: &mut File, e: &Entry, data_start: u64, file_len: u64) -> Resul
         u64::try_from(d).ok().and_then(|d| n.checked_mul(d))
     });
     let expected = elements.and_then(|n| n.checked_mul(size));
-    if end < start || expected != Some(end - start) || data_start + end > file_len {
+    let within = data_start.checked_add(end).is_some_and(|e| e <= file_len);
+    if end < start || expected != Some(end - start) || !within {
         return Err(format!(
             "offsets {start}..{end} do not hold a {:?} tensor of shape {:?} in a file of {file_len} bytes",
             e.dtype, e.shape

@@ -46,6 +46,11 @@ impl Weights {
         })
     }
 
+    /// The floating-point kind the weights are converted to.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
     pub fn int8(&self) -> bool {
         self.int8
     }

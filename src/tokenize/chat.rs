@@ -25,6 +25,8 @@ pub struct ChatPairs {
     default: Prompt,
     /// Special-token strings the template may use (`bos_token`, `eos_token`, …).
     specials: Value,
+    /// The template's length in bytes: what rendering adds to each pair, for admission.
+    template_bytes: usize,
 }
 
 /// The system message of one call and the template tail that goes with it.
@@ -44,7 +46,7 @@ impl ChatPairs {
     /// `chat_template`), or `None` when it has none.
     pub fn load(dir: &Path, tokenizer: &Tokenizer) -> Result<Option<Self>> {
         let tokenizer_config = read_json(&dir.join("tokenizer_config.json"))?;
-        let Some(source) = template_source(dir, &tokenizer_config)? else {
+        let Some((source, origin)) = template_source(dir, &tokenizer_config)? else {
             return Ok(None);
         };
         let Some(structured) = message_format(dir, &source)? else {
@@ -58,8 +60,10 @@ impl ChatPairs {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        let template_bytes = source.len();
         env.add_template_owned("chat", source)
-            .map_err(|e| template_error(dir, &e))?;
+            .map_err(|e| template_error(&origin, &e))?;
         let mut chat = Self {
             env,
             structured,
@@ -69,7 +73,9 @@ impl ChatPairs {
                 tail: Vec::new(),
             },
             specials: specials(tokenizer_config.as_ref()),
+            template_bytes,
         };
+        chat.check_roles(&origin)?;
         let system = chat.default.system.clone();
         chat.default.tail = chat
             .learn_tail(tokenizer, system.as_deref())
@@ -80,6 +86,34 @@ impl ChatPairs {
                 other => other,
             })?;
         Ok(Some(chat))
+    }
+
+    /// Bytes a call's tokenization handles per pair besides the pair's own texts.
+    pub fn overhead_bytes(&self, instruction: Option<&str>) -> usize {
+        self.template_bytes + instruction.map_or(0, str::len)
+    }
+
+    /// sentence-transformers refuses a template that ignores the query or the document (e.g. a
+    /// generic chat template that prints only user/assistant messages): every pair would render
+    /// the same. So does crossrank, naming the role.
+    fn check_roles(&self, origin: &Path) -> Result<()> {
+        let system = self.default.system.as_deref();
+        let base = self.render(system, "alpha", "bravo")?;
+        for (role, q, d) in [
+            ("query", "charlie", "bravo"),
+            ("document", "alpha", "foxtrot"),
+        ] {
+            if self.render(system, q, d)? == base {
+                return Err(RuntimeError::Config {
+                    path: origin.to_owned(),
+                    message: format!(
+                        "the chat template ignores the {role:?} message: it does not render \
+                         pairs (a reranker's template reads roles \"query\" and \"document\")"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The prompt of a call: the model's default (`None`), no system message (`Some("")`), or
@@ -147,6 +181,8 @@ impl ChatPairs {
             .render(context! {
                 messages => messages,
                 add_generation_prompt => false,
+                tools => (),
+                documents => (),
                 ..self.specials.clone()
             })
             .map_err(|e| RuntimeError::Tokenize(format!("rendering the chat template: {e:#}")))
@@ -216,8 +252,15 @@ fn message_format(dir: &Path, source: &str) -> Result<Option<bool>> {
 }
 
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(None);
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(RuntimeError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
     };
     serde_json::from_str(&text)
         .map(Some)
@@ -230,16 +273,22 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
 /// The template text: `chat_template.jinja`, else a string `chat_template` in the tokenizer
 /// config. A list of named templates is refused (which one sentence-transformers uses depends
 /// on the call).
-fn template_source(dir: &Path, config: &Option<serde_json::Value>) -> Result<Option<String>> {
+fn template_source(
+    dir: &Path,
+    config: &Option<serde_json::Value>,
+) -> Result<Option<(String, std::path::PathBuf)>> {
     let file = dir.join(TEMPLATE_FILE);
     if file.is_file() {
-        return std::fs::read_to_string(&file)
-            .map(Some)
-            .map_err(|source| RuntimeError::Io { path: file, source });
+        return match std::fs::read_to_string(&file) {
+            Ok(text) => Ok(Some((text, file))),
+            Err(source) => Err(RuntimeError::Io { path: file, source }),
+        };
     }
     match config.as_ref().and_then(|c| c.get("chat_template")) {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(serde_json::Value::String(s)) => {
+            Ok(Some((s.clone(), dir.join("tokenizer_config.json"))))
+        }
         Some(_) => Err(RuntimeError::Config {
             path: dir.join("tokenizer_config.json"),
             message: "`chat_template` is not a single template string (named templates are not supported)".into(),
@@ -296,11 +345,19 @@ fn specials(config: Option<&serde_json::Value>) -> Value {
     Value::from_serialize(&out)
 }
 
-fn template_error(dir: &Path, e: &minijinja::Error) -> RuntimeError {
+fn template_error(origin: &Path, e: &minijinja::Error) -> RuntimeError {
     RuntimeError::Config {
-        path: dir.join(TEMPLATE_FILE),
+        path: origin.to_owned(),
         message: format!("chat template does not parse: {e:#}"),
     }
+}
+
+/// transformers' `raise_exception(message)` for templates: rendering fails with the message.
+fn raise_exception(message: String) -> std::result::Result<Value, minijinja::Error> {
+    Err(minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        format!("the chat template raised: {message}"),
+    ))
 }
 
 #[cfg(test)]
@@ -322,6 +379,7 @@ mod tests {
                 tail: Vec::new(),
             },
             specials: specials(Some(&serde_json::json!({"eos_token": {"content": "</s>"}}))),
+            template_bytes: source.len(),
         }
     }
 

@@ -123,6 +123,25 @@ impl PairTokenizer {
         self.ascii.is_some()
     }
 
+    /// Bytes tokenizing `texts` handles, for admission: the texts themselves, and with a chat
+    /// template each pair's rendered prompt (the template, the instruction and, for a shared
+    /// query, the query again).
+    pub fn work_bytes(&self, texts: &Texts, instruction: Option<&str>) -> usize {
+        let Some(chat) = &self.chat else {
+            return texts.bytes();
+        };
+        let per_pair = chat.overhead_bytes(instruction);
+        let repeated = match texts {
+            Texts::Pairs(_) => 0,
+            Texts::Query { query, .. } => query.text.len(),
+        };
+        texts.bytes().saturating_add(
+            texts
+                .len()
+                .saturating_mul(per_pair.saturating_add(repeated)),
+        )
+    }
+
     /// Whether pairs are rendered through the model's chat template.
     pub fn uses_chat_template(&self) -> bool {
         self.chat.is_some()
