@@ -18,6 +18,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::{invalid, need, read_fields, EncoderConfig, RawConfig};
 use super::encoder::HiddenAct;
+use super::rotary;
 use super::weights::{Linear, Weights};
 use super::{refuse_int8, spec_from, Inputs, ModelSpec, SequenceClassifier};
 use crate::device::DType;
@@ -219,7 +220,7 @@ pub fn load(
             })
         })
         .collect::<Result<_>>()?;
-    let freqs = super::rotary_frequencies(theta, head_dim, device)?;
+    let freqs = rotary::frequencies(theta, head_dim, device)?;
     let model = Decoder {
         words: w.get("model.embed_tokens.weight", &[enc.vocab_size, h])?,
         layers,
@@ -302,19 +303,6 @@ fn rope_theta(c: &Config, path: &Path) -> Result<f64> {
         .unwrap_or(10_000.0))
 }
 
-/// `x` [B, H, S, D] rotated by position (`cos`, `sin` [S, D] in x's dtype).
-fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let half = x.size()[3] / 2;
-    let halves = Tensor::f_cat(
-        &[
-            &x.f_narrow(3, half, half)?.f_neg()?,
-            &x.f_narrow(3, 0, half)?,
-        ],
-        3,
-    )?;
-    Ok(x.f_mul(cos)?.f_add(&halves.f_mul(sin)?)?)
-}
-
 impl Decoder {
     /// [B, S, n·D] → [B, n, S, D], normalized per head when the family does.
     fn heads_of(&self, x: &Tensor, n: i64, norm: Option<&RmsNorm>) -> Result<Tensor> {
@@ -345,7 +333,10 @@ impl Decoder {
         let q = self.heads_of(&l.q.forward(&h)?, self.heads, l.q_norm.as_ref())?;
         let k = self.heads_of(&l.k.forward(&h)?, self.kv_heads, l.k_norm.as_ref())?;
         let v = self.heads_of(&l.v.forward(&h)?, self.kv_heads, None)?;
-        let (q, k) = (rotate(&q, &rope.0, &rope.1)?, rotate(&k, &rope.0, &rope.1)?);
+        let (q, k) = (
+            rotary::rotate(&q, &rope.0, &rope.1)?,
+            rotary::rotate(&k, &rope.0, &rope.1)?,
+        );
         // Causal attention alone: with right padding a real token's earlier positions are all
         // real, so no padding mask is needed (padded rows compute garbage nobody reads), and
         // no [S, S] mask is built: memory stays linear in the tokens.
@@ -392,15 +383,8 @@ impl SequenceClassifier for Decoder {
         let (b, s) = inputs.input_ids.size2()?;
         let device = inputs.input_ids.device();
         let mut x = Tensor::f_embedding(&self.words, &inputs.input_ids, -1, false, false)?;
-        let positions = Tensor::f_arange(s, (Kind::Float, device))?;
-        let angles = positions
-            .f_unsqueeze(1)?
-            .f_mul(&self.freqs.f_unsqueeze(0)?)?;
-        let angles = Tensor::f_cat(&[&angles, &angles], 1)?;
-        let rope = (
-            angles.f_cos()?.f_to_kind(x.kind())?,
-            angles.f_sin()?.f_to_kind(x.kind())?,
-        );
+        let (cos, sin) = rotary::tables(&self.freqs, s)?;
+        let rope = (cos.f_to_kind(x.kind())?, sin.f_to_kind(x.kind())?);
         for l in &self.layers {
             x = self.layer(l, &x, &rope)?;
         }

@@ -15,6 +15,7 @@ mod logit_score;
 mod modernbert;
 mod packing;
 mod roberta;
+mod rotary;
 mod safetensors;
 mod torchscript;
 mod weights;
@@ -127,17 +128,6 @@ pub fn load(
     };
     spec.architecture = arch;
     Ok((model, spec))
-}
-
-/// Rotary inverse frequencies 1 / theta^(2k / dim), k < dim / 2, computed in f32 with the same
-/// operations as transformers (so long positions get the same angles).
-fn rotary_frequencies(theta: f64, head_dim: i64, device: Device) -> Result<Tensor> {
-    let exponents = Tensor::f_arange_start_step(0, head_dim, 2, (tch::Kind::Int64, Device::Cpu))?
-        .f_to_kind(tch::Kind::Float)?
-        .f_div_scalar(head_dim)?;
-    Ok(Tensor::f_pow_scalar(theta, &exponents)?
-        .f_reciprocal()?
-        .f_to_device(device)?)
 }
 
 /// int8 is implemented for the BERT-family encoders only.

@@ -15,6 +15,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::{invalid, need, read_fields, EncoderConfig, RawConfig};
 use super::encoder::HiddenAct;
+use super::rotary;
 use super::weights::{LayerNorm, Linear, Weights};
 use super::{refuse_int8, spec_from, Inputs, ModelSpec, SequenceClassifier};
 use crate::device::DType;
@@ -172,8 +173,8 @@ pub fn load(
         head_dim,
         act: HiddenAct::parse(&c.hidden_activation)?,
         window: c.local_attention / 2,
-        global_freqs: super::rotary_frequencies(global_theta, head_dim, device)?,
-        local_freqs: super::rotary_frequencies(local_theta, head_dim, device)?,
+        global_freqs: rotary::frequencies(global_theta, head_dim, device)?,
+        local_freqs: rotary::frequencies(local_theta, head_dim, device)?,
         mean_pooling: match c.classifier_pooling.as_str() {
             "cls" => false,
             "mean" => true,
@@ -288,30 +289,13 @@ fn thetas(c: &Config, path: &Path) -> Result<(f64, f64)> {
     Ok((global, local))
 }
 
-/// Rotary tables for positions 0..s: (cos, sin), each [s, head_dim] in f32.
-fn rotary(freqs: &Tensor, s: i64) -> Result<(Tensor, Tensor)> {
-    let positions = Tensor::f_arange(s, (Kind::Float, freqs.device()))?;
-    let angles = positions.f_unsqueeze(1)?.f_mul(&freqs.f_unsqueeze(0)?)?;
-    let angles = Tensor::f_cat(&[&angles, &angles], 1)?;
-    Ok((angles.f_cos()?, angles.f_sin()?))
-}
-
 /// `x` [B, H, S, D] rotated by position, computed in f32 as transformers does (with the
 /// tables rounded to the model's dtype first, as its rotary embedding returns them).
 fn rotate(x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Result<Tensor> {
     let kind = x.kind();
     let round = |t: &Tensor| -> Result<Tensor> { Ok(t.f_to_kind(kind)?.f_to_kind(Kind::Float)?) };
-    let (cos, sin) = (&round(cos)?, &round(sin)?);
-    let x = x.f_to_kind(Kind::Float)?;
-    let half = x.size()[3] / 2;
-    let halves = Tensor::f_cat(
-        &[
-            &x.f_narrow(3, half, half)?.f_neg()?,
-            &x.f_narrow(3, 0, half)?,
-        ],
-        3,
-    )?;
-    Ok(x.f_mul(cos)?.f_add(&halves.f_mul(sin)?)?.f_to_kind(kind)?)
+    let rotated = rotary::rotate(&x.f_to_kind(Kind::Float)?, &round(cos)?, &round(sin)?)?;
+    Ok(rotated.f_to_kind(kind)?)
 }
 
 impl ModernBert {
@@ -395,8 +379,8 @@ impl SequenceClassifier for ModernBert {
                 .forward(&Tensor::f_embedding(&self.words, ids, -1, false, false)?)?;
         let (global, local) = self.masks(&inputs.attention_mask)?;
         let ropes = (
-            rotary(&self.global_freqs, s)?,
-            rotary(&self.local_freqs, s)?,
+            rotary::tables(&self.global_freqs, s)?,
+            rotary::tables(&self.local_freqs, s)?,
         );
         for l in &self.layers {
             x = match l.span {
