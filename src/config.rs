@@ -277,6 +277,8 @@ fn default_replicas(device: &str, dir: &Path) -> usize {
     if !device.starts_with("cuda") {
         return 1;
     }
+    // A Hugging Face id is sized from its cached snapshot; not yet fetched, it gets 1.
+    let dir = crate::hub::cached_snapshot(dir).unwrap_or_else(|| dir.to_owned());
     let params = RawConfig::read(&dir.join("config.json"))
         .ok()
         .and_then(|c| c.encoder_parameters());
@@ -284,6 +286,16 @@ fn default_replicas(device: &str, dir: &Path) -> usize {
         Some(p) if p <= 30_000_000 => 4,
         Some(p) if p <= 120_000_000 => 2,
         _ => 1,
+    }
+}
+
+/// A model's path as configured: relative to `base`, unless it is a Hugging Face id with no
+/// directory of that name there (then the id itself, fetched when the model loads).
+fn model_path(base: &Path, path: &Path) -> PathBuf {
+    let local = base.join(path);
+    match crate::hub::is_remote(&local) && crate::hub::is_remote(path) {
+        true => path.to_owned(),
+        false => local,
     }
 }
 
@@ -327,7 +339,7 @@ impl ModelOptions {
                 let device = d.unwrap_or_else(|| "cpu".into());
                 let replicas = self
                     .replicas
-                    .unwrap_or_else(|| default_replicas(&device, &base.join(&self.path)));
+                    .unwrap_or_else(|| default_replicas(&device, &model_path(base, &self.path)));
                 vec![device; replicas]
             }
         };
@@ -336,7 +348,7 @@ impl ModelOptions {
             .max_batch_pairs
             .unwrap_or_else(|| default_batch_pairs(&devices));
         Ok(ModelConfig {
-            path: base.join(&self.path),
+            path: model_path(base, &self.path),
             devices,
             dtype: self.dtype.as_deref().map(DType::from_str).transpose()?,
             max_length: self.max_length,
@@ -359,7 +371,7 @@ impl FromStr for ModelConfig {
     fn from_str(s: &str) -> Result<Self, String> {
         let (name, rest) = s
             .split_once('=')
-            .ok_or_else(|| format!("--model {s:?}: expected NAME=DIR[,key=value…]"))?;
+            .ok_or_else(|| format!("--model {s:?}: expected NAME=DIR[,key=value…] (DIR: a directory or a Hugging Face id org/name[@revision])"))?;
         let mut parts = rest.split(',');
         let mut m = ModelOptions {
             name: name.to_owned(),

@@ -13,6 +13,7 @@ pub mod api;
 pub mod config;
 pub mod device;
 pub mod engine;
+pub mod hub;
 pub mod error;
 pub mod models;
 pub mod registry;

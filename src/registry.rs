@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::config::ModelConfig;
 use crate::device::{parse_device, DType};
 use crate::engine::ServeError;
+use crate::hub::Progress;
 use crate::models::ModelSpec;
 use crate::runtime::worker::{self, ReplicaConfig};
 use crate::scheduler::Queue;
@@ -252,13 +253,15 @@ fn start(
     config: &ModelConfig,
     on_failure: Arc<dyn Fn() + Send + Sync>,
 ) -> Result<LoadedModel, String> {
+    let dir = crate::hub::model_dir_from_env(&config.name, &config.path, Progress::Log)
+        .map_err(|e| e.to_string())?;
     let queue = Queue::new(config.batching);
     let mut workers = Vec::new();
     let mut first: Option<(ModelSpec, DType, PairTokenizer)> = None;
     for (index, device) in config.devices.iter().enumerate() {
         let replica = ReplicaConfig {
             name: config.name.clone(),
-            dir: config.path.clone(),
+            dir: dir.clone(),
             device: parse_device(device).map_err(|e| stop_all(&queue, &mut workers, e))?,
             dtype: config.dtype,
             max_length: config.max_length,

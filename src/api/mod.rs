@@ -92,6 +92,7 @@ pub async fn serve_with_health_port(
         health: health.clone(),
         admin_token: opts.admin_token.clone(),
         model_root: opts.model_root.clone(),
+        hub_load: opts.hub_load,
     })
     .max_decoding_message_size(1 << 20)
     .max_encoding_message_size(64 << 20);

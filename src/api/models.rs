@@ -22,6 +22,8 @@ pub struct Models {
     pub admin_token: Option<String>,
     /// LoadModel loads only directories under this one; None disables LoadModel by path.
     pub model_root: Option<PathBuf>,
+    /// LoadModel may fetch Hugging Face ids.
+    pub hub_load: bool,
 }
 
 impl Models {
@@ -43,6 +45,28 @@ impl Models {
                 ServeError::Unauthenticated("the admin token does not match".into()),
             ),
             Some(_) => Ok(()),
+        }
+    }
+}
+
+impl Models {
+    /// The directory under the model root that LoadModel's `path` names; or, when no such
+    /// directory exists and hub loads are allowed, the Hugging Face id it is.
+    fn model_path(&self, path: &str) -> Result<PathBuf, ServeError> {
+        let local = under_root(self.model_root.as_deref(), path);
+        let id = crate::hub::RepoRef::parse(path).is_some();
+        let local_exists = self
+            .model_root
+            .as_ref()
+            .is_some_and(|root| root.join(path).exists());
+        match (local, id && !local_exists, self.hub_load) {
+            (Ok(dir), _, _) => Ok(dir),
+            (Err(_), true, true) => Ok(PathBuf::from(path)),
+            (Err(e), true, false) => Err(ServeError::PermissionDenied(format!(
+                "{e}; and loading Hugging Face ids such as {path:?} is disabled: start the \
+                 server with --allow-hub-load"
+            ))),
+            (Err(e), false, _) => Err(e),
         }
     }
 }
@@ -125,7 +149,7 @@ impl pb::models_server::Models for Models {
     ) -> Result<Response<pb::ModelInfo>, Status> {
         self.authorize(req.metadata())?;
         let req = req.into_inner();
-        let path = under_root(self.model_root.as_deref(), &req.path)?;
+        let path = self.model_path(&req.path)?;
         let config = model_config(req, path)?;
         let name = config.name.clone();
         let engine = self.engine.clone();

@@ -10,6 +10,8 @@ pub struct ServerOptions {
     pub admin_token: Option<String>,
     /// LoadModel loads only model directories under this one; unset disables LoadModel.
     pub model_root: Option<std::path::PathBuf>,
+    /// LoadModel may fetch Hugging Face ids (`org/name[@revision]`) from the Hub.
+    pub hub_load: bool,
     /// Largest request message, in bytes; `None`: what the request limits allow
     /// ([`RequestLimits::max_request_bytes`](crate::config::RequestLimits::max_request_bytes)),
     /// at most 64 MiB.
@@ -26,6 +28,7 @@ impl Default for ServerOptions {
         Self {
             admin_token: None,
             model_root: None,
+            hub_load: false,
             max_message_bytes: None,
             grace_period: Duration::from_secs(30),
             transport: Transport::default(),

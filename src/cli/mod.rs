@@ -15,6 +15,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use crossrank::activation::ActivationChoice;
 use crossrank::device::{parse_device, DType};
+use crossrank::hub::Progress;
 use crossrank::runtime::{CrossEncoder, LoadOptions};
 
 #[derive(Parser)]
@@ -46,7 +47,9 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         if !matches!(self.command, Command::Serve(_)) {
             // `serve` installs its own subscriber (with trace export) inside its runtime.
-            let filter = std::env::var("CROSSRANK_LOG").unwrap_or_else(|_| "warn".into());
+            // Hub downloads report their progress at info when stderr is no terminal.
+            let filter = std::env::var("CROSSRANK_LOG")
+                .unwrap_or_else(|_| "warn,crossrank::hub=info".into());
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_new(filter)
@@ -68,7 +71,8 @@ impl Cli {
 /// How to load and run the model; shared by `score` and `rerank`.
 #[derive(Args)]
 pub struct ModelArgs {
-    /// Hugging Face model directory (config.json, tokenizer.json, safetensors) or TorchScript directory.
+    /// Hugging Face model directory (config.json, tokenizer.json, safetensors), TorchScript
+    /// directory, or Hugging Face id `org/name[@revision]` (fetched into the Hugging Face cache).
     #[arg(long, env = "CROSSRANK_MODEL")]
     model: PathBuf,
     /// cpu, cuda or cuda:N.
@@ -105,8 +109,8 @@ impl ModelArgs {
             dtype: self.dtype,
             max_length: self.max_length,
         };
-        CrossEncoder::load(&self.model, &opts)
-            .with_context(|| format!("loading {}", self.model.display()))
+        let dir = crossrank::hub::model_dir_from_env("cli", &self.model, Progress::for_stderr())?;
+        CrossEncoder::load(&dir, &opts).with_context(|| format!("loading {}", dir.display()))
     }
 }
 

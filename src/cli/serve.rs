@@ -42,8 +42,9 @@ pub struct ServeArgs {
     #[arg(long, env = "CROSSRANK_CONFIG")]
     config: Option<PathBuf>,
     /// A model to serve: NAME=DIR[,device=cuda:0][,dtype=f16][,replicas=2][,max_batch_tokens=N]
-    /// [,max_batch_pairs=N][,max_wait_ms=N][,max_queue_pairs=N][,max_length=N]. Repeatable;
-    /// in the environment, separate several with ';'.
+    /// [,max_batch_pairs=N][,max_wait_ms=N][,max_queue_pairs=N][,max_length=N]; DIR may be a
+    /// Hugging Face id, org/name[@revision]. Repeatable; in the environment, separate several
+    /// with ';'.
     #[arg(long = "model", env = "CROSSRANK_MODELS", value_delimiter = ';')]
     models: Vec<ModelConfig>,
     /// Token required (as `authorization: Bearer …`) for LoadModel / UnloadModel; unset disables them.
@@ -53,6 +54,10 @@ pub struct ServeArgs {
     /// unset disables LoadModel.
     #[arg(long, env = "CROSSRANK_MODEL_ROOT", value_name = "DIR")]
     model_root: Option<PathBuf>,
+    /// LoadModel may also fetch Hugging Face ids (org/name[@revision]) into the Hugging Face
+    /// cache (HF_HOME / HF_HUB_CACHE); needs --admin-token.
+    #[arg(long, env = "CROSSRANK_ALLOW_HUB_LOAD")]
+    allow_hub_load: bool,
     /// Pairs or documents per request [default: 2048, or the config file's].
     #[arg(long, env = "CROSSRANK_MAX_PAIRS_PER_REQUEST")]
     max_pairs_per_request: Option<usize>,
@@ -170,7 +175,9 @@ impl ServeArgs {
             .unwrap_or(l.stream_idle_timeout_secs);
         config.check().map_err(anyhow::Error::msg)?;
         if config.models.is_empty() {
-            bail!("no models configured: give --model NAME=DIR or --config FILE");
+            bail!(
+                "no models configured: give --model NAME=DIR (or NAME=org/name) or --config FILE"
+            );
         }
         Ok(config)
     }
@@ -261,6 +268,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let opts = ServerOptions {
             admin_token: args.admin_token.clone(),
             model_root: args.model_root.clone(),
+            hub_load: args.allow_hub_load,
             max_message_bytes: args.max_message_bytes,
             grace_period: Duration::from_secs(args.grace_period_secs),
             transport,

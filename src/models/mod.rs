@@ -18,7 +18,7 @@ mod roberta;
 mod rotary;
 mod safetensors;
 mod torchscript;
-mod weights;
+pub(crate) mod weights;
 
 use std::path::Path;
 

@@ -213,7 +213,7 @@ fn shard_files(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
 
 /// A shard name must name a file in the model directory itself: no separators, no `..`, not
 /// absolute (the index is data, and must not make the server read other files).
-fn plain_file_name(name: &str) -> bool {
+pub(crate) fn plain_file_name(name: &str) -> bool {
     let p = Path::new(name);
     !name.is_empty()
         && !name.contains(['/', '\\'])

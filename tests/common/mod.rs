@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod collector;
+pub mod fake_hub;
 pub mod process;
 pub mod raw;
 pub mod server;

@@ -1,0 +1,316 @@
+//! The Hub's HTTP interface, as `huggingface_hub` speaks it:
+//! - `GET {endpoint}/api/models/{id}/revision/{rev}`: the commit a revision names, and its files;
+//! - `HEAD {endpoint}/{id}/resolve/{commit}/{path}`: a file's ETag and size (from `X-Linked-*`
+//!   on an LFS file's redirect to storage), following only relative redirects;
+//! - `GET` of the same URL (or the storage URL), with `Range: bytes=N-` to resume.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+
+use super::{HubConfig, HubError, RepoRef};
+
+/// Characters kept as they are in a URL segment (RFC 3986 unreserved).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+/// No answer for this long (connect, headers or between body reads) fails the request.
+const STALL: Duration = Duration::from_secs(60);
+const MAX_REDIRECTS: usize = 5;
+/// A revision's description (its file list) is read up to this size.
+const MAX_LISTING_BYTES: u64 = 32 << 20;
+
+/// What a revision lookup returns.
+pub struct Revision {
+    pub commit: String,
+    pub files: BTreeSet<String>,
+}
+
+/// A file as the Hub describes it.
+pub struct FileMeta {
+    pub etag: String,
+    pub size: u64,
+    /// Where to GET it: the storage URL of an LFS file, else the resolve URL.
+    pub url: String,
+}
+
+pub struct Hub<'a> {
+    client: Client,
+    config: &'a HubConfig,
+    repo: &'a RepoRef,
+}
+
+impl<'a> Hub<'a> {
+    pub fn new(config: &'a HubConfig, repo: &'a RepoRef) -> Result<Self, HubError> {
+        let client = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(STALL)
+            .user_agent(concat!("crossrank/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| invalid(repo, "the HTTP client", e.to_string()))?;
+        Ok(Self {
+            client,
+            config,
+            repo,
+        })
+    }
+
+    /// The commit that the revision names now, and the repository's files at that commit.
+    pub fn revision(&self) -> Result<Revision, HubError> {
+        #[derive(serde::Deserialize)]
+        struct Info {
+            sha: String,
+            #[serde(default)]
+            siblings: Vec<Sibling>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Sibling {
+            rfilename: String,
+        }
+        let url = format!(
+            "{}/api/models/{}/revision/{}",
+            self.config.endpoint,
+            self.repo.id,
+            encode(&self.repo.revision)
+        );
+        let what = "the revision";
+        let response = self.send(Method::GET, &url, what, None)?;
+        let mut body = Vec::new();
+        response
+            .take(MAX_LISTING_BYTES)
+            .read_to_end(&mut body)
+            .map_err(|e| {
+                invalid(
+                    self.repo,
+                    what,
+                    format!("reading {url}: {}", error_chain(&e)),
+                )
+            })?;
+        let info: Info = serde_json::from_slice(&body).map_err(|e| {
+            invalid(
+                self.repo,
+                what,
+                format!("unreadable answer from {url}: {e}"),
+            )
+        })?;
+        if !super::is_commit(&info.sha) {
+            return Err(invalid(
+                self.repo,
+                what,
+                format!("{url} gave the commit {:?}", info.sha),
+            ));
+        }
+        Ok(Revision {
+            commit: info.sha,
+            files: info.siblings.into_iter().map(|s| s.rfilename).collect(),
+        })
+    }
+
+    /// A file's ETag, size and download URL at `commit`.
+    pub fn head(&self, commit: &str, file: &str) -> Result<FileMeta, HubError> {
+        let mut url = self.resolve_url(commit, file);
+        for _ in 0..=MAX_REDIRECTS {
+            let response = self.send(Method::HEAD, &url, file, None)?;
+            let h = response.headers();
+            let location = header_str(h, header::LOCATION.as_str());
+            let relative = location.as_deref().filter(|l| l.starts_with('/'));
+            if let (true, Some(path)) = (response.status().is_redirection(), relative) {
+                url = format!("{}{path}", origin(&url));
+                continue;
+            }
+            let etag = header_str(h, "x-linked-etag").or_else(|| header_str(h, "etag"));
+            let size = header_str(h, "x-linked-size")
+                .or_else(|| header_str(h, header::CONTENT_LENGTH.as_str()))
+                .and_then(|s| s.parse::<u64>().ok());
+            let (Some(etag), Some(size)) = (etag, size) else {
+                return Err(invalid(
+                    self.repo,
+                    file,
+                    format!("{url} gave no ETag or size"),
+                ));
+            };
+            let etag = etag.trim_start_matches("W/").trim_matches('"').to_owned();
+            if etag.is_empty() || !etag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(invalid(
+                    self.repo,
+                    file,
+                    format!("{url} gave the ETag {etag:?}"),
+                ));
+            }
+            return Ok(FileMeta {
+                etag,
+                size,
+                url: location
+                    .filter(|_| response.status().is_redirection())
+                    .unwrap_or(url),
+            });
+        }
+        Err(invalid(
+            self.repo,
+            file,
+            format!("more than {MAX_REDIRECTS} redirects"),
+        ))
+    }
+
+    /// GETs `url` from byte `from` on (the whole file when 0), following redirects; the
+    /// token goes only to the endpoint's own host.
+    pub fn get(&self, url: &str, file: &str, from: u64) -> Result<Response, HubError> {
+        let range = (from > 0).then(|| format!("bytes={from}-"));
+        let mut url = url.to_owned();
+        for _ in 0..=MAX_REDIRECTS {
+            let response = self.send(Method::GET, &url, file, range.as_deref())?;
+            if !response.status().is_redirection() {
+                return Ok(response);
+            }
+            let Some(location) = header_str(response.headers(), header::LOCATION.as_str()) else {
+                return Err(invalid(
+                    self.repo,
+                    file,
+                    format!("{url}: a redirect without Location"),
+                ));
+            };
+            url = match location.starts_with('/') {
+                true => format!("{}{location}", origin(&url)),
+                false => location,
+            };
+        }
+        Err(invalid(
+            self.repo,
+            file,
+            format!("more than {MAX_REDIRECTS} redirects"),
+        ))
+    }
+
+    fn resolve_url(&self, commit: &str, file: &str) -> String {
+        let path: Vec<String> = file.split('/').map(encode).collect();
+        format!(
+            "{}/{}/resolve/{commit}/{}",
+            self.config.endpoint,
+            self.repo.id,
+            path.join("/")
+        )
+    }
+
+    /// Sends one request; a status of 400 or more becomes [`HubError::Http`], a failure to get
+    /// an answer [`HubError::Unreachable`].
+    fn send(
+        &self,
+        method: Method,
+        url: &str,
+        what: &str,
+        range: Option<&str>,
+    ) -> Result<Response, HubError> {
+        let mut request: RequestBuilder = self.client.request(method, url);
+        if let (Some(token), true) = (&self.config.token, url.starts_with(&self.config.endpoint)) {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                invalid(
+                    self.repo,
+                    what,
+                    "HF_TOKEN is not a valid header value".into(),
+                )
+            })?;
+            value.set_sensitive(true);
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        if let Some(range) = range {
+            request = request.header(header::RANGE, range);
+        }
+        let response = request
+            .header(header::ACCEPT_ENCODING, "identity")
+            .send()
+            .map_err(|e| HubError::Unreachable {
+                repo: self.repo.to_string(),
+                what: what.to_owned(),
+                endpoint: origin(url).to_owned(),
+                reason: error_chain(&e),
+            })?;
+        if response.status().as_u16() >= 400 {
+            return Err(status_error(self.repo, what, &response));
+        }
+        Ok(response)
+    }
+}
+
+fn status_error(repo: &RepoRef, what: &str, response: &Response) -> HubError {
+    let h = response.headers();
+    let status = response.status();
+    HubError::Http {
+        repo: repo.to_string(),
+        what: what.to_owned(),
+        status: status.as_u16(),
+        code: header_str(h, "x-error-code"),
+        message: header_str(h, "x-error-message"),
+    }
+}
+
+pub fn invalid(repo: &RepoRef, what: &str, reason: String) -> HubError {
+    HubError::Invalid {
+        repo: repo.to_string(),
+        what: what.to_owned(),
+        reason,
+    }
+}
+
+/// A header as text, at most 300 characters (it ends up in error messages and logs).
+fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
+    let v = h.get(name)?.to_str().ok()?;
+    Some(v.chars().take(300).collect())
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+fn encode(segment: &str) -> String {
+    utf8_percent_encode(segment, SEGMENT).to_string()
+}
+
+/// An error with its causes ("error sending request: connection refused").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// True for a 206 whose `Content-Range` starts at `from`.
+pub fn resumes_at(response: &Response, from: u64) -> bool {
+    response.status() == StatusCode::PARTIAL_CONTENT
+        && header_str(response.headers(), header::CONTENT_RANGE.as_str()).and_then(|r| {
+            r.strip_prefix("bytes ")?
+                .split('-')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        }) == Some(from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(origin("http://127.0.0.1:8/a/b"), "http://127.0.0.1:8");
+        assert_eq!(origin("https://h"), "https://h");
+        assert_eq!(encode("refs/pr/1"), "refs%2Fpr%2F1");
+        assert_eq!(encode("v1.0-rc_2~"), "v1.0-rc_2~");
+    }
+}

@@ -1,0 +1,486 @@
+//! Models by Hugging Face id, against a fake hub on 127.0.0.1 (tests/common/fake_hub.rs) that
+//! serves the generated tiny models: fetch and serve, revision pinning, the cache reused offline
+//! and with the hub down (also by and from Python's huggingface_hub), a gated model without and
+//! with a token, 404s, and a broken download resumed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::fake_hub::{hex, model_files, FakeHub};
+use common::process::ServerProcess;
+use common::{expected, fixtures, max_diff};
+use crossrank::api::pb;
+use crossrank::hub::{HubConfig, HubError, Progress};
+use sha2::Digest;
+
+fn config(hub: &FakeHub, cache: &Path) -> HubConfig {
+    HubConfig {
+        endpoint: hub.url.clone(),
+        cache_dir: cache.to_owned(),
+        token: None,
+        offline: false,
+    }
+}
+
+/// `model_dir` for `id`, off the async threads (the client blocks).
+async fn fetch(id: &str, config: &HubConfig) -> Result<PathBuf, HubError> {
+    let (id, config) = (id.to_owned(), config.clone());
+    tokio::task::spawn_blocking(move || {
+        crossrank::hub::model_dir("test", Path::new(&id), &config, Progress::Log)
+    })
+    .await
+    .unwrap()
+}
+
+/// The tiny BERT fixture with files crossrank must never fetch beside it.
+fn tiny_with_extras() -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = model_files(&fixtures().join("bert"));
+    files.insert("pytorch_model.bin".into(), b"not needed".to_vec());
+    files.insert("README.md".into(), b"# tiny".to_vec());
+    files
+}
+
+fn env<'a>(hub: &'a FakeHub, cache: &'a Path) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("HF_ENDPOINT", hub.url.as_str()),
+        ("HF_HUB_CACHE", cache.to_str().unwrap()),
+        ("HF_TOKEN", ""),
+        ("HF_HUB_OFFLINE", "0"),
+        ("TRANSFORMERS_OFFLINE", "0"),
+        ("HOME", "/nonexistent"),
+    ]
+}
+
+/// scripts/env.sh sets HF_HUB_OFFLINE=1 (no hub is reachable here); these tests talk to their
+/// own hub, so they set every Hugging Face variable themselves.
+/// `crossrank serve --model rr=org/tiny` fetches the model into the cache and serves
+/// sentence-transformers' numbers; LoadModel takes an id with --allow-hub-load; only the
+/// needed files are fetched; Python's huggingface_hub then reads the same cache offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_a_model_by_id() {
+    let hub = FakeHub::start().await;
+    let commit = hub.publish("org/tiny", &["main"], tiny_with_extras());
+    let cache = tempfile::tempdir().unwrap();
+    let args = [
+        "--model",
+        "rr=org/tiny",
+        "--admin-token",
+        "adm",
+        "--allow-hub-load",
+    ];
+    let server = ServerProcess::start_with_env(&args, &env(&hub, cache.path())).await;
+
+    let exp = expected();
+    let pairs = exp
+        .pairs
+        .iter()
+        .map(|(a, b)| pb::Pair {
+            text_a: a.clone(),
+            text_b: b.clone(),
+        })
+        .collect::<Vec<_>>();
+    let req = pb::ScoreRequest {
+        model: "rr".into(),
+        pairs,
+        ..Default::default()
+    };
+    let mut client = pb::cross_encoder_client::CrossEncoderClient::new(server.channel.clone());
+    let r = client.score(req.clone()).await.unwrap().into_inner();
+    let got: Vec<Vec<f32>> = r.results.iter().map(|p| p.scores.clone()).collect();
+    let d = max_diff(&got, &exp.models["bert"].default);
+    assert!(d <= 1e-5, "differs from sentence-transformers by {d}");
+
+    let log = hub.log();
+    let fetched: Vec<&str> = log.iter().map(|l| l.path.as_str()).collect();
+    assert!(
+        !fetched
+            .iter()
+            .any(|p| p.ends_with("pytorch_model.bin") || p.ends_with("README.md")),
+        "{fetched:?}"
+    );
+    let repo = cache.path().join("models--org--tiny");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("refs/main")).unwrap(),
+        commit
+    );
+    let link = std::fs::read_link(
+        repo.join("snapshots")
+            .join(&commit)
+            .join("model.safetensors"),
+    )
+    .unwrap();
+    let weights = std::fs::read(fixtures().join("bert/model.safetensors")).unwrap();
+    let sha = hex(&sha2::Sha256::digest(&weights));
+    assert_eq!(link, PathBuf::from(format!("../../blobs/{sha}")));
+    assert!(
+        server.stderr().contains("using the Hugging Face model"),
+        "{}",
+        server.stderr()
+    );
+
+    // LoadModel by id; a second model from the same cache costs no download.
+    let mut models = pb::models_client::ModelsClient::new(server.channel.clone());
+    let mut load = tonic::Request::new(pb::LoadModelRequest {
+        name: "again".into(),
+        path: "org/tiny@main".into(),
+        ..Default::default()
+    });
+    load.metadata_mut()
+        .insert("authorization", "Bearer adm".parse().unwrap());
+    let before = hub.log().len();
+    let info = models.load_model(load).await.unwrap().into_inner();
+    assert_eq!(info.state, pb::ModelState::Ready as i32);
+    let new: Vec<_> = hub.log()[before..]
+        .iter()
+        .map(|l| l.method.clone() + " " + &l.path)
+        .collect();
+    assert_eq!(new, ["GET /api/models/org/tiny/revision/main"]);
+
+    // huggingface_hub finds crossrank's files offline, at the same paths.
+    let out = Command::new("python")
+        .args(["-c", "import sys; from huggingface_hub import hf_hub_download as d; print(d('org/tiny', 'model.safetensors'))"])
+        .env("HF_HUB_CACHE", cache.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        PathBuf::from(path.trim()),
+        repo.join("snapshots")
+            .join(&commit)
+            .join("model.safetensors")
+    );
+}
+
+/// LoadModel refuses ids unless the server allows hub loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_model_by_id_needs_the_flag() {
+    let hub = FakeHub::start().await;
+    hub.publish("org/tiny", &["main"], tiny_with_extras());
+    let cache = tempfile::tempdir().unwrap();
+    let bert = fixtures().join("bert");
+    let args = [
+        "--model",
+        &format!("local={}", bert.display()),
+        "--admin-token",
+        "adm",
+    ];
+    let server = ServerProcess::start_with_env(&args, &env(&hub, cache.path())).await;
+    let mut models = pb::models_client::ModelsClient::new(server.channel.clone());
+    let mut load = tonic::Request::new(pb::LoadModelRequest {
+        name: "x".into(),
+        path: "org/tiny".into(),
+        ..Default::default()
+    });
+    load.metadata_mut()
+        .insert("authorization", "Bearer adm".parse().unwrap());
+    let err = models.load_model(load).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    assert!(
+        err.message().contains("--allow-hub-load"),
+        "{}",
+        err.message()
+    );
+    assert!(hub.log().is_empty());
+}
+
+/// A branch, a tag and a commit each give their own snapshot; refs/<tag> holds the commit
+/// without a newline; a sharded model brings its index and every shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisions_are_pinned() {
+    let hub = FakeHub::start().await;
+    let mut v1 = model_files(&fixtures().join("bert"));
+    let c1 = hub.publish("org/m", &["v1"], v1.clone());
+    v1.insert(
+        "config_sentence_transformers.json".into(),
+        br#"{"activation_fn": "torch.nn.modules.linear.Identity"}"#.to_vec(),
+    );
+    let c2 = hub.publish("org/m", &["main"], v1);
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = config(&hub, cache.path());
+    let root = cache.path().join("models--org--m");
+    assert_eq!(
+        fetch("org/m@v1", &cfg).await.unwrap(),
+        root.join("snapshots").join(&c1)
+    );
+    assert_eq!(
+        fetch(&format!("org/m@{c1}"), &cfg).await.unwrap(),
+        root.join("snapshots").join(&c1)
+    );
+    let main = fetch("org/m", &cfg).await.unwrap();
+    assert_eq!(main, root.join("snapshots").join(&c2));
+    assert!(main.join("config_sentence_transformers.json").is_file());
+    assert!(!root
+        .join("snapshots")
+        .join(&c1)
+        .join("config_sentence_transformers.json")
+        .exists());
+    assert_eq!(std::fs::read_to_string(root.join("refs/v1")).unwrap(), c1);
+    assert!(
+        !root.join("refs").join(&c1).exists(),
+        "a commit revision writes no ref"
+    );
+    // the same blobs are shared between the two snapshots: the weights were fetched once
+    let weight_gets = hub
+        .log()
+        .iter()
+        .filter(|l| l.method == "GET" && l.path.starts_with("/cdn/"))
+        .count();
+    assert_eq!(weight_gets, 1);
+
+    let sharded = model_files(&fixtures().join("bert_sharded"));
+    let shards: Vec<String> = sharded
+        .keys()
+        .filter(|k| k.starts_with("model-"))
+        .cloned()
+        .collect();
+    assert!(shards.len() >= 2, "{shards:?}");
+    hub.publish("org/sharded", &["main"], sharded);
+    let dir = fetch("org/sharded", &cfg).await.unwrap();
+    for s in &shards {
+        assert!(dir.join(s).is_file(), "{s}");
+    }
+}
+
+/// Offline: the cache serves without a single request; with the hub down the fetch falls back
+/// to the cache; a cache filled by huggingface_hub (Python) is used by `crossrank score`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_serves_offline_and_with_the_hub_down() {
+    let mut hub = FakeHub::start().await;
+    hub.publish("org/tiny", &["main"], tiny_with_extras());
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = config(&hub, cache.path());
+    let dir = fetch("org/tiny", &cfg).await.unwrap();
+    let requests = hub.log().len();
+    let offline = HubConfig {
+        offline: true,
+        ..cfg.clone()
+    };
+    assert_eq!(fetch("org/tiny", &offline).await.unwrap(), dir);
+    assert_eq!(hub.log().len(), requests, "offline mode sent requests");
+    let err = fetch("org/other", &offline).await.unwrap_err().to_string();
+    assert!(
+        err.contains("org/other@main") && err.contains("offline"),
+        "{err}"
+    );
+
+    // Python fills a second cache from the hub; crossrank reads it offline.
+    let py_cache = tempfile::tempdir().unwrap();
+    let script = "from huggingface_hub import hf_hub_download as d\n\
+                  for f in ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'model.safetensors']:\n    d('org/tiny', f)\n";
+    let out = Command::new("python")
+        .args(["-c", script])
+        .envs(env(&hub, py_cache.path()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    hub.stop();
+    let down = fetch("org/tiny", &cfg).await.unwrap();
+    assert_eq!(down, dir, "fallback to the cache with the hub down");
+
+    let pairs = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        pairs.path(),
+        "what is a cross encoder\tA cross-encoder reads the query and the document together.\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crossrank"))
+        .args(["score", "--model", "org/tiny", "--input"])
+        .arg(pairs.path())
+        .env("HF_HUB_CACHE", py_cache.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let score: f32 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let want = expected().models["bert"].default[0][0];
+    assert!((score - want).abs() <= 1e-5, "{score} vs {want}");
+}
+
+/// A gated model: 401 without a token, 403 with a wrong one, each error naming the id, the
+/// revision and the status but never the token; the right token gets in, and goes only to
+/// the hub's own host (not to the storage host of the LFS redirect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gated_model_needs_a_token() {
+    let hub = FakeHub::start().await;
+    hub.publish("org/gated", &["main"], tiny_with_extras());
+    hub.gate("org/gated", "hf_right");
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = config(&hub, cache.path());
+
+    let err = fetch("org/gated", &cfg).await.unwrap_err().to_string();
+    for part in ["org/gated@main", "HTTP 401", "GatedRepo", "HF_TOKEN"] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    let wrong = HubConfig {
+        token: Some("hf_wrong".into()),
+        ..cfg.clone()
+    };
+    let err = fetch("org/gated", &wrong).await.unwrap_err().to_string();
+    assert!(
+        err.contains("HTTP 403") && !err.contains("hf_wrong"),
+        "{err}"
+    );
+
+    let right = HubConfig {
+        token: Some("hf_right".into()),
+        ..cfg.clone()
+    };
+    let dir = fetch("org/gated", &right).await.unwrap();
+    assert!(dir.join("model.safetensors").is_file());
+    let log = hub.log();
+    assert!(log
+        .iter()
+        .filter(|l| l.path.starts_with("/cdn/"))
+        .all(|l| !l.authorized && l.host.starts_with("localhost")));
+    assert!(log
+        .iter()
+        .filter(|l| l.path.contains("/resolve/"))
+        .all(|l| l.authorized));
+
+    // The command line reports it the same way, and exits non-zero.
+    let docs = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(docs.path(), "a document\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crossrank"))
+        .args([
+            "rerank",
+            "--model",
+            "org/gated@main",
+            "--query",
+            "q",
+            "--documents",
+        ])
+        .arg(docs.path())
+        .envs(env(&hub, tempfile::tempdir().unwrap().path()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("org/gated@main") && stderr.contains("HTTP 401"),
+        "{stderr}"
+    );
+}
+
+/// 404s: an unknown revision, and a listed file the hub cannot serve; each error names the
+/// id, the revision, the file and the status. A repository without safetensors is refused
+/// before any download, naming what it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_found_errors_are_precise() {
+    let hub = FakeHub::start().await;
+    hub.publish("org/tiny", &["main"], tiny_with_extras());
+    let mut bin_only = model_files(&fixtures().join("bert"));
+    bin_only.remove("model.safetensors");
+    bin_only.insert("pytorch_model.bin".into(), b"weights".to_vec());
+    hub.publish("org/old", &["main"], bin_only);
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = config(&hub, cache.path());
+
+    let err = fetch("org/tiny@nope", &cfg).await.unwrap_err().to_string();
+    for part in [
+        "org/tiny@nope",
+        "the revision",
+        "HTTP 404",
+        "RevisionNotFound",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    let err = fetch("org/old", &cfg).await.unwrap_err().to_string();
+    assert!(
+        err.contains("org/old@main")
+            && err.contains("pytorch_model.bin")
+            && err.contains("safetensors"),
+        "{err}"
+    );
+    assert!(!hub
+        .log()
+        .iter()
+        .any(|l| l.path.contains("/org/old/resolve/")));
+
+    hub.hide("tokenizer.json");
+    let err = fetch("org/tiny", &cfg).await.unwrap_err().to_string();
+    for part in [
+        "org/tiny@main",
+        "tokenizer.json",
+        "HTTP 404",
+        "EntryNotFound",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+}
+
+/// A download that breaks off halfway is resumed with a Range request, and the blob matches
+/// its ETag (sha256); a partial file left by an earlier process is resumed too, and a corrupt
+/// one is caught by the checksum, removed, and fetched again on the next try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_downloads_resume() {
+    let hub = FakeHub::start().await;
+    hub.publish("org/tiny", &["main"], tiny_with_extras());
+    let weights = std::fs::read(fixtures().join("bert/model.safetensors")).unwrap();
+    let sha = hex(&sha2::Sha256::digest(&weights));
+    let half = weights.len() / 2;
+
+    hub.cut_next_download("model.safetensors");
+    let cache = tempfile::tempdir().unwrap();
+    let dir = fetch("org/tiny", &config(&hub, cache.path()))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+        weights
+    );
+    let ranges: Vec<Option<String>> = hub
+        .log()
+        .iter()
+        .filter(|l| l.path.starts_with("/cdn/"))
+        .map(|l| l.range.clone())
+        .collect();
+    assert_eq!(ranges, [None, Some(format!("bytes={half}-"))]);
+
+    // a partial file from an earlier run
+    let cache = tempfile::tempdir().unwrap();
+    let blobs = cache.path().join("models--org--tiny/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(blobs.join(format!("{sha}.incomplete")), &weights[..100]).unwrap();
+    let before = hub.log().len();
+    fetch("org/tiny", &config(&hub, cache.path()))
+        .await
+        .unwrap();
+    assert!(hub.log()[before..]
+        .iter()
+        .any(|l| l.range.as_deref() == Some("bytes=100-")));
+    assert_eq!(std::fs::read(blobs.join(&sha)).unwrap(), weights);
+
+    // a corrupt partial file
+    let cache = tempfile::tempdir().unwrap();
+    let blobs = cache.path().join("models--org--tiny/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(blobs.join(format!("{sha}.incomplete")), vec![0u8; 100]).unwrap();
+    let cfg = config(&hub, cache.path());
+    let err = fetch("org/tiny", &cfg).await.unwrap_err().to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains("does not match the ETag"),
+        "{err}"
+    );
+    assert!(!blobs.join(format!("{sha}.incomplete")).exists());
+    fetch("org/tiny", &cfg).await.unwrap();
+}
