@@ -293,7 +293,8 @@ fn default_replicas(device: &str, dir: &Path) -> usize {
 /// directory of that name there (then the id itself, fetched when the model loads).
 fn model_path(base: &Path, path: &Path) -> PathBuf {
     let local = base.join(path);
-    match crate::hub::is_remote(&local) && crate::hub::is_remote(path) {
+    let id = path.to_str().and_then(crate::hub::RepoRef::parse).is_some();
+    match id && !local.exists() {
         true => path.to_owned(),
         false => local,
     }
@@ -502,5 +503,18 @@ mod tests {
             Path::new("")
         )
         .is_err());
+    }
+
+    #[test]
+    fn hugging_face_ids_stay_ids_unless_a_directory_has_that_name() {
+        let base = tempfile::tempdir().unwrap();
+        let text = "[[models]]\nname = \"a\"\npath = \"org/name@v1\"\n";
+        let c = ServeConfig::from_toml(text, base.path()).unwrap();
+        assert_eq!(c.models[0].path, PathBuf::from("org/name@v1"));
+        std::fs::create_dir_all(base.path().join("org/name@v1")).unwrap();
+        let c = ServeConfig::from_toml(text, base.path()).unwrap();
+        assert_eq!(c.models[0].path, base.path().join("org/name@v1"));
+        let flag: ModelConfig = "a=org/name,device=cpu".parse().unwrap();
+        assert_eq!(flag.path, PathBuf::from("org/name"));
     }
 }

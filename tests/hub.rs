@@ -484,3 +484,54 @@ async fn broken_downloads_resume() {
     assert!(!blobs.join(format!("{sha}.incomplete")).exists());
     fetch("org/tiny", &cfg).await.unwrap();
 }
+
+/// The init-container flow of the Helm chart: `crossrank fetch` fills the cache and prints
+/// the snapshot, then a server with HF_HUB_OFFLINE=1 serves the id without one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_then_serve_offline() {
+    let hub = FakeHub::start().await;
+    let commit = hub.publish("org/tiny", &["v1"], tiny_with_extras());
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crossrank"))
+        .args(["fetch", "org/tiny@v1"])
+        .envs(env(&hub, cache.path()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let snapshot = cache
+        .path()
+        .join("models--org--tiny/snapshots")
+        .join(&commit);
+    assert_eq!(PathBuf::from(printed.trim()), snapshot);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("downloading") && stderr.contains("model.safetensors"),
+        "{stderr}"
+    );
+
+    let requests = hub.log().len();
+    let mut vars = env(&hub, cache.path());
+    vars.retain(|(k, _)| *k != "HF_HUB_OFFLINE");
+    vars.push(("HF_HUB_OFFLINE", "1"));
+    let server = ServerProcess::start_with_env(&["--model", "rr=org/tiny@v1"], &vars).await;
+    let mut client = pb::cross_encoder_client::CrossEncoderClient::new(server.channel.clone());
+    let req = pb::ScoreRequest {
+        model: "rr".into(),
+        pairs: vec![pb::Pair {
+            text_a: "q".into(),
+            text_b: "d".into(),
+        }],
+        ..Default::default()
+    };
+    client.score(req).await.unwrap();
+    assert_eq!(
+        hub.log().len(),
+        requests,
+        "the offline server sent requests"
+    );
+}

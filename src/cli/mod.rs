@@ -3,6 +3,7 @@
 
 mod allocator;
 mod bench;
+mod fetch;
 mod health;
 mod input;
 mod rerank;
@@ -41,6 +42,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Check a running server's gRPC health; exit status 0 only when SERVING.
     Health(health::HealthArgs),
+    /// Fetch Hugging Face models (org/name[@revision]) into the Hugging Face cache.
+    Fetch(fetch::FetchArgs),
 }
 
 impl Cli {
@@ -64,6 +67,7 @@ impl Cli {
             Command::Serve(args) => serve::run(*args),
             Command::Bench(args) => bench::run(args),
             Command::Health(args) => health::run(args),
+            Command::Fetch(args) => fetch::run(args),
         }
     }
 }

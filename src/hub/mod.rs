@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::HubConfig;
 pub use error::HubError;
+pub use fetch::snapshot;
 pub use progress::Progress;
 
 /// The branch used when an id names no revision.
