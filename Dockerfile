@@ -36,12 +36,15 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin crossrank
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin crossrank \
+ && mkdir -p /var/cache/crossrank/huggingface \
+ && chown -R 10001:10001 /var/cache/crossrank
 COPY --from=build /out/lib /opt/crossrank/lib
 COPY --from=build /out/crossrank /usr/local/bin/crossrank
 ENV LD_LIBRARY_PATH=/opt/crossrank/lib \
     CROSSRANK_HOST=0.0.0.0 CROSSRANK_PORT=50051 CROSSRANK_METRICS_PORT=9464 \
-    CROSSRANK_LOG_FORMAT=json
+    CROSSRANK_LOG_FORMAT=json \
+    HF_HOME=/var/cache/crossrank/huggingface
 USER 10001:10001
 EXPOSE 50051 9464
 ENTRYPOINT ["/usr/local/bin/crossrank", "serve"]

@@ -118,6 +118,9 @@ fn dockerfile_runs_serve_as_non_root_and_copies_what_it_builds_from() {
         "USER 10001:10001",
         "EXPOSE 50051 9464",
         r#"ENTRYPOINT ["/usr/local/bin/crossrank", "serve"]"#,
+        // the user has no home: models by Hugging Face id need a writable cache
+        "HF_HOME=/var/cache/crossrank/huggingface",
+        "chown -R 10001:10001 /var/cache/crossrank",
     ] {
         assert!(dockerfile.contains(want), "Dockerfile lacks {want:?}");
     }

@@ -143,6 +143,17 @@ def main() -> None:
         check(volumes["models"]["persistentVolumeClaim"]["claimName"] == "crossrank-models",
               "pvc-init: models volume is not the claim")
         check("Secret" not in pvc, "pvc-init: a Secret was generated beside existingSecret")
+        init = spec["initContainers"][0]
+        check(init["image"] == spec["containers"][0]["image"] and init["command"][1] == "fetch",
+              f"pvc-init: the init container is not `crossrank fetch` on the server image: {init}")
+        for c in (init, spec["containers"][0]):
+            env = {e["name"]: e for e in c["env"]}
+            check(env.get("HF_HOME", {}).get("value") == "/models/huggingface",
+                  f"pvc-init: {c['name']} has no HF_HOME on the model storage")
+            check(env.get("HF_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+                  == "hf-token", f"pvc-init: {c['name']} does not take HF_TOKEN from the Secret")
+        server_env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+        check(server_env.get("HF_HUB_OFFLINE") == "1", "pvc-init: the server is not offline")
 
     if tls := rendered.get("tls-mtls"):
         spec = tls["Deployment"]["spec"]["template"]["spec"]
@@ -177,6 +188,7 @@ def main() -> None:
         (["autoscaling.enabled=true", "autoscaling.targetCPUUtilizationPercentage=0"], "metric"),
         (["tls.enabled=true"], "secretName"),
         (["limits.maxStreamInFlight=0"], "maxStreamInFlight"),
+        (["hub.endpoint=ftp://mirror"], "endpoint"),
     ]
     for sets, word in refused:
         r = render(None, *sets)

@@ -82,3 +82,20 @@ max_wait_ms = {{ .maxWaitMs | default 2 | int }}
 max_queue_pairs = {{ .maxQueuePairs | default 4096 | int }}
 {{- end }}
 {{- end }}
+
+{{/* Hugging Face cache, endpoint and token, for the server and the init container. */}}
+{{- define "crossrank.hubEnv" -}}
+- name: HF_HOME
+  value: {{ .Values.hub.home | quote }}
+{{- with .Values.hub.endpoint }}
+- name: HF_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.hub.tokenSecret }}
+- name: HF_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.hub.tokenSecretKey }}
+{{- end }}
+{{- end }}
