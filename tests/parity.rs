@@ -155,8 +155,10 @@ fn minilm_matches_in_f32_and_reports_bf16() {
 /// int8 (CPU only) trades a bounded deviation for speed: its scores stay close to
 /// sentence-transformers' f32 ones, order the pairs nearly the same way (the share of
 /// concordant pairs of pairs) and keep the same top 10 of each block of 40 pairs (as a Rerank
-/// of 40 documents would). The corpus' scores are close together (random text), so the bounds
-/// are loose; bench/compare.sh measures the agreement per query.
+/// of 40 documents would). With the distilled default model the scores spread over 0.04-0.85
+/// (sigmoid); int8's dynamic quantization moves a few of them by up to ~0.1 (measured 0.0955,
+/// p99 0.070, mean 0.0095), while concordance (0.98) and top-10 overlap (0.92) stay high;
+/// bench/compare.sh measures the agreement per query.
 #[test]
 fn minilm_int8_stays_close_and_keeps_the_order() {
     let reference = minilm();
@@ -201,12 +203,12 @@ fn minilm_int8_stays_close_and_keeps_the_order() {
          {overlap:.3} over {} pairs",
         scores.len()
     );
-    assert!(d <= 0.05, "int8 scores differ by {d}");
+    assert!(d <= 0.15, "int8 scores differ by {d}");
     assert!(
-        concordant >= 0.9,
+        concordant >= 0.95,
         "int8 orders only {concordant} of pairs of pairs alike"
     );
-    assert!(overlap >= 0.8, "int8 keeps only {overlap} of the top 10");
+    assert!(overlap >= 0.85, "int8 keeps only {overlap} of the top 10");
 }
 
 /// int8 is a CPU kernel: asking for it anywhere else fails at load with the reason.

@@ -52,7 +52,7 @@ impl Cli {
             // `serve` installs its own subscriber (with trace export) inside its runtime.
             // Hub downloads report their progress at info when stderr is no terminal.
             let filter = std::env::var("CROSSRANK_LOG")
-                .unwrap_or_else(|_| "warn,crossrank::hub=info".into());
+                .unwrap_or_else(|_| "warn,crossrank::hub::progress=info".into());
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_new(filter)
