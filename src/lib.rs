@@ -6,15 +6,16 @@
 //! - [`runtime`]: a loaded model (tokenizer + network + scoring rules) and batch padding;
 //! - [`models`]: the networks, one file per architecture, synchronous tch code;
 //! - [`activation`], [`device`]: score activations, devices and precisions;
-//! - `cli` (binary only): the `score` and `rerank` commands.
+//! - [`hub`]: models by Hugging Face id, fetched into the Hugging Face cache;
+//! - `cli` (binary only): the `score`, `rerank`, `serve`, `bench`, `health` and `fetch` commands.
 
 pub mod activation;
 pub mod api;
 pub mod config;
 pub mod device;
 pub mod engine;
-pub mod hub;
 pub mod error;
+pub mod hub;
 pub mod models;
 pub mod registry;
 pub mod runtime;

@@ -21,6 +21,7 @@ fn config(hub: &FakeHub, cache: &Path) -> HubConfig {
         cache_dir: cache.to_owned(),
         token: None,
         offline: false,
+        max_bytes: 1 << 30,
     }
 }
 
@@ -383,7 +384,7 @@ async fn gated_model_needs_a_token() {
 
 /// 404s: an unknown revision, and a listed file the hub cannot serve; each error names the
 /// id, the revision, the file and the status. A repository without safetensors is refused
-/// before any download, naming what it has.
+/// before any download, naming what it has; a model beyond the download bound is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_found_errors_are_precise() {
     let hub = FakeHub::start().await;
@@ -415,6 +416,13 @@ async fn not_found_errors_are_precise() {
         .log()
         .iter()
         .any(|l| l.path.contains("/org/old/resolve/")));
+
+    let small = HubConfig {
+        max_bytes: 1000,
+        ..cfg.clone()
+    };
+    let err = fetch("org/tiny", &small).await.unwrap_err().to_string();
+    assert!(err.contains("beyond the bound of 1000"), "{err}");
 
     hub.hide("tokenizer.json");
     let err = fetch("org/tiny", &cfg).await.unwrap_err().to_string();

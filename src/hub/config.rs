@@ -15,7 +15,13 @@ pub struct HubConfig {
     pub token: Option<String>,
     /// `HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`) is 1/ON/YES/TRUE: the cache only.
     pub offline: bool,
+    /// `CROSSRANK_HUB_MAX_GIB`: the most one model may download, in bytes (default 100 GiB).
+    pub max_bytes: u64,
 }
+
+/// Default bound of one model's download: above the largest rerankers served (an 8B LLM
+/// reranker in f32 is 32 GB), below what a disk full of them would hold.
+pub const DEFAULT_MAX_GIB: u64 = 100;
 
 impl std::fmt::Debug for HubConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -24,6 +30,7 @@ impl std::fmt::Debug for HubConfig {
             .field("cache_dir", &self.cache_dir)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("offline", &self.offline)
+            .field("max_bytes", &self.max_bytes)
             .finish()
     }
 }
@@ -65,6 +72,10 @@ impl HubConfig {
             cache_dir,
             token: token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
             offline: truthy("HF_HUB_OFFLINE") || truthy("TRANSFORMERS_OFFLINE"),
+            max_bytes: var("CROSSRANK_HUB_MAX_GIB")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(DEFAULT_MAX_GIB)
+                .saturating_mul(1 << 30),
         }
     }
 }

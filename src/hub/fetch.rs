@@ -60,6 +60,8 @@ pub fn snapshot(
         repo,
         commit: revision.commit.clone(),
         tracker: Tracker::new(progress, repo.to_string()),
+        max_bytes: config.max_bytes,
+        bytes: 0,
     };
     fetcher.model(&revision.files)?;
     fetcher.tracker.finish();
@@ -109,6 +111,9 @@ struct Fetcher<'a> {
     repo: &'a RepoRef,
     commit: String,
     tracker: Tracker,
+    /// The bound on the model's files, and their bytes so far (cached ones included).
+    max_bytes: u64,
+    bytes: u64,
 }
 
 impl Fetcher<'_> {
@@ -192,6 +197,15 @@ impl Fetcher<'_> {
             return Ok(());
         }
         let meta = self.hub.head(&self.commit, file)?;
+        self.bytes = self.bytes.saturating_add(meta.size);
+        if self.bytes > self.max_bytes {
+            let reason = format!(
+                "the model's files reach {} bytes here, beyond the bound of {} \
+                 (CROSSRANK_HUB_MAX_GIB)",
+                self.bytes, self.max_bytes
+            );
+            return Err(invalid(self.repo, file, reason));
+        }
         let blob = self.cache.blob(&meta.etag);
         if !has_size(&blob, meta.size) {
             self.download(file, &meta)?;
