@@ -31,7 +31,11 @@ use crate::scheduler::BatchLimits;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     pub name: String,
+    /// The model directory, or the Hugging Face id as given when `hub` is set.
     pub path: PathBuf,
+    /// Set when `path` is a Hugging Face id to fetch (no directory of that name exists): decided
+    /// once, here, and never by looking at the disk again.
+    pub hub: Option<crate::hub::RepoRef>,
     /// One replica per entry, by device name (`cpu`, `cuda:0`, …).
     pub devices: Vec<String>,
     pub dtype: Option<DType>,
@@ -273,12 +277,14 @@ pub fn check_model(m: &ModelConfig) -> Result<(), String> {
 /// launches (MiniLM-L6, 11M encoder parameters, on an H200: 11,086 pairs/s with one replica,
 /// 17,582 with four), while a large one fills it alone (BERT-large, 302M: the GPU saturated
 /// with one). Base-size models (85M) get two, a choice not measured yet.
-fn default_replicas(device: &str, dir: &Path) -> usize {
+fn default_replicas(device: &str, (dir, hub): (PathBuf, Option<crate::hub::RepoRef>)) -> usize {
     if !device.starts_with("cuda") {
         return 1;
     }
     // A Hugging Face id is sized from its cached snapshot; not yet fetched, it gets 1.
-    let dir = crate::hub::cached_snapshot(dir).unwrap_or_else(|| dir.to_owned());
+    let dir = hub
+        .and_then(|repo| crate::hub::cached_snapshot(&repo))
+        .unwrap_or(dir);
     let params = RawConfig::read(&dir.join("config.json"))
         .ok()
         .and_then(|c| c.encoder_parameters());
@@ -291,12 +297,11 @@ fn default_replicas(device: &str, dir: &Path) -> usize {
 
 /// A model's path as configured: relative to `base`, unless it is a Hugging Face id with no
 /// directory of that name there (then the id itself, fetched when the model loads).
-fn model_path(base: &Path, path: &Path) -> PathBuf {
+fn model_path(base: &Path, path: &Path) -> (PathBuf, Option<crate::hub::RepoRef>) {
     let local = base.join(path);
-    let id = path.to_str().and_then(crate::hub::RepoRef::parse).is_some();
-    match id && !local.exists() {
-        true => path.to_owned(),
-        false => local,
+    match path.to_str().and_then(crate::hub::RepoRef::parse) {
+        Some(repo) if !local.exists() => (path.to_owned(), Some(repo)),
+        _ => (local, None),
     }
 }
 
@@ -340,7 +345,7 @@ impl ModelOptions {
                 let device = d.unwrap_or_else(|| "cpu".into());
                 let replicas = self
                     .replicas
-                    .unwrap_or_else(|| default_replicas(&device, &model_path(base, &self.path)));
+                    .unwrap_or_else(|| default_replicas(&device, model_path(base, &self.path)));
                 vec![device; replicas]
             }
         };
@@ -348,8 +353,10 @@ impl ModelOptions {
         let max_batch_pairs = self
             .max_batch_pairs
             .unwrap_or_else(|| default_batch_pairs(&devices));
+        let (path, hub) = model_path(base, &self.path);
         Ok(ModelConfig {
-            path: model_path(base, &self.path),
+            path,
+            hub,
             devices,
             dtype: self.dtype.as_deref().map(DType::from_str).transpose()?,
             max_length: self.max_length,
@@ -511,9 +518,11 @@ mod tests {
         let text = "[[models]]\nname = \"a\"\npath = \"org/name@v1\"\n";
         let c = ServeConfig::from_toml(text, base.path()).unwrap();
         assert_eq!(c.models[0].path, PathBuf::from("org/name@v1"));
+        assert_eq!(c.models[0].hub.as_ref().unwrap().revision, "v1");
         std::fs::create_dir_all(base.path().join("org/name@v1")).unwrap();
         let c = ServeConfig::from_toml(text, base.path()).unwrap();
         assert_eq!(c.models[0].path, base.path().join("org/name@v1"));
+        assert_eq!(c.models[0].hub, None);
         let flag: ModelConfig = "a=org/name,device=cpu".parse().unwrap();
         assert_eq!(flag.path, PathBuf::from("org/name"));
     }

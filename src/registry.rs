@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::config::ModelConfig;
 use crate::device::{parse_device, DType};
 use crate::engine::ServeError;
-use crate::hub::Progress;
+use crate::hub::{self, HubConfig, Progress};
 use crate::models::ModelSpec;
 use crate::runtime::worker::{self, ReplicaConfig};
 use crate::scheduler::Queue;
@@ -253,8 +253,10 @@ fn start(
     config: &ModelConfig,
     on_failure: Arc<dyn Fn() + Send + Sync>,
 ) -> Result<LoadedModel, String> {
-    let dir = crate::hub::model_dir_from_env(&config.name, &config.path, Progress::Log)
-        .map_err(|e| e.to_string())?;
+    let dir = match &config.hub {
+        Some(repo) => hub::fetch_model(&config.name, repo, &HubConfig::from_env(), Progress::Log)?,
+        None => config.path.clone(),
+    };
     let queue = Queue::new(config.batching);
     let mut workers = Vec::new();
     let mut first: Option<(ModelSpec, DType, PairTokenizer)> = None;

@@ -12,7 +12,7 @@ use common::fake_hub::{hex, model_files, FakeHub};
 use common::process::ServerProcess;
 use common::{expected, fixtures, max_diff};
 use crossrank::api::pb;
-use crossrank::hub::{HubConfig, HubError, Progress};
+use crossrank::hub::{HubConfig, HubError, Progress, RepoRef};
 use sha2::Digest;
 
 fn config(hub: &FakeHub, cache: &Path) -> HubConfig {
@@ -25,14 +25,35 @@ fn config(hub: &FakeHub, cache: &Path) -> HubConfig {
     }
 }
 
-/// `model_dir` for `id`, off the async threads (the client blocks).
+/// The snapshot of `id`, off the async threads (the client blocks).
 async fn fetch(id: &str, config: &HubConfig) -> Result<PathBuf, HubError> {
     let (id, config) = (id.to_owned(), config.clone());
     tokio::task::spawn_blocking(move || {
-        crossrank::hub::model_dir("test", Path::new(&id), &config, Progress::Log)
+        let repo = RepoRef::parse(&id).expect("an id");
+        crossrank::hub::snapshot(&repo, &config, Progress::Log)
     })
     .await
     .unwrap()
+}
+
+/// Runs `cmd`, which must succeed (else its stderr is shown).
+fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?} failed:\n{stderr}");
+    out
+}
+
+/// LoadModel of `path` as `name`, with the admin token "adm".
+fn load_request(name: &str, path: &str) -> tonic::Request<pb::LoadModelRequest> {
+    let mut load = tonic::Request::new(pb::LoadModelRequest {
+        name: name.into(),
+        path: path.into(),
+        ..Default::default()
+    });
+    load.metadata_mut()
+        .insert("authorization", "Bearer adm".parse().unwrap());
+    load
 }
 
 /// The tiny BERT fixture with files crossrank must never fetch beside it.
@@ -123,13 +144,7 @@ async fn serve_a_model_by_id() {
 
     // LoadModel by id; a second model from the same cache costs no download.
     let mut models = pb::models_client::ModelsClient::new(server.channel.clone());
-    let mut load = tonic::Request::new(pb::LoadModelRequest {
-        name: "again".into(),
-        path: "org/tiny@main".into(),
-        ..Default::default()
-    });
-    load.metadata_mut()
-        .insert("authorization", "Bearer adm".parse().unwrap());
+    let load = load_request("again", "org/tiny@main");
     let before = hub.log().len();
     let info = models.load_model(load).await.unwrap().into_inner();
     assert_eq!(info.state, pb::ModelState::Ready as i32);
@@ -140,16 +155,11 @@ async fn serve_a_model_by_id() {
     assert_eq!(new, ["GET /api/models/org/tiny/revision/main"]);
 
     // huggingface_hub finds crossrank's files offline, at the same paths.
-    let out = Command::new("python")
-        .args(["-c", "import sys; from huggingface_hub import hf_hub_download as d; print(d('org/tiny', 'model.safetensors'))"])
-        .env("HF_HUB_CACHE", cache.path())
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("python")
+            .args(["-c", "import sys; from huggingface_hub import hf_hub_download as d; print(d('org/tiny', 'model.safetensors'))"])
+            .env("HF_HUB_CACHE", cache.path())
+            .env("HF_HUB_OFFLINE", "1"),
     );
     let path = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
@@ -175,13 +185,7 @@ async fn load_model_by_id_needs_the_flag() {
     ];
     let server = ServerProcess::start_with_env(&args, &env(&hub, cache.path())).await;
     let mut models = pb::models_client::ModelsClient::new(server.channel.clone());
-    let mut load = tonic::Request::new(pb::LoadModelRequest {
-        name: "x".into(),
-        path: "org/tiny".into(),
-        ..Default::default()
-    });
-    load.metadata_mut()
-        .insert("authorization", "Bearer adm".parse().unwrap());
+    let load = load_request("x", "org/tiny");
     let err = models.load_model(load).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
     assert!(
@@ -190,10 +194,51 @@ async fn load_model_by_id_needs_the_flag() {
         err.message()
     );
     assert!(hub.log().is_empty());
+
+    // With hub loads allowed: a directory under the root named like an id wins (no request);
+    // an id without one is fetched, never looked up in the server's working directory, which
+    // holds models/minilm-ce.
+    let root = tempfile::tempdir().unwrap();
+    let local = root.path().join("org/tiny");
+    std::fs::create_dir_all(&local).unwrap();
+    for (name, data) in model_files(&bert) {
+        std::fs::write(local.join(name), data).unwrap();
+    }
+    let args = [
+        "--model",
+        &format!("local={}", bert.display()),
+        "--admin-token",
+        "adm",
+        "--allow-hub-load",
+        "--model-root",
+        root.path().to_str().unwrap(),
+    ];
+    let server = ServerProcess::start_with_env(&args, &env(&hub, cache.path())).await;
+    let mut models = pb::models_client::ModelsClient::new(server.channel.clone());
+    let info = models
+        .load_model(load_request("x", "org/tiny"))
+        .await
+        .unwrap();
+    assert_eq!(
+        info.into_inner().path,
+        local.canonicalize().unwrap().display().to_string()
+    );
+    assert!(hub.log().is_empty(), "{:?}", hub.log());
+    assert!(std::path::Path::new("models/minilm-ce/config.json").is_file());
+    let err = models
+        .load_model(load_request("y", "models/minilm-ce"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message().contains("models/minilm-ce@main") && err.message().contains("HTTP 401"),
+        "{}",
+        err.message()
+    );
 }
 
-/// A branch, a tag and a commit each give their own snapshot; refs/<tag> holds the commit
-/// without a newline; a sharded model brings its index and every shard.
+/// A branch, a tag and a commit each give their own snapshot (a cached commit without a
+/// request); refs/<tag> holds the commit without a newline; a sharded model brings its index and every shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revisions_are_pinned() {
     let hub = FakeHub::start().await;
@@ -211,9 +256,16 @@ async fn revisions_are_pinned() {
         fetch("org/m@v1", &cfg).await.unwrap(),
         root.join("snapshots").join(&c1)
     );
+    let requests = hub.log().len();
+    let upper = format!("org/m@{}", c1.to_ascii_uppercase());
     assert_eq!(
-        fetch(&format!("org/m@{c1}"), &cfg).await.unwrap(),
+        fetch(&upper, &cfg).await.unwrap(),
         root.join("snapshots").join(&c1)
+    );
+    assert_eq!(
+        hub.log().len(),
+        requests,
+        "a cached commit needs no request"
     );
     let main = fetch("org/m", &cfg).await.unwrap();
     assert_eq!(main, root.join("snapshots").join(&c2));
@@ -276,15 +328,10 @@ async fn cache_serves_offline_and_with_the_hub_down() {
     let py_cache = tempfile::tempdir().unwrap();
     let script = "from huggingface_hub import hf_hub_download as d\n\
                   for f in ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'model.safetensors']:\n    d('org/tiny', f)\n";
-    let out = Command::new("python")
-        .args(["-c", script])
-        .envs(env(&hub, py_cache.path()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("python")
+            .args(["-c", script])
+            .envs(env(&hub, py_cache.path())),
     );
 
     hub.stop();
@@ -297,17 +344,12 @@ async fn cache_serves_offline_and_with_the_hub_down() {
         "what is a cross encoder\tA cross-encoder reads the query and the document together.\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_crossrank"))
-        .args(["score", "--model", "org/tiny", "--input"])
-        .arg(pairs.path())
-        .env("HF_HUB_CACHE", py_cache.path())
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_crossrank"))
+            .args(["score", "--model", "org/tiny", "--input"])
+            .arg(pairs.path())
+            .env("HF_HUB_CACHE", py_cache.path())
+            .env("HF_HUB_OFFLINE", "1"),
     );
     let score: f32 = String::from_utf8(out.stdout)
         .unwrap()
@@ -330,7 +372,13 @@ async fn gated_model_needs_a_token() {
     let cfg = config(&hub, cache.path());
 
     let err = fetch("org/gated", &cfg).await.unwrap_err().to_string();
-    for part in ["org/gated@main", "HTTP 401", "GatedRepo", "HF_TOKEN"] {
+    for part in [
+        "org/gated@main",
+        "config.json",
+        "HTTP 401",
+        "GatedRepo",
+        "HF_TOKEN",
+    ] {
         assert!(err.contains(part), "{part}: {err}");
     }
     let wrong = HubConfig {
@@ -347,16 +395,18 @@ async fn gated_model_needs_a_token() {
         token: Some("hf_right".into()),
         ..cfg.clone()
     };
+    let before = hub.log().len();
     let dir = fetch("org/gated", &right).await.unwrap();
     assert!(dir.join("model.safetensors").is_file());
-    let log = hub.log();
-    assert!(log
+    let log = &hub.log()[before..];
+    let storage: Vec<_> = log.iter().filter(|l| l.path.starts_with("/cdn/")).collect();
+    assert!(!storage.is_empty());
+    assert!(storage
         .iter()
-        .filter(|l| l.path.starts_with("/cdn/"))
         .all(|l| !l.authorized && l.host.starts_with("localhost")));
     assert!(log
         .iter()
-        .filter(|l| l.path.contains("/resolve/"))
+        .filter(|l| !l.path.starts_with("/cdn/"))
         .all(|l| l.authorized));
 
     // The command line reports it the same way, and exits non-zero.
@@ -491,6 +541,17 @@ async fn broken_downloads_resume() {
     );
     assert!(!blobs.join(format!("{sha}.incomplete")).exists());
     fetch("org/tiny", &cfg).await.unwrap();
+
+    // a storage host that ignores Range: the partial file is dropped and the whole file taken
+    hub.ignore_range();
+    let cache = tempfile::tempdir().unwrap();
+    let blobs = cache.path().join("models--org--tiny/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(blobs.join(format!("{sha}.incomplete")), &weights[..100]).unwrap();
+    fetch("org/tiny", &config(&hub, cache.path()))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(blobs.join(&sha)).unwrap(), weights);
 }
 
 /// The init-container flow of the Helm chart: `crossrank fetch` fills the cache and prints
@@ -500,15 +561,10 @@ async fn fetch_then_serve_offline() {
     let hub = FakeHub::start().await;
     let commit = hub.publish("org/tiny", &["v1"], tiny_with_extras());
     let cache = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_crossrank"))
-        .args(["fetch", "org/tiny@v1"])
-        .envs(env(&hub, cache.path()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_crossrank"))
+            .args(["fetch", "org/tiny@v1"])
+            .envs(env(&hub, cache.path())),
     );
     let printed = String::from_utf8(out.stdout).unwrap();
     let snapshot = cache

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{ModelConfig, ModelOptions};
 use crate::engine::request::check_model_name;
 use crate::engine::{Engine, ServeError};
+use crate::hub::RepoRef;
 use crate::registry::{Entry, State};
 
 pub struct Models {
@@ -52,21 +53,21 @@ impl Models {
 impl Models {
     /// The directory under the model root that LoadModel's `path` names; or, when no such
     /// directory exists and hub loads are allowed, the Hugging Face id it is.
-    fn model_path(&self, path: &str) -> Result<PathBuf, ServeError> {
+    fn model_path(&self, path: &str) -> Result<(PathBuf, Option<RepoRef>), ServeError> {
         let local = under_root(self.model_root.as_deref(), path);
-        let id = crate::hub::RepoRef::parse(path).is_some();
         let local_exists = self
             .model_root
             .as_ref()
             .is_some_and(|root| root.join(path).exists());
-        match (local, id && !local_exists, self.hub_load) {
-            (Ok(dir), _, _) => Ok(dir),
-            (Err(_), true, true) => Ok(PathBuf::from(path)),
-            (Err(e), true, false) => Err(ServeError::PermissionDenied(format!(
+        let id = RepoRef::parse(path).filter(|_| !local_exists);
+        match (local, id, self.hub_load) {
+            (Ok(dir), _, _) => Ok((dir, None)),
+            (Err(_), Some(repo), true) => Ok((PathBuf::from(path), Some(repo))),
+            (Err(e), Some(_), false) => Err(ServeError::PermissionDenied(format!(
                 "{e}; and loading Hugging Face ids such as {path:?} is disabled: start the \
                  server with --allow-hub-load"
             ))),
-            (Err(e), false, _) => Err(e),
+            (Err(e), None, _) => Err(e),
         }
     }
 }
@@ -149,8 +150,9 @@ impl pb::models_server::Models for Models {
     ) -> Result<Response<pb::ModelInfo>, Status> {
         self.authorize(req.metadata())?;
         let req = req.into_inner();
-        let path = self.model_path(&req.path)?;
-        let config = model_config(req, path)?;
+        let (path, hub) = self.model_path(&req.path)?;
+        let mut config = model_config(req, path)?;
+        config.hub = hub; // decided against the model root, not the working directory
         let name = config.name.clone();
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.registry.load(config))

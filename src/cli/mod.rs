@@ -113,7 +113,9 @@ impl ModelArgs {
             dtype: self.dtype,
             max_length: self.max_length,
         };
-        let dir = crossrank::hub::model_dir_from_env("cli", &self.model, Progress::for_stderr())?;
+        let hub = crossrank::hub::HubConfig::from_env();
+        let dir = crossrank::hub::model_dir("cli", &self.model, &hub, Progress::for_stderr())
+            .map_err(anyhow::Error::msg)?;
         CrossEncoder::load(&dir, &opts).with_context(|| format!("loading {}", dir.display()))
     }
 }

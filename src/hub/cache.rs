@@ -42,7 +42,11 @@ impl RepoCache {
     pub fn set_ref(&self, revision: &str, commit: &str) -> io::Result<()> {
         let path = self.root.join("refs").join(revision);
         create_parent(&path)?;
-        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        // unique per process and call: two loads of one repository may write refs at once
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("ref");
+        let tmp = path.with_file_name(format!(".{name}.{}.{seq}.tmp", std::process::id()));
         std::fs::write(&tmp, commit)?;
         std::fs::rename(&tmp, &path)
     }
@@ -64,8 +68,12 @@ impl RepoCache {
     /// An exclusive lock on one blob, across processes (flock, as Python's filelock takes it).
     pub fn lock(&self, etag: &str) -> io::Result<File> {
         std::fs::create_dir_all(&self.locks)?;
-        let file = File::create(self.locks.join(format!("{etag}.lock")))?;
-        file.lock()?;
+        let path = self.locks.join(format!("{etag}.lock"));
+        let file = File::create(&path)?;
+        if file.try_lock().is_err() {
+            tracing::info!(lock = %path.display(), "waiting for another process's download");
+            file.lock()?;
+        }
         Ok(file)
     }
 

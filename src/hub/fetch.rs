@@ -18,6 +18,8 @@ use super::{HubConfig, HubError, Progress, RepoRef};
 /// Attempts per file when the connection breaks mid-download (each resumes where the last
 /// stopped).
 const ATTEMPTS: usize = 4;
+/// modules.json and the weights index are read up to this size.
+const MAX_JSON_BYTES: u64 = 64 << 20;
 
 /// The snapshot directory of `repo`, holding every file the model needs.
 pub fn snapshot(
@@ -29,17 +31,20 @@ pub fn snapshot(
     if config.offline {
         return cached(repo, &cache, config, "offline (HF_HUB_OFFLINE)");
     }
+    if repo.is_commit() {
+        // a commit never changes: a complete snapshot needs no request (as in huggingface_hub)
+        if let Ok(dir) = cached(repo, &cache, config, "") {
+            return Ok(dir);
+        }
+    }
     let hub = Hub::new(config, repo)?;
     let revision = match hub.revision() {
         Ok(r) => r,
-        Err(e) if transient(&e) => {
-            tracing::warn!(repo = %repo, error = %e, "the Hub is unreachable; trying the cache");
-            return cached(
-                repo,
-                &cache,
-                config,
-                &format!("the Hub is unreachable ({e})"),
-            );
+        Err(e) if cache_may_serve(&e) => {
+            tracing::warn!(repo = %repo, error = %e,
+                "the Hub did not answer the revision lookup; trying the cache");
+            let why = format!("the revision lookup failed ({e})");
+            return cached(repo, &cache, config, &why);
         }
         Err(e) => return Err(e),
     };
@@ -68,10 +73,13 @@ pub fn snapshot(
     Ok(cache.snapshot(&revision.commit))
 }
 
-/// An unreachable Hub or a server error: the cache may still serve.
-fn transient(e: &HubError) -> bool {
+/// No answer, a server error, a refused token or rate limiting: the cache may still serve what
+/// was fetched before (huggingface_hub falls back in the same cases). A 404 may not: the id or
+/// the revision is wrong.
+fn cache_may_serve(e: &HubError) -> bool {
     matches!(e, HubError::Unreachable { .. })
-        || matches!(e, HubError::Http { status, .. } if *status >= 500)
+        || matches!(e, HubError::Http { status, .. }
+            if *status >= 500 || [401, 403, 429].contains(status))
 }
 
 /// The cached snapshot of `repo`, when it holds the required files.
@@ -179,13 +187,15 @@ impl Fetcher<'_> {
         ))
     }
 
+    /// A small JSON file of the snapshot (modules.json, the weights index), read up to
+    /// [`MAX_JSON_BYTES`].
     fn read(&self, file: &str) -> Result<String, HubError> {
         let path = self.cache.snapshot(&self.commit).join(file);
-        std::fs::read_to_string(&path).map_err(|source| HubError::Io {
-            repo: self.repo.to_string(),
-            path,
-            source,
-        })
+        let mut text = String::new();
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(MAX_JSON_BYTES).read_to_string(&mut text))
+            .map_err(|e| self.io(&path, e))?;
+        Ok(text)
     }
 
     /// Brings one file into the snapshot, downloading its blob unless the cache has it.
@@ -246,6 +256,7 @@ impl Fetcher<'_> {
                 return Err(e); // the partial file stays for the next run to resume
             }
             tracing::warn!(repo = %self.repo, file, attempt, error = %e, "download interrupted; resuming");
+            std::thread::sleep(std::time::Duration::from_millis(250 * attempt as u64));
             attempt += 1;
         }
         if let Err(reason) = verify(&partial, meta) {
@@ -270,11 +281,12 @@ impl Fetcher<'_> {
         if have == meta.size {
             return Ok(());
         }
-        let mut response = self.hub.get(&meta.url, file, have)?;
+        let response = self.hub.get(&meta.url, file, have)?;
         if have > 0 && !resumes_at(&response, have) {
             out.set_len(0).map_err(|e| self.io(partial, e))?; // Range not honoured: restart
             have = 0;
         }
+        let mut response = response.take(meta.size - have); // never past the announced size
         let mut buf = vec![0u8; 1 << 16];
         while have < meta.size {
             let n = match response.read(&mut buf) {

@@ -1,7 +1,7 @@
 //! The Hub's HTTP interface, as `huggingface_hub` speaks it:
 //! - `GET {endpoint}/api/models/{id}/revision/{rev}`: the commit a revision names, and its files;
 //! - `HEAD {endpoint}/{id}/resolve/{commit}/{path}`: a file's ETag and size (from `X-Linked-*`
-//!   on an LFS file's redirect to storage), following only relative redirects;
+//!   on an LFS file's redirect to storage), following redirects within the Hub only;
 //! - `GET` of the same URL (or the storage URL), with `Range: bytes=N-` to resume.
 
 use std::collections::BTreeSet;
@@ -82,7 +82,11 @@ impl<'a> Hub<'a> {
             encode(&self.repo.revision)
         );
         let what = "the revision";
-        let response = self.send(Method::GET, &url, what, None)?;
+        let (response, _) = self.follow(Method::GET, &url, what, None, false)?;
+        if response.status().is_redirection() {
+            let reason = "the revision lookup was redirected to another host".into();
+            return Err(invalid(self.repo, what, reason));
+        }
         let mut body = Vec::new();
         response
             .take(MAX_LISTING_BYTES)
@@ -114,77 +118,94 @@ impl<'a> Hub<'a> {
         })
     }
 
-    /// A file's ETag, size and download URL at `commit`.
+    /// A file's ETag, size and download URL at `commit`. Redirects within the Hub are
+    /// followed; a redirect to another host (an LFS file's storage) is where the file is got,
+    /// its ETag and size taken from the redirect's `X-Linked-*` headers.
     pub fn head(&self, commit: &str, file: &str) -> Result<FileMeta, HubError> {
-        let mut url = self.resolve_url(commit, file);
-        for _ in 0..=MAX_REDIRECTS {
-            let response = self.send(Method::HEAD, &url, file, None)?;
-            let h = response.headers();
-            let location = header_str(h, header::LOCATION.as_str());
-            let relative = location.as_deref().filter(|l| l.starts_with('/'));
-            if let (true, Some(path)) = (response.status().is_redirection(), relative) {
-                url = format!("{}{path}", origin(&url));
-                continue;
-            }
-            let etag = header_str(h, "x-linked-etag").or_else(|| header_str(h, "etag"));
-            let size = header_str(h, "x-linked-size")
-                .or_else(|| header_str(h, header::CONTENT_LENGTH.as_str()))
-                .and_then(|s| s.parse::<u64>().ok());
-            let (Some(etag), Some(size)) = (etag, size) else {
-                return Err(invalid(
-                    self.repo,
-                    file,
-                    format!("{url} gave no ETag or size"),
-                ));
-            };
-            let etag = etag.trim_start_matches("W/").trim_matches('"').to_owned();
-            if etag.is_empty() || !etag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                return Err(invalid(
-                    self.repo,
-                    file,
-                    format!("{url} gave the ETag {etag:?}"),
-                ));
-            }
-            return Ok(FileMeta {
-                etag,
-                size,
-                url: location
-                    .filter(|_| response.status().is_redirection())
-                    .unwrap_or(url),
-            });
-        }
-        Err(invalid(
-            self.repo,
+        let (response, url) = self.follow(
+            Method::HEAD,
+            &self.resolve_url(commit, file),
             file,
-            format!("more than {MAX_REDIRECTS} redirects"),
-        ))
+            None,
+            false,
+        )?;
+        let h = response.headers();
+        let redirected = response.status().is_redirection();
+        let etag = header_str(h, "x-linked-etag").or_else(|| header_str(h, "etag"));
+        // a redirect's own Content-Length describes the redirect, not the file
+        let length = (!redirected)
+            .then(|| header_str(h, header::CONTENT_LENGTH.as_str()))
+            .flatten();
+        let size = header_str(h, "x-linked-size")
+            .or(length)
+            .and_then(|s| s.parse::<u64>().ok());
+        let (Some(etag), Some(size)) = (etag, size) else {
+            return Err(invalid(
+                self.repo,
+                file,
+                format!("{} gave no ETag or size", redact(&url)),
+            ));
+        };
+        let etag = etag.trim_start_matches("W/").trim_matches('"').to_owned();
+        if etag.is_empty() || !etag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(invalid(
+                self.repo,
+                file,
+                format!("the ETag {etag:?} is not a plain name"),
+            ));
+        }
+        let url = match redirected {
+            true => location(&response, &url).ok_or_else(|| {
+                invalid(
+                    self.repo,
+                    file,
+                    "a redirect without a usable Location".into(),
+                )
+            })?,
+            false => url,
+        };
+        Ok(FileMeta { etag, size, url })
     }
 
-    /// GETs `url` from byte `from` on (the whole file when 0), following redirects; the
-    /// token goes only to the endpoint's own host.
+    /// GETs `url` from byte `from` on (the whole file when 0), following redirects anywhere;
+    /// the token goes only to the endpoint's own host.
     pub fn get(&self, url: &str, file: &str, from: u64) -> Result<Response, HubError> {
         let range = (from > 0).then(|| format!("bytes={from}-"));
+        let (response, _) = self.follow(Method::GET, url, file, range.as_deref(), true)?;
+        match response.status().is_redirection() {
+            true => Err(invalid(
+                self.repo,
+                file,
+                "a redirect without a usable Location".into(),
+            )),
+            false => Ok(response),
+        }
+    }
+
+    /// Sends `method` to `url` and follows redirects (to other hosts only with `anywhere`), at
+    /// most [`MAX_REDIRECTS`]; returns the last answer and its URL.
+    fn follow(
+        &self,
+        method: Method,
+        url: &str,
+        what: &str,
+        range: Option<&str>,
+        anywhere: bool,
+    ) -> Result<(Response, String), HubError> {
         let mut url = url.to_owned();
         for _ in 0..=MAX_REDIRECTS {
-            let response = self.send(Method::GET, &url, file, range.as_deref())?;
+            let response = self.send(method.clone(), &url, what, range)?;
             if !response.status().is_redirection() {
-                return Ok(response);
+                return Ok((response, url));
             }
-            let Some(location) = header_str(response.headers(), header::LOCATION.as_str()) else {
-                return Err(invalid(
-                    self.repo,
-                    file,
-                    format!("{url}: a redirect without Location"),
-                ));
-            };
-            url = match location.starts_with('/') {
-                true => format!("{}{location}", origin(&url)),
-                false => location,
-            };
+            match location(&response, &url) {
+                Some(next) if anywhere || same_origin(&next, &url) => url = next,
+                _ => return Ok((response, url)),
+            }
         }
         Err(invalid(
             self.repo,
-            file,
+            what,
             format!("more than {MAX_REDIRECTS} redirects"),
         ))
     }
@@ -209,7 +230,7 @@ impl<'a> Hub<'a> {
         range: Option<&str>,
     ) -> Result<Response, HubError> {
         let mut request: RequestBuilder = self.client.request(method, url);
-        if let (Some(token), true) = (&self.config.token, url.starts_with(&self.config.endpoint)) {
+        if let (Some(token), true) = (&self.config.token, same_origin(url, &self.config.endpoint)) {
             let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
                 invalid(
                     self.repo,
@@ -229,8 +250,8 @@ impl<'a> Hub<'a> {
             .map_err(|e| HubError::Unreachable {
                 repo: self.repo.to_string(),
                 what: what.to_owned(),
-                endpoint: origin(url).to_owned(),
-                reason: error_chain(&e),
+                endpoint: origin(url),
+                reason: error_chain(&e.without_url()),
             })?;
         if response.status().as_u16() >= 400 {
             return Err(status_error(self.repo, what, &response));
@@ -265,29 +286,61 @@ fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
     Some(v.chars().take(300).collect())
 }
 
-/// `scheme://host[:port]` of a URL.
-fn origin(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    match url[after_scheme..].find('/') {
-        Some(i) => &url[..after_scheme + i],
-        None => url,
+/// `scheme://host[:port]` of a URL (the URL itself when it does not parse).
+fn origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => url.to_owned(),
     }
+}
+
+/// Same scheme, host and port: where the token may go, and where redirects are followed
+/// without leaving the Hub.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
+/// A redirect's target, relative ones resolved against `url`.
+fn location(response: &Response, url: &str) -> Option<String> {
+    let target = header_str(response.headers(), header::LOCATION.as_str())?;
+    let next = reqwest::Url::parse(url).ok()?.join(&target).ok()?;
+    matches!(next.scheme(), "http" | "https").then(|| next.to_string())
+}
+
+/// A URL without its query (where storage hosts put signatures), for messages.
+fn redact(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_owned()
 }
 
 fn encode(segment: &str) -> String {
     utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
-/// An error with its causes ("error sending request: connection refused").
+/// An error with its causes ("error sending request: connection refused"), without the URLs
+/// reqwest puts in them (" for url (…)"): a storage URL carries a signature.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
+    let mut text = without_urls(&e.to_string());
     let mut source = e.source();
     while let Some(s) = source {
         text.push_str(": ");
-        text.push_str(&s.to_string());
+        text.push_str(&without_urls(&s.to_string()));
         source = s.source();
     }
     text
+}
+
+fn without_urls(text: &str) -> String {
+    match text.find(" for url (") {
+        Some(i) => {
+            let rest = &text[i..];
+            let end = rest.find(')').map_or(rest.len(), |j| j + 1);
+            format!("{}{}", &text[..i], without_urls(&rest[end..]))
+        }
+        None => text.to_owned(),
+    }
 }
 
 /// True for a 206 whose `Content-Range` starts at `from`.
@@ -310,6 +363,20 @@ mod tests {
     fn urls() {
         assert_eq!(origin("http://127.0.0.1:8/a/b"), "http://127.0.0.1:8");
         assert_eq!(origin("https://h"), "https://h");
+        let hub = "https://huggingface.co";
+        assert!(same_origin("https://huggingface.co/a/resolve/x", hub));
+        for other in [
+            "https://huggingface.co.evil.net/a",
+            "https://huggingface.co@evil.net/a",
+            "http://huggingface.co/a",
+            "https://huggingface.co:8443/a",
+        ] {
+            assert!(!same_origin(other, hub), "{other}");
+        }
+        assert_eq!(
+            without_urls("error decoding response body for url (https://cdn/x?sig=s): eof"),
+            "error decoding response body: eof"
+        );
         assert_eq!(encode("refs/pr/1"), "refs%2Fpr%2F1");
         assert_eq!(encode("v1.0-rc_2~"), "v1.0-rc_2~");
     }

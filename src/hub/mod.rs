@@ -45,9 +45,14 @@ impl RepoRef {
         if !valid_part(org) || !valid_part(name) || !valid_revision(revision) {
             return None;
         }
+        // a commit names its snapshot folder in lower case, as the Hub writes it
+        let revision = match is_commit(revision) {
+            true => revision.to_ascii_lowercase(),
+            false => revision.to_owned(),
+        };
         Some(Self {
             id: id.to_owned(),
-            revision: revision.to_owned(),
+            revision,
         })
     }
 
@@ -87,56 +92,50 @@ fn is_commit(rev: &str) -> bool {
     rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The directory to load for a model given as `path`: `path` itself when it exists (or is no
-/// Hugging Face id, for the loader to report), else the id's snapshot, fetched as needed.
-/// `model` names the model in logs.
+/// The directory to load for a model given as `path` (relative to the working directory):
+/// `path` itself when it exists (or is no Hugging Face id, for the loader to report), else the
+/// id's snapshot, fetched as needed. `model` names the model in logs.
 pub fn model_dir(
     model: &str,
     path: &Path,
     config: &HubConfig,
     progress: Progress,
-) -> Result<PathBuf, HubError> {
-    let repo = path.to_str().and_then(RepoRef::parse);
-    match repo {
+) -> Result<PathBuf, String> {
+    match path.to_str().and_then(RepoRef::parse) {
         Some(_) if path.exists() => {
             tracing::info!(model, dir = %path.display(),
                 "using the local directory, not the Hugging Face id of the same name");
             Ok(path.to_owned())
         }
-        Some(repo) => {
-            let dir = fetch::snapshot(&repo, config, progress)?;
-            tracing::info!(model, repo = %repo, dir = %dir.display(), "using the Hugging Face model");
-            Ok(dir)
-        }
+        Some(repo) => fetch_model(model, &repo, config, progress),
         None => Ok(path.to_owned()),
     }
 }
 
-/// [`model_dir`] with the configuration from the environment.
-pub fn model_dir_from_env(
+/// The snapshot of `repo`, fetched as needed; the error also says that no local directory of
+/// that name exists (the id may be a mistyped path).
+pub fn fetch_model(
     model: &str,
-    path: &Path,
+    repo: &RepoRef,
+    config: &HubConfig,
     progress: Progress,
-) -> Result<PathBuf, HubError> {
-    model_dir(model, path, &HubConfig::from_env(), progress)
+) -> Result<PathBuf, String> {
+    let dir = fetch::snapshot(repo, config, progress).map_err(|e| {
+        format!(
+            "{e} (taken as a Hugging Face id: there is no local directory {:?})",
+            repo.id
+        )
+    })?;
+    tracing::info!(model, repo = %repo, dir = %dir.display(), "using the Hugging Face model");
+    Ok(dir)
 }
 
-/// True when `path` would be fetched from the Hub: a valid id with no local directory of that
-/// name.
-pub fn is_remote(path: &Path) -> bool {
-    !path.exists() && path.to_str().and_then(RepoRef::parse).is_some()
-}
-
-/// The cached snapshot of the id `path`, without any network access; None when `path` is no id
-/// to fetch or the cache has not seen its revision.
-pub fn cached_snapshot(path: &Path) -> Option<PathBuf> {
-    if !is_remote(path) {
-        return None;
-    }
-    let repo = RepoRef::parse(path.to_str()?)?;
+/// The cached snapshot of `repo`, without any network access; None when the cache has not seen
+/// its revision.
+pub fn cached_snapshot(repo: &RepoRef) -> Option<PathBuf> {
     let config = HubConfig::from_env();
-    let cache = cache::RepoCache::new(&config.cache_dir, &repo);
-    Some(cache.snapshot(&cache.commit_of(&repo)?))
+    let cache = cache::RepoCache::new(&config.cache_dir, repo);
+    Some(cache.snapshot(&cache.commit_of(repo)?))
 }
 
 #[cfg(test)]

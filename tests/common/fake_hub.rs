@@ -30,6 +30,8 @@ struct State {
     cut: HashSet<String>,
     /// Files listed but answered with 404 on resolve.
     hidden: HashSet<String>,
+    /// The storage host answers every GET whole, ignoring Range.
+    ignore_range: bool,
     log: Vec<Logged>,
 }
 
@@ -117,6 +119,11 @@ impl FakeHub {
     /// `file` stays listed, but resolving it answers 404.
     pub fn hide(&self, file: &str) {
         self.state.lock().unwrap().hidden.insert(file.to_owned());
+    }
+
+    /// The storage host ignores Range from now on (200 with the whole file).
+    pub fn ignore_range(&self) {
+        self.state.lock().unwrap().ignore_range = true;
     }
 
     pub fn log(&self) -> Vec<Logged> {
@@ -226,12 +233,14 @@ fn error(status: StatusCode, code: &str, message: &str, commit: Option<&str>) ->
     r.body(Body::empty()).unwrap()
 }
 
-/// The repository and the commit a revision names, after the access check.
+/// The repository and the commit a revision names, after the access check of a gated
+/// repository's files (`files`): like the Hub, anyone may see a gated model's description.
 fn find<'a>(
     s: &'a State,
     id: &str,
     rev: &str,
     token: Option<String>,
+    files: bool,
 ) -> Result<(&'a Repo, String), Box<Response>> {
     let Some(repo) = s.repos.get(id) else {
         let msg = "Repository not found";
@@ -243,6 +252,7 @@ fn find<'a>(
         )));
     };
     match (&repo.token, token) {
+        _ if !files => {}
         (Some(_), None) => {
             let msg = format!("Access to model {id} is restricted. You must have access to it and be authenticated to access it. Please log in.");
             return Err(Box::new(error(
@@ -284,7 +294,7 @@ fn find<'a>(
 }
 
 fn revision(s: &State, id: &str, rev: &str, token: Option<String>) -> Response {
-    let (repo, commit) = match find(s, id, rev, token) {
+    let (repo, commit) = match find(s, id, rev, token, false) {
         Ok(found) => found,
         Err(r) => return *r,
     };
@@ -308,7 +318,7 @@ fn resolve(
     path: &str,
     token: Option<String>,
 ) -> Response {
-    let (repo, commit) = match find(s, id, rev, token) {
+    let (repo, commit) = match find(s, id, rev, token, true) {
         Ok(found) => found,
         Err(r) => return *r,
     };
@@ -363,6 +373,7 @@ fn storage(s: &mut State, sha: &str, range: Option<String>) -> Response {
             .body(Body::from_stream(futures::stream::iter(chunks)))
             .unwrap();
     }
+    let range = range.filter(|_| !s.ignore_range);
     let from = range.as_deref().and_then(|r| {
         r.strip_prefix("bytes=")?
             .strip_suffix('-')?
