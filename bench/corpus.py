@@ -19,19 +19,24 @@ MODULES = [
 ]
 
 
+def docstrings(name: str) -> list[str]:
+    """The docstring of module `name`, then those of its public callables by attribute name."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = importlib.import_module(name)
+    docs = [module.__doc__ or ""]
+    for attr in sorted(dir(module)):
+        obj = getattr(module, attr, None)
+        doc = getattr(obj, "__doc__", None)
+        if not attr.startswith("_") and callable(obj) and isinstance(doc, str):
+            docs.append(doc)
+    return docs
+
+
 def sentences() -> list[str]:
     out = []
     for name in MODULES:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module = importlib.import_module(name)
-        docs = [module.__doc__ or ""]
-        for attr in sorted(dir(module)):
-            obj = getattr(module, attr, None)
-            doc = getattr(obj, "__doc__", None)
-            if not attr.startswith("_") and callable(obj) and isinstance(doc, str):
-                docs.append(doc)
-        for doc in docs:
+        for doc in docstrings(name):
             text = " ".join(doc.split())
             for s in re.split(r"(?<=[.!?])\s+", text):
                 if 60 <= len(s) <= 400 and not s.startswith(">>>"):

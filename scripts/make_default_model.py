@@ -23,7 +23,6 @@ holds the recipe hash (see recipe_hash) that scripts/setup.sh compares to decide
 """
 
 import hashlib
-import importlib
 import math
 import random
 import re
@@ -31,7 +30,6 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -87,16 +85,7 @@ def documents() -> list[tuple[str, list[str]]]:
     """(module, sentences) for every distinct standard-library docstring with >= 2 usable sentences."""
     docs: dict[str, tuple[str, list[str]]] = {}
     for name in corpus.MODULES:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module = importlib.import_module(name)
-            items = [module.__doc__ or ""]
-            for attr in sorted(dir(module)):
-                obj = getattr(module, attr, None)
-                doc = getattr(obj, "__doc__", None)
-                if not attr.startswith("_") and callable(obj) and isinstance(doc, str):
-                    items.append(doc)
-        for doc in items:
+        for doc in corpus.docstrings(name):
             text = " ".join(doc.split())
             sents = [s for s in SPLIT.split(text) if 20 <= len(s) <= 400 and not s.startswith(">>>")]
             if len(sents) >= 2 and text not in docs:
