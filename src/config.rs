@@ -36,6 +36,9 @@ pub struct ModelConfig {
     /// Set when `path` is a Hugging Face id to fetch (no directory of that name exists): decided
     /// once, here, and never by looking at the disk again.
     pub hub: Option<crate::hub::RepoRef>,
+    /// `path` is a local directory whose name is also a valid Hugging Face id (said in the log
+    /// when the model loads).
+    pub shadows_id: bool,
     /// One replica per entry, by device name (`cpu`, `cuda:0`, …).
     pub devices: Vec<String>,
     pub dtype: Option<DType>,
@@ -299,7 +302,7 @@ fn default_replicas(device: &str, (dir, hub): (PathBuf, Option<crate::hub::RepoR
 /// directory of that name there (then the id itself, fetched when the model loads).
 fn model_path(base: &Path, path: &Path) -> (PathBuf, Option<crate::hub::RepoRef>) {
     let local = base.join(path);
-    match path.to_str().and_then(crate::hub::RepoRef::parse) {
+    match crate::hub::RepoRef::parse_path(path) {
         Some(repo) if !local.exists() => (path.to_owned(), Some(repo)),
         _ => (local, None),
     }
@@ -354,9 +357,11 @@ impl ModelOptions {
             .max_batch_pairs
             .unwrap_or_else(|| default_batch_pairs(&devices));
         let (path, hub) = model_path(base, &self.path);
+        let shadows_id = hub.is_none() && crate::hub::RepoRef::parse_path(&self.path).is_some();
         Ok(ModelConfig {
             path,
             hub,
+            shadows_id,
             devices,
             dtype: self.dtype.as_deref().map(DType::from_str).transpose()?,
             max_length: self.max_length,

@@ -257,6 +257,10 @@ fn start(
         Some(repo) => hub::fetch_model(&config.name, repo, &HubConfig::from_env(), Progress::Log)?,
         None => config.path.clone(),
     };
+    if config.shadows_id {
+        tracing::info!(model = %config.name, dir = %dir.display(),
+            "using the local directory, not the Hugging Face id of the same name");
+    }
     let queue = Queue::new(config.batching);
     let mut workers = Vec::new();
     let mut first: Option<(ModelSpec, DType, PairTokenizer)> = None;

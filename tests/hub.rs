@@ -224,6 +224,11 @@ async fn load_model_by_id_needs_the_flag() {
         local.canonicalize().unwrap().display().to_string()
     );
     assert!(hub.log().is_empty(), "{:?}", hub.log());
+    let log = server.stderr();
+    assert!(
+        log.contains("using the local directory, not the Hugging Face id"),
+        "{log}"
+    );
     assert!(std::path::Path::new("models/minilm-ce/config.json").is_file());
     let err = models
         .load_model(load_request("y", "models/minilm-ce"))

@@ -151,8 +151,11 @@ impl pb::models_server::Models for Models {
         self.authorize(req.metadata())?;
         let req = req.into_inner();
         let (path, hub) = self.model_path(&req.path)?;
+        let id_like = RepoRef::parse(&req.path).is_some();
         let mut config = model_config(req, path)?;
-        config.hub = hub; // decided against the model root, not the working directory
+        // decided against the model root, not the working directory
+        config.shadows_id = hub.is_none() && id_like;
+        config.hub = hub;
         let name = config.name.clone();
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.registry.load(config))

@@ -56,6 +56,11 @@ impl RepoRef {
         })
     }
 
+    /// [`RepoRef::parse`] of a path given as a model directory.
+    pub fn parse_path(path: &Path) -> Option<Self> {
+        path.to_str().and_then(Self::parse)
+    }
+
     /// A 40-hex revision is a commit: it needs no resolving and names its snapshot.
     pub fn is_commit(&self) -> bool {
         is_commit(&self.revision)
@@ -101,7 +106,7 @@ pub fn model_dir(
     config: &HubConfig,
     progress: Progress,
 ) -> Result<PathBuf, String> {
-    match path.to_str().and_then(RepoRef::parse) {
+    match RepoRef::parse_path(path) {
         Some(_) if path.exists() => {
             tracing::info!(model, dir = %path.display(),
                 "using the local directory, not the Hugging Face id of the same name");
