@@ -604,3 +604,65 @@ async fn fetch_then_serve_offline() {
         "the offline server sent requests"
     );
 }
+
+/// An LLM reranker in sentence-transformers' causal form by id: the module config that
+/// modules.json names (one folder down) and the chat template are fetched, nothing else, and
+/// `crossrank score` on the snapshot gives sentence-transformers' scores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_reranker_by_id_brings_its_module_config() {
+    let hub = FakeHub::start().await;
+    let dir = fixtures().join("causal");
+    let mut files = model_files(&dir);
+    let module = std::fs::read(dir.join("1_LogitScore/config.json")).unwrap();
+    files.insert("1_LogitScore/config.json".into(), module);
+    hub.publish("org/llm", &["main"], files);
+    let cache = tempfile::tempdir().unwrap();
+    let snapshot = fetch("org/llm", &config(&hub, cache.path())).await.unwrap();
+    for wanted in [
+        "1_LogitScore/config.json",
+        "chat_template.jinja",
+        "modules.json",
+    ] {
+        assert!(snapshot.join(wanted).is_file(), "{wanted} missing");
+    }
+    for unwanted in ["README.md", "expected.json", "generation_config.json"] {
+        assert!(!snapshot.join(unwanted).exists(), "{unwanted} fetched");
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        pairs: Vec<(String, String)>,
+        scores: Scores,
+    }
+    #[derive(serde::Deserialize)]
+    struct Scores {
+        default: Vec<f32>,
+    }
+    let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+    let reference: Reference = serde_json::from_str(&text).unwrap();
+    let input: String = reference
+        .pairs
+        .iter()
+        .map(|(a, b)| serde_json::json!({ "text_a": a, "text_b": b }).to_string() + "\n")
+        .collect();
+    let pairs = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(pairs.path(), input).unwrap();
+    let mut vars = env(&hub, cache.path());
+    vars.retain(|(k, _)| *k != "HF_HUB_OFFLINE");
+    vars.push(("HF_HUB_OFFLINE", "1"));
+    let out = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_crossrank"))
+            .args(["score", "--model", "org/llm", "--input"])
+            .arg(pairs.path())
+            .envs(vars),
+    );
+    let got: Vec<f32> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(got.len(), reference.scores.default.len());
+    for (g, w) in got.iter().zip(&reference.scores.default) {
+        assert!((g - w).abs() <= 1e-4, "{g} vs {w}");
+    }
+}
