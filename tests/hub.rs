@@ -305,6 +305,17 @@ async fn revisions_are_pinned() {
     for s in &shards {
         assert!(dir.join(s).is_file(), "{s}");
     }
+    // offline, a snapshot missing a shard is not taken for complete
+    std::fs::remove_file(dir.join(&shards[1])).unwrap();
+    let offline = HubConfig {
+        offline: true,
+        ..cfg.clone()
+    };
+    let err = fetch("org/sharded", &offline)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("the shard {}", shards[1])), "{err}");
 }
 
 /// Offline: the cache serves without a single request; with the hub down the fetch falls back

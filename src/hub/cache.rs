@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::RepoRef;
@@ -69,7 +70,13 @@ impl RepoCache {
     pub fn lock(&self, etag: &str) -> io::Result<File> {
         std::fs::create_dir_all(&self.locks)?;
         let path = self.locks.join(format!("{etag}.lock"));
-        let file = File::create(&path)?;
+        // group-writable like huggingface_hub's, for a cache shared by several users
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o664)
+            .open(&path)?;
         if file.try_lock().is_err() {
             tracing::info!(lock = %path.display(), "waiting for another process's download");
             file.lock()?;

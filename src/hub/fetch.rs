@@ -104,13 +104,26 @@ fn cached(
             return Err(missing(format!("{file} in the snapshot {commit}")));
         }
     }
-    if !dir.join(SINGLE_WEIGHTS).is_file() && !dir.join(WEIGHTS_INDEX).is_file() {
-        return Err(missing(format!(
-            "safetensors weights in the snapshot {commit}"
-        )));
+    if !dir.join(SINGLE_WEIGHTS).is_file() {
+        let shards = cached_shards(&dir.join(WEIGHTS_INDEX))
+            .ok_or_else(|| missing(format!("safetensors weights in the snapshot {commit}")))?;
+        if let Some(shard) = shards.iter().find(|s| !dir.join(s).is_file()) {
+            return Err(missing(format!(
+                "the shard {shard} in the snapshot {commit}"
+            )));
+        }
     }
     tracing::info!(repo = %repo, commit, "using the cached snapshot");
     Ok(dir)
+}
+
+/// The shards a cached weights index names; None without a readable index.
+fn cached_shards(index: &Path) -> Option<Vec<String>> {
+    let mut text = String::new();
+    std::fs::File::open(index)
+        .and_then(|f| f.take(MAX_JSON_BYTES).read_to_string(&mut text))
+        .ok()?;
+    files::shards(&text).ok()
 }
 
 struct Fetcher<'a> {
@@ -245,7 +258,8 @@ impl Fetcher<'_> {
         if let Some(dir) = partial.parent() {
             std::fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
         }
-        self.tracker.file(file, meta.size);
+        let kept = std::fs::metadata(&partial).map_or(0, |m| m.len().min(meta.size));
+        self.tracker.file(file, meta.size - kept);
         let mut attempt = 1;
         while let Err(e) = self.transfer(file, meta, &partial) {
             let retry = matches!(
@@ -284,6 +298,7 @@ impl Fetcher<'_> {
         let response = self.hub.get(&meta.url, file, have)?;
         if have > 0 && !resumes_at(&response, have) {
             out.set_len(0).map_err(|e| self.io(partial, e))?; // Range not honoured: restart
+            self.tracker.rewind(have);
             have = 0;
         }
         let mut response = response.take(meta.size - have); // never past the announced size

@@ -70,6 +70,14 @@ impl Tracker {
         }
     }
 
+    /// `bytes` already counted must be fetched again (a server that ignored Range).
+    pub fn rewind(&mut self, bytes: u64) {
+        self.total += bytes;
+        if let Some(bar) = &self.bar {
+            bar.set_length(self.total);
+        }
+    }
+
     pub fn advance(&mut self, bytes: u64) {
         self.done += bytes;
         match &self.bar {
