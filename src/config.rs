@@ -280,14 +280,14 @@ pub fn check_model(m: &ModelConfig) -> Result<(), String> {
 /// launches (MiniLM-L6, 11M encoder parameters, on an H200: 11,086 pairs/s with one replica,
 /// 17,582 with four), while a large one fills it alone (BERT-large, 302M: the GPU saturated
 /// with one). Base-size models (85M) get two, a choice not measured yet.
-fn default_replicas(device: &str, (dir, hub): (PathBuf, Option<crate::hub::RepoRef>)) -> usize {
+fn default_replicas(device: &str, dir: &Path, hub: Option<&crate::hub::RepoRef>) -> usize {
     if !device.starts_with("cuda") {
         return 1;
     }
     // A Hugging Face id is sized from its cached snapshot; not yet fetched, it gets 1.
     let dir = hub
-        .and_then(|repo| crate::hub::cached_snapshot(&repo))
-        .unwrap_or(dir);
+        .and_then(crate::hub::cached_snapshot)
+        .unwrap_or_else(|| dir.to_owned());
     let params = RawConfig::read(&dir.join("config.json"))
         .ok()
         .and_then(|c| c.encoder_parameters());
@@ -336,6 +336,7 @@ impl ModelOptions {
                 self.replicas.unwrap_or_default()
             ));
         }
+        let (path, hub) = model_path(base, &self.path);
         let devices = match (self.devices, self.device) {
             (Some(_), Some(_)) => {
                 return Err(format!(
@@ -348,7 +349,7 @@ impl ModelOptions {
                 let device = d.unwrap_or_else(|| "cpu".into());
                 let replicas = self
                     .replicas
-                    .unwrap_or_else(|| default_replicas(&device, model_path(base, &self.path)));
+                    .unwrap_or_else(|| default_replicas(&device, &path, hub.as_ref()));
                 vec![device; replicas]
             }
         };
@@ -356,7 +357,6 @@ impl ModelOptions {
         let max_batch_pairs = self
             .max_batch_pairs
             .unwrap_or_else(|| default_batch_pairs(&devices));
-        let (path, hub) = model_path(base, &self.path);
         let shadows_id = hub.is_none() && crate::hub::RepoRef::parse_path(&self.path).is_some();
         Ok(ModelConfig {
             path,

@@ -49,6 +49,17 @@ fn score_req(exp: &Reference, instruction: Option<&str>, raw: bool) -> pb::Score
     }
 }
 
+/// A ranked document's score is sentence-transformers' score of that document (within 4e-5).
+fn assert_close(d: &pb::RankedDocument, want: &[f32], what: &str) {
+    let w = want[d.index as usize];
+    assert!(
+        (d.score - w).abs() <= 1e-5 * 4.0,
+        "{what} {}: {} vs {w}",
+        d.index,
+        d.score
+    );
+}
+
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -110,14 +121,7 @@ async fn llm_reranker_over_grpc_with_instructions() {
         .unwrap()
         .into_inner();
     for d in &r.results {
-        let gap = (d.score - want[d.index as usize]).abs();
-        assert!(
-            gap <= 1e-5 * 4.0,
-            "rerank {}: {} vs {}",
-            d.index,
-            d.score,
-            want[d.index as usize]
-        );
+        assert_close(d, want, "rerank");
     }
     let header = pb::RerankStreamRequest {
         kind: Some(In::Header(pb::RerankStreamHeader {
@@ -143,14 +147,7 @@ async fn llm_reranker_over_grpc_with_instructions() {
         }
     }
     for d in ranked.expect("a final ranking").results {
-        let gap = (d.score - want[d.index as usize]).abs();
-        assert!(
-            gap <= 1e-5 * 4.0,
-            "stream {}: {} vs {}",
-            d.index,
-            d.score,
-            want[d.index as usize]
-        );
+        assert_close(&d, want, "stream");
     }
 
     // A model without a chat template takes no instruction (an empty one is no instruction).

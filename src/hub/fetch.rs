@@ -119,11 +119,16 @@ fn cached(
 
 /// The shards a cached weights index names; None without a readable index.
 fn cached_shards(index: &Path) -> Option<Vec<String>> {
+    files::shards(&read_small(index).ok()?).ok()
+}
+
+/// A small JSON file (modules.json, the weights index), read up to [`MAX_JSON_BYTES`].
+fn read_small(path: &Path) -> std::io::Result<String> {
     let mut text = String::new();
-    std::fs::File::open(index)
-        .and_then(|f| f.take(MAX_JSON_BYTES).read_to_string(&mut text))
-        .ok()?;
-    files::shards(&text).ok()
+    std::fs::File::open(path)?
+        .take(MAX_JSON_BYTES)
+        .read_to_string(&mut text)?;
+    Ok(text)
 }
 
 struct Fetcher<'a> {
@@ -132,7 +137,8 @@ struct Fetcher<'a> {
     repo: &'a RepoRef,
     commit: String,
     tracker: Tracker,
-    /// The bound on the model's files, and their bytes so far (cached ones included).
+    /// The bound on the model's files, and the bytes of those described so far (files already
+    /// in the snapshot are not described, so not counted).
     max_bytes: u64,
     bytes: u64,
 }
@@ -200,15 +206,10 @@ impl Fetcher<'_> {
         ))
     }
 
-    /// A small JSON file of the snapshot (modules.json, the weights index), read up to
-    /// [`MAX_JSON_BYTES`].
+    /// A small JSON file of the snapshot (see [`read_small`]).
     fn read(&self, file: &str) -> Result<String, HubError> {
         let path = self.cache.snapshot(&self.commit).join(file);
-        let mut text = String::new();
-        std::fs::File::open(&path)
-            .and_then(|f| f.take(MAX_JSON_BYTES).read_to_string(&mut text))
-            .map_err(|e| self.io(&path, e))?;
-        Ok(text)
+        read_small(&path).map_err(|e| self.io(&path, e))
     }
 
     /// Brings one file into the snapshot, downloading its blob unless the cache has it.
