@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::process::ServerProcess;
 use common::raw;
@@ -31,20 +31,6 @@ fn score(pairs: Vec<pb::Pair>) -> pb::ScoreRequest {
     }
 }
 
-/// Runs `call` with the server's peak RSS reset first; returns its result, the time it took and
-/// the peak RSS above the RSS before it, in MiB.
-async fn measured<T>(
-    server: &ServerProcess,
-    call: impl std::future::Future<Output = T>,
-) -> (T, Duration, f64) {
-    let before = server.rss_mib();
-    server.reset_peak();
-    let start = Instant::now();
-    let out = call.await;
-    let took = start.elapsed();
-    (out, took, server.peak_mib() - before)
-}
-
 /// One pair of 64 KiB + 64 KiB of "!" (one token per byte: 131,072 tokens before truncation)
 /// used to take ~90 s and ~23 GiB (quadratic overflow chunks). Now: linear.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,14 +42,18 @@ async fn a_huge_pair_costs_time_and_memory_linear_in_its_bytes() {
     assert!(warm.is_ok());
     // The first such pair also grows the allocator arenas of the two tokenizer threads that encode
     // its sides at once (~27 MiB each); a second one reuses them.
-    let (r, took, cold) = measured(&server, c.score(score(vec![pair(&side, &side)]))).await;
+    let (r, took, cold) = server
+        .measured(c.score(score(vec![pair(&side, &side)])))
+        .await;
     let r = r.unwrap().into_inner();
     println!("64 KiB + 64 KiB pair, first: OK in {took:?}, peak RSS +{cold:.1} MiB");
     assert!(r.results[0].truncated);
     // The debug build's own code is unoptimized; release answers in milliseconds (README).
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert!(cold < 80.0, "peak RSS grew by {cold:.1} MiB");
-    let (r, took, extra) = measured(&server, c.score(score(vec![pair(&side, &side)]))).await;
+    let (r, took, extra) = server
+        .measured(c.score(score(vec![pair(&side, &side)])))
+        .await;
     println!("64 KiB + 64 KiB pair, again: OK in {took:?}, peak RSS +{extra:.1} MiB");
     assert!(r.unwrap().into_inner().results[0].truncated);
     assert!(took < Duration::from_secs(2), "took {took:?}");
@@ -73,7 +63,7 @@ async fn a_huge_pair_costs_time_and_memory_linear_in_its_bytes() {
         truncation: pb::Truncation::Reject as i32,
         ..score(vec![pair("a", "b"), pair(&side, &side)])
     };
-    let (r, took, extra) = measured(&server, c.score(reject)).await;
+    let (r, took, extra) = server.measured(c.score(reject)).await;
     let err = r.unwrap_err();
     println!(
         "same pair, REJECT: {:?} in {took:?}, peak RSS +{extra:.1} MiB",
@@ -93,7 +83,7 @@ async fn the_largest_request_uses_memory_linear_in_its_bytes() {
     let side = "word ".repeat(2048 / 5);
     let pairs = vec![pair(&side, &side); 2048];
     let bytes: usize = pairs.iter().map(|p| p.text_a.len() + p.text_b.len()).sum();
-    let (r, took, extra) = measured(&server, c.score(score(pairs))).await;
+    let (r, took, extra) = server.measured(c.score(score(pairs))).await;
     assert_eq!(r.unwrap().into_inner().results.len(), 2048);
     let mib = bytes as f64 / (1 << 20) as f64;
     println!("2048 pairs, {mib:.1} MiB of text: OK in {took:?}, peak RSS +{extra:.1} MiB");
@@ -117,7 +107,7 @@ async fn a_flood_of_empty_entries_is_refused_before_decoding() {
         raw::path("/crossrank.v1.CrossEncoder/Score"),
         raw::Raw::default(),
     );
-    let (r, took, extra) = measured(&server, call).await;
+    let (r, took, extra) = server.measured(call).await;
     let err = r.unwrap_err();
     println!(
         "2^24 empty pairs (32 MiB): {:?} in {took:?}, peak RSS +{extra:.1} MiB",
@@ -271,7 +261,7 @@ async fn long_context_models_keep_memory_bounded() {
             ..score(vec![pair(a, b)])
         };
         assert!(c.score(req("a", "b")).await.is_ok());
-        let (r, took, grew) = measured(&server, c.score(req(&side, &side))).await;
+        let (r, took, grew) = server.measured(c.score(req(&side, &side))).await;
         let r = r.unwrap().into_inner();
         println!("{model}: 64 KiB + 64 KiB pair in {took:?}, peak RSS +{grew:.1} MiB");
         assert!(r.results[0].truncated && r.results[0].scores[0].is_finite());

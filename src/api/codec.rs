@@ -99,20 +99,26 @@ impl<U: Message + Default + Bounded> Decoder for BoundedDecoder<U> {
         if let Some((path, field)) = U::ENTRIES {
             use prost::bytes::Buf;
             let limit = max_entries();
-            // tonic hands the decoder one contiguous buffer holding the whole message.
-            let whole = buf.chunk().len() == buf.remaining();
-            // Malformed bytes (`None`) are left to prost, which fails as it does for any call;
-            // the scan stops past the limit, so prost never decodes more than `limit` entries.
-            let counted = if whole {
-                count(buf.chunk(), path, limit)
-            } else {
-                None
+            // tonic hands the decoder one contiguous buffer holding the whole message; a message
+            // the scan cannot see whole, or cannot parse, is refused rather than left to prost.
+            let counted = match buf.chunk().len() == buf.remaining() {
+                true => count(buf.chunk(), path, limit),
+                false => Err("the message is not contiguous"),
             };
-            if counted.is_some_and(|n| n > limit) {
-                return Err(Status::invalid_argument(format!(
-                    "`{field}` has more than {limit} entries (max_pairs_per_request); the \
-                     message was refused before decoding"
-                )));
+            match counted {
+                Ok(n) if n > limit => {
+                    return Err(Status::invalid_argument(format!(
+                        "`{field}` has more than {limit} entries (max_pairs_per_request); the \
+                         message was refused before decoding"
+                    )))
+                }
+                Ok(_) => {}
+                Err(why) => {
+                    return Err(Status::invalid_argument(format!(
+                        "the request message is not valid protobuf ({why}); it was refused \
+                         before decoding"
+                    )))
+                }
             }
         }
         self.0.decode(buf)
@@ -123,56 +129,106 @@ impl<U: Message + Default + Bounded> Decoder for BoundedDecoder<U> {
     }
 }
 
+/// Nested groups the scan follows, as prost's decoder does (its recursion limit).
+const MAX_DEPTH: u32 = 100;
+
+type Scan<T> = Result<T, &'static str>;
+
 /// Occurrences of the field at `path` in the protobuf bytes `buf`, counting at most `limit + 1`;
-/// `None` when the bytes are not well-formed protobuf.
-fn count(mut buf: &[u8], path: &[u32], limit: usize) -> Option<usize> {
-    let (&field, rest) = path.split_first()?;
+/// an error when the bytes are not well-formed protobuf. Unknown fields of every wire type are
+/// skipped as prost skips them (groups to their matching end, nested up to [`MAX_DEPTH`]), so no
+/// prefix or unknown field lets entries past the count.
+fn count(mut buf: &[u8], path: &[u32], limit: usize) -> Scan<usize> {
+    let (&field, rest) = path.split_first().ok_or("empty path")?;
     let mut n = 0;
     while !buf.is_empty() && n <= limit {
-        let key = varint(&mut buf)?;
-        let (number, wire) = ((key >> 3) as u32, key & 7);
-        match wire {
-            0 => {
-                varint(&mut buf)?;
-            }
-            1 | 5 => {
-                let width = if wire == 1 { 8 } else { 4 };
-                buf = buf.get(width..)?;
-            }
-            2 => {
-                let len = usize::try_from(varint(&mut buf)?).ok()?;
-                let body = buf.get(..len)?;
-                buf = &buf[len..];
-                if number == field {
-                    n += if rest.is_empty() {
-                        1
-                    } else {
-                        count(body, rest, limit - n)?
-                    };
-                }
-            }
-            _ => return None,
+        let (number, wire) = key(&mut buf)?;
+        if wire == 4 {
+            return Err("a group ends that never started");
+        }
+        if number == field && wire == 2 {
+            let body = length_delimited(&mut buf)?;
+            n += match rest.is_empty() {
+                true => 1,
+                false => count(body, rest, limit - n)?,
+            };
+        } else {
+            skip(&mut buf, number, wire, 0)?;
         }
     }
-    Some(n)
+    Ok(n)
 }
 
-fn varint(buf: &mut &[u8]) -> Option<u64> {
+/// A field key: its number (1 to 2^29 - 1) and wire type (0 to 5).
+fn key(buf: &mut &[u8]) -> Scan<(u32, u64)> {
+    let key = varint(buf)?;
+    let (number, wire) = (key >> 3, key & 7);
+    if key > u64::from(u32::MAX) || number == 0 {
+        return Err("invalid field key");
+    }
+    if wire > 5 {
+        return Err("invalid wire type");
+    }
+    Ok((number as u32, wire))
+}
+
+fn length_delimited<'a>(buf: &mut &'a [u8]) -> Scan<&'a [u8]> {
+    let len = usize::try_from(varint(buf)?).map_err(|_| "length too large")?;
+    let body = buf.get(..len).ok_or("a length past the end")?;
+    *buf = &buf[len..];
+    Ok(body)
+}
+
+/// Skips the value of field `number` with wire type `wire` (not an end of group).
+fn skip(buf: &mut &[u8], number: u32, wire: u64, depth: u32) -> Scan<()> {
+    match wire {
+        0 => varint(buf).map(drop),
+        1 | 5 => {
+            let width = if wire == 1 { 8 } else { 4 };
+            *buf = buf.get(width..).ok_or("a fixed-width value past the end")?;
+            Ok(())
+        }
+        2 => length_delimited(buf).map(drop),
+        3 => {
+            if depth >= MAX_DEPTH {
+                return Err("groups nested too deep");
+            }
+            loop {
+                let (inner, inner_wire) = key(buf)?;
+                if inner_wire == 4 {
+                    return match inner == number {
+                        true => Ok(()),
+                        false => Err("a group ends with another field's number"),
+                    };
+                }
+                skip(buf, inner, inner_wire, depth + 1)?;
+            }
+        }
+        _ => Err("a group ends that never started"),
+    }
+}
+
+fn varint(buf: &mut &[u8]) -> Scan<u64> {
     let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = buf.split_first()?;
+    for (i, shift) in (0..64).step_by(7).enumerate() {
+        let (&byte, rest) = buf.split_first().ok_or("a varint past the end")?;
         *buf = rest;
+        // The tenth byte may only carry the top bit of a u64.
+        if i == 9 && byte > 1 {
+            return Err("a varint longer than 64 bits");
+        }
         value |= u64::from(byte & 0x7f) << shift;
         if byte < 0x80 {
-            return Some(value);
+            return Ok(value);
         }
     }
-    None
+    Err("a varint longer than 64 bits")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn counts_entries_at_their_path_without_decoding() {
@@ -182,18 +238,185 @@ mod tests {
             request_id: "r".into(),
             ..Default::default()
         };
-        assert_eq!(count(&req.encode_to_vec(), &[2], 100), Some(5));
-        assert_eq!(count(&req.encode_to_vec(), &[2], 3), Some(4)); // stops past the limit
-        let batch = |n| pb::RerankStreamRequest {
+        assert_eq!(count(&req.encode_to_vec(), &[2], 100), Ok(5));
+        assert_eq!(count(&req.encode_to_vec(), &[2], 3), Ok(4)); // stops past the limit
+        assert_eq!(count(&batch(7).encode_to_vec(), &[2, 1], 100), Ok(7));
+        let bytes = req.encode_to_vec();
+        assert!(count(&bytes[..bytes.len() - 1], &[2], 100).is_err());
+    }
+
+    /// The review's flood: an unknown group (field 99, START_GROUP then END_GROUP) in front of
+    /// the entries no longer hides them; malformed groups are refused, as prost refuses them.
+    #[test]
+    fn groups_are_skipped_not_given_up_on() {
+        let mut bytes = vec![0x9b, 0x06, 0x9c, 0x06];
+        bytes.extend([0x12, 0x00].repeat(50));
+        assert_eq!(count(&bytes, &[2], 10), Ok(11));
+        assert_eq!(count(&bytes, &[2], 100), Ok(50));
+        assert!(count(&[0x9b, 0x06], &[2], 10).is_err()); // never ends
+        assert!(count(&[0x9b, 0x06, 0xa4, 0x06], &[2], 10).is_err()); // ends as field 100
+        assert!(count(&[0x9c, 0x06], &[2], 10).is_err()); // ends, never started
+        assert!(count(&[0x0e], &[2], 10).is_err()); // wire type 6
+        assert!(count(&[0x02, 0x00], &[2], 10).is_err()); // field number 0
+        let deep = [[0x9b, 0x06].repeat(101), [0x9c, 0x06].repeat(101)].concat();
+        assert!(count(&deep, &[2], 10).is_err());
+        assert!(pb::ScoreRequest::decode(&deep[..]).is_err()); // as prost
+    }
+
+    fn batch(n: usize) -> pb::RerankStreamRequest {
+        pb::RerankStreamRequest {
             kind: Some(pb::rerank_stream_request::Kind::Documents(
                 pb::DocumentBatch {
                     documents: vec![pb::Document::default(); n],
                 },
             )),
-        };
-        assert_eq!(count(&batch(7).encode_to_vec(), &[2, 1], 100), Some(7));
-        let bytes = req.encode_to_vec();
-        assert_eq!(count(&bytes[..bytes.len() - 1], &[2], 100), None);
-        assert_eq!(count(&[0x0b], &[2], 100), None); // group wire type
+        }
+    }
+
+    fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// An unknown field of any wire type; a group holds further unknown fields.
+    #[derive(Debug, Clone)]
+    enum Unknown {
+        Varint(u64),
+        Fixed64(u64),
+        Fixed32(u32),
+        Bytes(Vec<u8>),
+        Group(Vec<(u32, Unknown)>),
+    }
+
+    fn unknown() -> impl Strategy<Value = Unknown> {
+        let leaf = prop_oneof![
+            any::<u64>().prop_map(Unknown::Varint),
+            any::<u64>().prop_map(Unknown::Fixed64),
+            any::<u32>().prop_map(Unknown::Fixed32),
+            proptest::collection::vec(any::<u8>(), 0..8).prop_map(Unknown::Bytes),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            proptest::collection::vec((field_number(), inner), 0..4).prop_map(Unknown::Group)
+        })
+    }
+
+    /// Numbers no crossrank message uses.
+    fn field_number() -> impl Strategy<Value = u32> {
+        prop_oneof![16u32..2047, 100_000u32..(1 << 29)]
+    }
+
+    fn put_unknown(out: &mut Vec<u8>, number: u32, u: &Unknown) {
+        let tag = u64::from(number) << 3;
+        match u {
+            Unknown::Varint(v) => {
+                put_varint(out, tag);
+                put_varint(out, *v);
+            }
+            Unknown::Fixed64(v) => {
+                put_varint(out, tag | 1);
+                out.extend(v.to_le_bytes());
+            }
+            Unknown::Fixed32(v) => {
+                put_varint(out, tag | 5);
+                out.extend(v.to_le_bytes());
+            }
+            Unknown::Bytes(b) => {
+                put_varint(out, tag | 2);
+                put_varint(out, b.len() as u64);
+                out.extend(b);
+            }
+            Unknown::Group(fields) => {
+                put_varint(out, tag | 3);
+                for (n, f) in fields {
+                    put_unknown(out, *n, f);
+                }
+                put_varint(out, tag | 4);
+            }
+        }
+    }
+
+    /// A message body: `entries` of field `field` (each `entry` bytes), with unknown fields in
+    /// front of, between and after them.
+    fn interleave(field: u32, entries: &[Vec<u8>], unknown: &[Vec<(u32, Unknown)>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, gap) in unknown.iter().enumerate() {
+            for (n, u) in gap {
+                put_unknown(&mut out, *n, u);
+            }
+            if let Some(e) = entries.get(i) {
+                put_varint(&mut out, u64::from(field) << 3 | 2);
+                put_varint(&mut out, e.len() as u64);
+                out.extend(e);
+            }
+        }
+        out
+    }
+
+    fn gaps(n: usize) -> impl Strategy<Value = Vec<Vec<(u32, Unknown)>>> {
+        proptest::collection::vec(
+            proptest::collection::vec((field_number(), unknown()), 0..3),
+            n + 1..=n + 1,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever unknown fields surround the entries, the scan counts exactly what prost
+        /// decodes (capped at limit + 1).
+        #[test]
+        fn scan_counts_what_prost_decodes(
+            (n, unknown) in (0usize..40).prop_flat_map(|n| (Just(n), gaps(n))),
+            limit in 0usize..50,
+        ) {
+            let pair = pb::Pair { text_a: "a".into(), text_b: String::new() }.encode_to_vec();
+            let bytes = interleave(2, &vec![pair; n], &unknown);
+            let decoded = pb::ScoreRequest::decode(&bytes[..]).expect("well-formed");
+            prop_assert_eq!(decoded.pairs.len(), n);
+            prop_assert_eq!(count(&bytes, &[2], limit), Ok(n.min(limit + 1)));
+        }
+
+        /// The same one level down: documents inside a stream message's batch, unknown fields
+        /// inside the batch and around it.
+        #[test]
+        fn nested_scan_counts_what_prost_decodes(
+            (n, inner) in (0usize..40).prop_flat_map(|n| (Just(n), gaps(n))),
+            outer in gaps(1),
+        ) {
+            let doc = pb::Document { id: "i".into(), text: "t".into() }.encode_to_vec();
+            let body = interleave(1, &vec![doc; n], &inner);
+            let bytes = interleave(2, &[body], &outer);
+            let decoded = pb::RerankStreamRequest::decode(&bytes[..]).expect("well-formed");
+            let got = match decoded.kind {
+                Some(pb::rerank_stream_request::Kind::Documents(b)) => b.documents.len(),
+                _ => usize::MAX,
+            };
+            prop_assert_eq!(got, n);
+            prop_assert_eq!(count(&bytes, &[2, 1], 1000), Ok(n));
+        }
+
+        /// On arbitrary bytes (a valid message cut and spliced with noise), whenever prost
+        /// decodes the message the scan saw every entry it decoded.
+        #[test]
+        fn scan_never_undercounts_what_prost_accepts(
+            noise in proptest::collection::vec(any::<u8>(), 0..64),
+            at in 0usize..200,
+            n in 0usize..30,
+        ) {
+            let mut bytes = pb::ScoreRequest {
+                model: "m".into(),
+                pairs: vec![pb::Pair::default(); n],
+                ..Default::default()
+            }
+            .encode_to_vec();
+            let at = at.min(bytes.len());
+            bytes.splice(at..at, noise);
+            if let Ok(decoded) = pb::ScoreRequest::decode(&bytes[..]) {
+                prop_assert_eq!(count(&bytes, &[2], 1000), Ok(decoded.pairs.len()));
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! requests, call the [`Engine`](crate::engine::Engine) and convert back; errors become statuses
 //! in one place (`status`).
 
+mod body;
 mod codec;
 mod convert;
 mod deadline;
@@ -23,6 +24,9 @@ use crate::engine::Engine;
 use crate::registry::State;
 use health::Health;
 pub use options::{tls_config, ServerOptions, Transport};
+
+/// The largest response message (gRPC's encoding limit of every service).
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// Generated protobuf and gRPC code for `crossrank.v1`.
 pub mod pb {
@@ -86,7 +90,7 @@ pub async fn serve_with_health_port(
         default_timeout: opts.transport.default_timeout,
     })
     .max_decoding_message_size(n)
-    .max_encoding_message_size(64 << 20);
+    .max_encoding_message_size(MAX_RESPONSE_BYTES);
     let models_service = pb::models_server::ModelsServer::new(models::Models {
         engine: engine.clone(),
         health: health.clone(),
@@ -95,7 +99,7 @@ pub async fn serve_with_health_port(
         hub_load: opts.hub_load,
     })
     .max_decoding_message_size(1 << 20)
-    .max_encoding_message_size(64 << 20);
+    .max_encoding_message_size(MAX_RESPONSE_BYTES);
 
     for m in &models {
         engine.registry.announce(m);
@@ -120,6 +124,10 @@ pub async fn serve_with_health_port(
         builder = builder.tls_config(tls)?;
     }
     let server = builder
+        .layer(body::ReceiveLayer {
+            budget: Arc::new(body::Budget::new(opts.transport.max_receiving_bytes)),
+            default_timeout: opts.transport.default_timeout,
+        })
         .add_service(health_service)
         .add_service(reflection)
         .add_service(scoring)

@@ -52,8 +52,12 @@ pub struct Transport {
     /// connection (hyper's defence against reset floods), and pending client resets.
     pub max_local_reset_streams: usize,
     pub max_pending_accept_reset_streams: usize,
-    /// Deadline of unary calls that carry no `grpc-timeout`.
+    /// Deadline of unary calls that carry no `grpc-timeout`; also how long any request message
+    /// may take to arrive whole from its first byte, in calls without one.
     pub default_timeout: Duration,
+    /// Bytes of request messages being received at once, over all calls (a message counts from
+    /// its first byte until it is whole); beyond, the call that would pass it is refused.
+    pub max_receiving_bytes: usize,
     /// Connections older than this are closed gracefully (lets Kubernetes spread load).
     pub max_connection_age: Option<Duration>,
 }
@@ -69,6 +73,7 @@ impl Default for Transport {
             max_local_reset_streams: 1024,
             max_pending_accept_reset_streams: 64,
             default_timeout: Duration::from_secs(300),
+            max_receiving_bytes: 256 << 20,
             max_connection_age: None,
         }
     }

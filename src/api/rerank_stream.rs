@@ -2,6 +2,8 @@
 //! documents as they arrive and ranks them at the end; this module only converts messages and
 //! decides when the stream ends (half-close, error, idle timeout, deadline or shutdown).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,6 +93,7 @@ async fn drive(
     check_id("header.request_id", &h.request_id, &engine.limits)?;
     check_min_score(h.min_score)?;
     let mut s = RerankSession::open(engine, &options, h.query.clone(), deadline)?;
+    let mut final_size = FinalSize::new(h.top_n, h.return_documents);
     let idle = Duration::from_secs(engine.limits.stream_idle_timeout_secs);
     let mut closed = None;
     while closed.is_none() || s.pending() > 0 {
@@ -103,7 +106,7 @@ async fn drive(
             msg = inbound.next(), if closed.is_none() => match msg {
                 None => closed = Some(Closed::HalfClosed),
                 Some(Err(status)) => return Err(stream_error(status, s.received())),
-                Some(Ok(m)) => add(engine, &mut s, m, h.return_documents).await?,
+                Some(Ok(m)) => add(engine, &mut s, m, h.return_documents, &mut final_size).await?,
             },
             Some(first) = s.next() => {
                 let mut partial = vec![partial_score(first?)];
@@ -151,6 +154,7 @@ async fn add(
     s: &mut RerankSession,
     m: pb::RerankStreamRequest,
     return_documents: bool,
+    final_size: &mut FinalSize,
 ) -> Result<(), ServeError> {
     let batch = match m.kind {
         Some(pb::rerank_stream_request::Kind::Documents(b)) => b.documents,
@@ -169,9 +173,67 @@ async fn add(
     for (i, d) in batch.iter().enumerate() {
         check_id(&format!("documents[{}].id", first + i), &d.id, limits)?;
         check_text(&format!("documents[{}].text", first + i), &d.text, limits)?;
+        final_size.add(first + i, d)?;
     }
     let documents = batch.into_iter().map(|d| (d.id, d.text)).collect();
     s.add(engine, documents, return_documents).await
+}
+
+/// The largest final message the documents received so far could need: with
+/// `return_documents`, the `top_n` largest documents (all when `top_n` is 0) with their ids.
+/// The stream fails as soon as that cannot fit in one response message, before any more work,
+/// rather than after every document was scored.
+struct FinalSize {
+    /// How many results the final message may carry.
+    top_n: usize,
+    return_documents: bool,
+    /// Encoded sizes of the largest results so far (at most `top_n`), smallest on top.
+    largest: BinaryHeap<Reverse<usize>>,
+    bytes: usize,
+}
+
+/// Room in the final message for what is not a result (model, usage, timing, framing).
+const FINAL_OVERHEAD: usize = 64 << 10;
+
+impl FinalSize {
+    fn new(top_n: u32, return_documents: bool) -> Self {
+        Self {
+            top_n: match top_n {
+                0 => usize::MAX,
+                n => n as usize,
+            },
+            return_documents,
+            largest: BinaryHeap::new(),
+            bytes: 0,
+        }
+    }
+
+    fn add(&mut self, index: usize, d: &pb::Document) -> Result<(), ServeError> {
+        if !self.return_documents {
+            return Ok(()); // ids alone: bounded by max_pairs_per_request x max_id_bytes
+        }
+        // A RankedDocument: text, id, index, score and their tags and lengths.
+        let size = d.text.len() + d.id.len() + 24;
+        self.largest.push(Reverse(size));
+        self.bytes += size;
+        if self.largest.len() > self.top_n {
+            if let Some(Reverse(smallest)) = self.largest.pop() {
+                self.bytes -= smallest;
+            }
+        }
+        let limit = super::MAX_RESPONSE_BYTES - FINAL_OVERHEAD;
+        if self.bytes > limit {
+            return Err(ServeError::OutOfRange(format!(
+                "with return_documents, the final ranking could need {} bytes at documents[{index}] \
+                 (the {} largest documents received, with their ids); a response message holds \
+                 at most {limit}; set top_n lower, or leave return_documents off and look the \
+                 texts up by id or index",
+                self.bytes,
+                self.largest.len()
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn partial_score(p: crate::engine::Partial) -> pb::PartialScore {

@@ -15,6 +15,7 @@ pub fn code(e: &ServeError) -> Code {
         ServeError::ResourceExhausted(_) => Code::ResourceExhausted,
         ServeError::DeadlineExceeded(_) => Code::DeadlineExceeded,
         ServeError::Internal(_) => Code::Internal,
+        ServeError::OutOfRange(_) => Code::OutOfRange,
         ServeError::Unauthenticated(_) => Code::Unauthenticated,
         ServeError::PermissionDenied(_) => Code::PermissionDenied,
     }

@@ -119,6 +119,11 @@ pub struct ServeArgs {
     /// Deadline in seconds of Score and Rerank calls that send no grpc-timeout.
     #[arg(long, env = "CROSSRANK_DEFAULT_TIMEOUT_SECS", default_value_t = 300)]
     default_timeout_secs: u64,
+    /// MiB of request messages being received at once over all calls (each counts from its first
+    /// byte until it is whole; see README, "Limits"); a call that would pass it is refused with
+    /// RESOURCE_EXHAUSTED. At least the largest message.
+    #[arg(long, env = "CROSSRANK_MAX_RECEIVING_MIB", default_value_t = 256)]
+    max_receiving_mib: usize,
     /// Close connections gracefully after this many seconds (0: never); spreads long-lived gRPC
     /// connections over new pods.
     #[arg(long, env = "CROSSRANK_MAX_CONNECTION_AGE_SECS", default_value_t = 0)]
@@ -198,6 +203,12 @@ impl ServeArgs {
         {
             bail!("--max-message-bytes must be between 1 KiB and 1 GiB");
         }
+        if !(1..=1 << 20).contains(&self.max_receiving_mib) {
+            bail!(
+                "--max-receiving-mib must be between 1 and 1048576; got {}",
+                self.max_receiving_mib
+            );
+        }
         Ok(Transport {
             max_concurrent_streams: self.max_concurrent_streams,
             concurrency_limit_per_connection: self.concurrency_per_connection,
@@ -207,6 +218,7 @@ impl ServeArgs {
             max_local_reset_streams: self.max_local_reset_streams,
             max_pending_accept_reset_streams: self.max_pending_reset_streams,
             default_timeout: Duration::from_secs(self.default_timeout_secs),
+            max_receiving_bytes: self.max_receiving_mib.saturating_mul(1 << 20),
             max_connection_age: secs(self.max_connection_age_secs),
         })
     }

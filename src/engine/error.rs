@@ -19,6 +19,9 @@ pub enum ServeError {
     DeadlineExceeded(String),
     #[error("{0}")]
     Internal(String),
+    /// A result that would not fit its message (the final ranking of a stream).
+    #[error("{0}")]
+    OutOfRange(String),
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]

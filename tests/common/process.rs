@@ -140,6 +140,21 @@ impl ServerProcess {
     }
 
     /// The Prometheus text of the metrics endpoint.
+    /// Runs `call` with the peak RSS reset first; returns its result, the time it took and the
+    /// peak RSS above the RSS before it, in MiB.
+    #[allow(dead_code)]
+    pub async fn measured<T>(
+        &self,
+        call: impl std::future::Future<Output = T>,
+    ) -> (T, std::time::Duration, f64) {
+        let before = self.rss_mib();
+        self.reset_peak();
+        let start = std::time::Instant::now();
+        let out = call.await;
+        let took = start.elapsed();
+        (out, took, self.peak_mib() - before)
+    }
+
     pub async fn metrics(&self) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(&self.metrics_addr)

@@ -1,0 +1,295 @@
+//! Receiving request bodies. A message whose bytes stall costs the server what it has received
+//! so far, however long the client waits; so each request message must arrive whole within the
+//! call's timeout (`grpc-timeout`, else `--default-timeout-secs`) from its first byte, and the
+//! bytes of messages still being received count against one server-wide budget
+//! (`--max-receiving-mib`). Either limit ends the call with a precise status; dropping the body
+//! then resets the HTTP/2 stream and frees what it held.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body::{Frame, SizeHint};
+use prost::bytes::Bytes;
+use tokio::time::Sleep;
+use tonic::body::Body;
+use tonic::Status;
+
+/// Bytes of request messages being received, over every call of the server.
+#[derive(Debug)]
+pub struct Budget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes `n` bytes, or none when that would pass the limit.
+    fn take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Bytes held now (for tests and metrics).
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// Wraps every request body of a server in [`Receiving`].
+#[derive(Clone)]
+pub struct ReceiveLayer {
+    pub budget: Arc<Budget>,
+    pub default_timeout: Duration,
+}
+
+impl<S> tower::Layer<S> for ReceiveLayer {
+    type Service = ReceiveService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ReceiveService {
+            inner,
+            limits: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ReceiveService<S> {
+    inner: S,
+    limits: ReceiveLayer,
+}
+
+impl<S: tower::Service<http::Request<Body>>> tower::Service<http::Request<Body>>
+    for ReceiveService<S>
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let timeout = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(super::deadline::parse_timeout)
+            .unwrap_or(self.limits.default_timeout);
+        let budget = self.limits.budget.clone();
+        self.inner
+            .call(req.map(|body| Body::new(Receiving::new(body, budget, timeout))))
+    }
+}
+
+/// A request body whose messages are framed as gRPC sends them (a flag byte, a 4-byte
+/// big-endian length, the message), held to the deadline and the budget message by message.
+pub struct Receiving {
+    inner: Body,
+    budget: Arc<Budget>,
+    timeout: Duration,
+    frame: Framing,
+    /// Bytes of the message being received, taken from the budget.
+    held: usize,
+    /// When the message being received must be whole.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl Receiving {
+    fn new(inner: Body, budget: Arc<Budget>, timeout: Duration) -> Self {
+        Self {
+            inner,
+            budget,
+            timeout,
+            frame: Framing::default(),
+            held: 0,
+            deadline: None,
+        }
+    }
+
+    /// Accounts for `data`: what completes messages is given back, the start of an unfinished
+    /// one is taken from the budget and starts its clock.
+    fn receive(&mut self, data: &[u8]) -> Result<(), Status> {
+        let (completed, pending) = self.frame.advance(data, self.held);
+        if pending > self.held && !self.budget.take(pending - self.held) {
+            return Err(Status::resource_exhausted(format!(
+                "the server is receiving {} MiB of request messages, its limit \
+                 (--max-receiving-mib {}); this message's {} bytes so far were refused; retry \
+                 later or send smaller messages",
+                self.budget.used() >> 20,
+                self.budget.limit >> 20,
+                pending
+            )));
+        }
+        if pending < self.held {
+            self.budget.give(self.held - pending);
+        }
+        self.held = pending;
+        if pending == 0 {
+            self.deadline = None;
+        } else if completed || self.deadline.is_none() {
+            self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
+        }
+        Ok(())
+    }
+
+    fn expired(&self) -> Status {
+        Status::deadline_exceeded(format!(
+            "a request message was not received whole within {:.3} s of its first byte (the \
+             call's timeout: grpc-timeout, else --default-timeout-secs); {} of its {} bytes \
+             arrived; the call was ended and its bytes freed",
+            self.timeout.as_secs_f64(),
+            self.held,
+            self.frame.declared().map_or("?".into(), |n| n.to_string())
+        ))
+    }
+}
+
+impl http_body::Body for Receiving {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if let Err(status) = this.receive(data) {
+                        return Poll::Ready(Some(Err(status)));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                let expired = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+                match expired {
+                    true => Poll::Ready(Some(Err(this.expired()))),
+                    false => Poll::Pending,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.budget.give(self.held);
+    }
+}
+
+/// Where a body is in gRPC's message framing.
+#[derive(Default)]
+struct Framing {
+    header: [u8; 5],
+    /// Header bytes received of the current message (5: the header is whole).
+    have: usize,
+    /// Message bytes still to come once the header is whole.
+    remaining: usize,
+}
+
+impl Framing {
+    /// Consumes `data`; `held` is how many bytes of the current message came before it.
+    /// Returns whether a message was completed, and the bytes of the unfinished message after.
+    fn advance(&mut self, mut data: &[u8], mut held: usize) -> (bool, usize) {
+        let mut completed = false;
+        while !data.is_empty() {
+            let k = if self.have < 5 {
+                let k = (5 - self.have).min(data.len());
+                self.header[self.have..self.have + k].copy_from_slice(&data[..k]);
+                self.have += k;
+                if self.have == 5 {
+                    self.remaining = self.declared().unwrap_or(0);
+                }
+                k
+            } else {
+                let k = self.remaining.min(data.len());
+                self.remaining -= k;
+                k
+            };
+            data = &data[k..];
+            held += k;
+            if self.have == 5 && self.remaining == 0 {
+                (self.have, held, completed) = (0, 0, true);
+            }
+        }
+        (completed, held)
+    }
+
+    /// The current message's length, once its header is whole.
+    fn declared(&self) -> Option<usize> {
+        let len = <[u8; 4]>::try_from(&self.header[1..5]).ok()?;
+        (self.have == 5).then(|| u32::from_be_bytes(len) as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(len: u32) -> Vec<u8> {
+        let mut m = vec![0];
+        m.extend(len.to_be_bytes());
+        m.extend(std::iter::repeat_n(7, len as usize));
+        m
+    }
+
+    /// Messages split anywhere: what is held is exactly the unfinished message's bytes.
+    #[test]
+    fn framing_holds_only_the_unfinished_message() {
+        let bytes = [message(3), message(0), message(10)].concat();
+        for cut in 0..bytes.len() {
+            let mut f = Framing::default();
+            let (_, held) = f.advance(&bytes[..cut], 0);
+            let (_, after) = f.advance(&bytes[cut..], held);
+            assert_eq!(after, 0, "cut at {cut}");
+            let expected = match cut {
+                0 | 8 | 13 => 0,
+                c if c < 8 => c,
+                c if c < 13 => c - 8,
+                c => c - 13,
+            };
+            assert_eq!(held, expected, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn budget_refuses_past_its_limit_and_takes_back() {
+        let b = Budget::new(10);
+        assert!(b.take(6) && !b.take(5) && b.take(4));
+        b.give(10);
+        assert_eq!(b.used(), 0);
+    }
+}
