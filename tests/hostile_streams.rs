@@ -72,14 +72,15 @@ async fn score_stream_stops_reading_at_its_in_flight_bound() {
 
 use futures::StreamExt;
 
-/// A message that does not decode ends the stream with that error's status, after the requests
+/// A message that does not decode ends the stream with that error's status (INVALID_ARGUMENT:
+/// the wire scan refuses bytes it cannot parse), after the requests
 /// before it were answered (it used to end the call OK, silently dropping the rest).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_message_ends_the_stream_with_its_status() {
     let server = TestServer::simple(&["ce=bert"]).await;
     let mut grpc = raw::client(server.channel.clone()).await;
     let good = request(0, "fine").encode_to_vec();
-    let garbage = vec![0x0b, 0xff, 0xff]; // a group wire type: not a ScoreRequest
+    let garbage = vec![0x0b, 0xff, 0xff]; // a group that never ends: not a ScoreRequest
     let outbound = futures::stream::iter(vec![good, garbage]);
     let mut inbound = grpc
         .streaming::<_, _, pb::ScoreResponse, _>(
@@ -94,8 +95,9 @@ async fn a_garbage_message_ends_the_stream_with_its_status() {
     assert_eq!(first.request_id, "r0");
     assert!(first.error.is_none(), "{first:?}");
     let err = inbound.message().await.unwrap_err();
-    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("after 1 messages"), "{err:?}");
+    assert!(err.message().contains("not valid protobuf"), "{err:?}");
 
     // RerankStream: a garbage batch after the header.
     let mut grpc = raw::client(server.channel.clone()).await;
@@ -119,7 +121,8 @@ async fn a_garbage_message_ends_the_stream_with_its_status() {
         .unwrap()
         .into_inner();
     let err = inbound.message().await.unwrap_err();
-    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("not valid protobuf"), "{err:?}");
 }
 
 /// Streams that go quiet with nothing being scored end after the idle timeout.
