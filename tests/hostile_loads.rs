@@ -11,7 +11,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fake_hub::{model_files, FakeHub, Trickle};
@@ -44,17 +44,40 @@ async fn trickling_hub(what: Trickle) -> FakeHub {
     hub
 }
 
-/// `crossrank fetch ID` with the shrunk bounds; the output and how long it took.
-fn fetch(hub: &FakeHub, id: &str, bounds: &[&str]) -> (Output, Duration) {
+/// `crossrank fetch ID` with `bounds`; the output and how long it took (at most 200 s).
+async fn fetch(hub: &FakeHub, id: &str, bounds: &[&str]) -> (Output, Duration) {
     let cache = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_crossrank"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crossrank"))
         .args(["fetch", id])
         .args(bounds)
         .envs(env(hub, cache.path()))
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    (out, started.elapsed())
+    exit_within(&mut child, Duration::from_secs(200)).await;
+    let took = started.elapsed();
+    (child.wait_with_output().unwrap(), took)
+}
+
+/// Waits for `child` to exit, for at most `limit` (else kills it and fails the test).
+async fn exit_within(child: &mut Child, limit: Duration) -> ExitStatus {
+    let exited = async {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    match tokio::time::timeout(limit, exited).await {
+        Ok(status) => status,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("still running after {limit:?}");
+        }
+    }
 }
 
 const SHRUNK: [&str; 4] = ["--hub-timeout-secs", "2", "--hub-min-rate-kib", "1"];
@@ -118,8 +141,9 @@ fn last_line(out: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_from_a_trickling_hub_ends_with_a_clear_error() {
     let hub = trickling_hub(Trickle::Weights).await;
-    let (out, took) = fetch(&hub, "org/tiny", &SHRUNK);
+    let (out, took) = fetch(&hub, "org/tiny", &SHRUNK).await;
     let error = last_line(&out);
+    println!("{took:?}: {error}");
     assert!(!out.status.success(), "{error}");
     assert!(took < Duration::from_secs(15), "took {took:?}: {error}");
     assert_names(
@@ -136,8 +160,9 @@ async fn fetch_from_a_trickling_hub_ends_with_a_clear_error() {
     );
 
     let hub = trickling_hub(Trickle::Revision).await;
-    let (out, took) = fetch(&hub, "org/tiny", &SHRUNK);
+    let (out, took) = fetch(&hub, "org/tiny", &SHRUNK).await;
     let error = last_line(&out);
+    println!("{took:?}: {error}");
     assert!(!out.status.success(), "{error}");
     assert!(took < Duration::from_secs(15), "took {took:?}: {error}");
     assert_names(
@@ -174,7 +199,10 @@ async fn a_trickling_id_keeps_no_model_waiting_and_can_be_unloaded() {
     let mut client = CrossEncoderClient::new(server.channel.clone());
     client.score(score("local")).await.unwrap();
     let mut models = ModelsClient::new(server.channel.clone());
-    assert_eq!(state(&mut models, "slow").await, Some(pb::ModelState::Loading));
+    assert_eq!(
+        state(&mut models, "slow").await,
+        Some(pb::ModelState::Loading)
+    );
     let err = client.score(score("slow")).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 
@@ -183,7 +211,11 @@ async fn a_trickling_id_keeps_no_model_waiting_and_can_be_unloaded() {
         name: "slow".into(),
     });
     models.unload_model(unload).await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let again = admin(pb::LoadModelRequest {
         name: "slow".into(),
         path: "bert".into(),
@@ -209,9 +241,15 @@ async fn a_trickling_id_keeps_no_model_waiting_and_can_be_unloaded() {
     });
     models.unload_model(unload).await.unwrap();
     let answered = tokio::time::timeout(Duration::from_secs(5), load).await;
-    let err = answered.expect("LoadModel not answered").unwrap().unwrap_err();
+    let err = answered
+        .expect("LoadModel not answered")
+        .unwrap()
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains("unloaded while it loaded"), "{err:?}");
+    assert!(
+        err.message().contains("unloaded while it loaded"),
+        "{err:?}"
+    );
     let gone = models
         .get_model(admin(pb::GetModelRequest {
             name: "byid".into(),
@@ -251,18 +289,9 @@ async fn sigterm_during_a_load_exits_within_the_grace_period() {
         .status()
         .unwrap()
         .success());
-    let exited = async {
-        loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let status = tokio::time::timeout(Duration::from_secs(30), exited)
-        .await
-        .expect("no exit 30 s after SIGTERM");
+    let status = exit_within(&mut server.child, Duration::from_secs(30)).await;
     let took = started.elapsed();
+    println!("exit {took:?} after SIGTERM");
     assert!(took < Duration::from_secs(10), "exit took {took:?}");
     assert!(status.success(), "{status}: {}", server.stderr());
 }
@@ -275,17 +304,31 @@ async fn a_failed_start_up_model_stops_serve_unless_told_otherwise() {
     let empty = tempfile::tempdir().unwrap();
     let broken = format!("broken={}", empty.path().display());
     let good = format!("good={}", fixtures().join("bert").display());
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_crossrank"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"])
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_crossrank"))
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--metrics-port",
+            "0",
+        ])
         .args(["--model", &broken, "--model", &good])
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    exit_within(&mut serve, Duration::from_secs(60)).await;
+    let out = serve.wait_with_output().unwrap();
     let last = last_line(&out);
     assert_eq!(out.status.code(), Some(1), "{last}");
-    assert!(started.elapsed() < Duration::from_secs(60));
-    assert!(last.starts_with("error: model \"broken\" failed to load"), "{last}");
+    assert!(
+        last.starts_with("error: model \"broken\" failed to load"),
+        "{last}"
+    );
     assert!(last.contains("--keep-serving-on-load-failure"), "{last}");
+    println!("{last}");
 
     let args = [
         "--model",
@@ -299,8 +342,14 @@ async fn a_failed_start_up_model_stops_serve_unless_told_otherwise() {
     let server = ServerProcess::start_unready(&args, &[], None).await;
     server.wait_health("good", 1).await;
     let mut models = ModelsClient::new(server.channel.clone());
-    wait_state(&mut models, "broken", |s| s != Some(pb::ModelState::Loading)).await;
-    assert_eq!(state(&mut models, "broken").await, Some(pb::ModelState::Failed));
+    wait_state(&mut models, "broken", |s| {
+        s != Some(pb::ModelState::Loading)
+    })
+    .await;
+    assert_eq!(
+        state(&mut models, "broken").await,
+        Some(pb::ModelState::Failed)
+    );
     server.wait_health("", 2).await;
     let mut client = CrossEncoderClient::new(server.channel.clone());
     client.score(score("good")).await.unwrap();
@@ -316,7 +365,7 @@ async fn trickle_at_the_default_bounds_ends_within_150_s() {
         let hub = FakeHub::start().await;
         hub.publish("org/tiny", &["main"], model_files(&fixtures().join("bert")));
         hub.trickle(what, Duration::from_secs(5));
-        let (out, took) = fetch(&hub, "org/tiny", &[]);
+        let (out, took) = fetch(&hub, "org/tiny", &[]).await;
         println!("{what:?}: {took:?}: {}", last_line(&out));
         assert!(!out.status.success() && took < Duration::from_secs(150));
     }

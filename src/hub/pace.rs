@@ -128,8 +128,9 @@ impl<'a> Pace<'a> {
 
     fn reason(&self, elapsed: Duration) -> String {
         let secs = elapsed.as_secs_f64();
+        let of = self.size.map(|s| format!(" of {s}")).unwrap_or_default();
         let seen = format!(
-            "{} bytes in {secs:.1} s ({})",
+            "{}{of} bytes in {secs:.1} s ({})",
             self.bytes,
             rate(self.bytes as f64 / secs.max(1e-3))
         );
@@ -139,8 +140,8 @@ impl<'a> Pace<'a> {
                 "no complete answer within {t} s (--hub-timeout-secs, CROSSRANK_HUB_TIMEOUT_SECS): \
                  {seen}"
             ),
-            Some(size) => format!(
-                "too slow: {seen} of {size}; a download must average at least {} after its \
+            Some(_) => format!(
+                "too slow: {seen}; a download must average at least {} after its \
                  first {t} s (--hub-min-rate-kib, --hub-timeout-secs), so this one's deadline \
                  was {:.0} s",
                 rate(self.transfer.min_rate as f64),
@@ -170,7 +171,10 @@ mod tests {
         assert_eq!(t.deadline(Some(1000)), Duration::from_secs(30));
         // 1 GiB at 256 KiB/s: 4096 s
         assert_eq!(t.deadline(Some(1 << 30)), Duration::from_secs(4096));
-        assert_eq!(t.deadline(Some(u64::MAX)), Duration::from_secs(1_000_000_000));
+        assert_eq!(
+            t.deadline(Some(u64::MAX)),
+            Duration::from_secs(1_000_000_000)
+        );
         assert_eq!(Transfer::new(0, 0), Transfer::new(1, 1));
     }
 
