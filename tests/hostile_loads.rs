@@ -259,8 +259,9 @@ async fn a_trickling_id_keeps_no_model_waiting_and_can_be_unloaded() {
     assert_eq!(gone.code(), Code::NotFound);
 }
 
-/// SIGTERM while a start-up model's weights trickle in: the server exits 0 well within its
-/// grace period, the load abandoned.
+/// SIGTERM while a start-up model's weights trickle in and a LoadModel call of the same id is
+/// in flight: the call is answered UNAVAILABLE and the server exits 0 well within its grace
+/// period, both loads abandoned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_load_exits_within_the_grace_period() {
     let hub = trickling_hub(Trickle::Weights).await;
@@ -272,6 +273,9 @@ async fn sigterm_during_a_load_exits_within_the_grace_period() {
         "600",
         "--grace-period-secs",
         "10",
+        "--admin-token",
+        "adm",
+        "--allow-hub-load",
     ];
     let mut server = ServerProcess::start_unready(&args, &env(&hub, cache.path()), None).await;
     let begun = async {
@@ -282,6 +286,17 @@ async fn sigterm_during_a_load_exits_within_the_grace_period() {
     tokio::time::timeout(Duration::from_secs(30), begun)
         .await
         .expect("the weights download never began");
+    let mut models = ModelsClient::new(server.channel.clone());
+    let mut loader = models.clone();
+    let load = tokio::spawn(async move {
+        let req = admin(pb::LoadModelRequest {
+            name: "byid".into(),
+            path: "org/tiny".into(),
+            ..Default::default()
+        });
+        loader.load_model(req).await
+    });
+    wait_state(&mut models, "byid", |s| s == Some(pb::ModelState::Loading)).await;
     let started = Instant::now();
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")
@@ -291,6 +306,9 @@ async fn sigterm_during_a_load_exits_within_the_grace_period() {
         .success());
     let status = exit_within(&mut server.child, Duration::from_secs(30)).await;
     let took = started.elapsed();
+    let err = load.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("shutting down"), "{err:?}");
     println!("exit {took:?} after SIGTERM");
     assert!(took < Duration::from_secs(10), "exit took {took:?}");
     assert!(status.success(), "{status}: {}", server.stderr());
