@@ -219,13 +219,7 @@ impl<'a> Hub<'a> {
 
     /// GETs `url` from byte `from` on (the whole file when 0), following redirects anywhere,
     /// within `pace`; the token goes only to the endpoint's own host.
-    pub fn get(
-        &self,
-        url: &str,
-        file: &str,
-        from: u64,
-        pace: &Pace,
-    ) -> Result<Response, HubError> {
+    pub fn get(&self, url: &str, file: &str, from: u64, pace: &Pace) -> Result<Response, HubError> {
         let range = (from > 0).then(|| format!("bytes={from}-"));
         let (response, _) = self.follow(Method::GET, url, file, range.as_deref(), true, pace)?;
         match response.status().is_redirection() {
@@ -290,10 +284,8 @@ impl<'a> Hub<'a> {
         pace: &Pace,
     ) -> Result<Response, HubError> {
         pace.check().map_err(|stop| self.stopped(what, stop))?;
-        let mut request: RequestBuilder = self
-            .client
-            .request(method, url)
-            .timeout(pace.remaining());
+        let mut request: RequestBuilder =
+            self.client.request(method, url).timeout(pace.remaining());
         if let (Some(token), true) = (&self.config.token, same_origin(url, &self.config.endpoint)) {
             let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
                 invalid(

@@ -35,7 +35,8 @@ impl ServerProcess {
         tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Self {
         let server = Self::start_unready(args, env, tls).await;
-        let mut health = tonic_health::pb::health_client::HealthClient::new(server.health_channel().await);
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(server.health_channel().await);
         let mut watch = health
             .watch(tonic_health::pb::HealthCheckRequest::default())
             .await
