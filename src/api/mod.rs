@@ -152,7 +152,8 @@ async fn load_all(engine: Arc<Engine>, health: Health, models: Vec<ModelConfig>)
 }
 
 /// Keeps health in step with the registry: loads, UnloadModel and replicas that die change each
-/// model's status and "" (SERVING while every model is ready); unloaded models are forgotten. At shutdown everything turns NOT_SERVING, and that is the last word.
+/// model's status and "" (SERVING while every model is ready); unloaded models are forgotten.
+/// At shutdown everything turns NOT_SERVING, and that is the last word.
 async fn follow(engine: Arc<Engine>, health: Health) {
     let mut changes = engine.registry.subscribe();
     let mut known: HashSet<String> = engine.registry.names().into_iter().collect();
