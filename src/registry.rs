@@ -1,5 +1,10 @@
 //! The models this process serves, by name, each with its state, tokenizer, queue and replica
 //! threads. Loading and unloading block (they start and join threads): call them off async threads.
+//!
+//! Loads run side by side and never wait for each other. A load can be abandoned while it runs
+//! (UnloadModel, shutdown): its entry goes at once, so the name is free again; the load stops at
+//! its next check (a Hub download between reads, the replicas between devices) and whatever it
+//! had built is stopped and dropped.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -10,7 +15,7 @@ use tokio::sync::watch;
 use crate::config::ModelConfig;
 use crate::device::{parse_device, DType};
 use crate::engine::ServeError;
-use crate::hub::{self, HubConfig, Progress};
+use crate::hub::{self, Cancel, HubConfig, Progress, Transfer};
 use crate::models::ModelSpec;
 use crate::runtime::worker::{self, ReplicaConfig};
 use crate::scheduler::Queue;
@@ -41,12 +46,15 @@ pub enum State {
 pub struct Entry {
     pub config: ModelConfig,
     pub state: RwLock<State>,
+    /// Set (under the state's write lock) when the entry is unloaded while it loads: the load
+    /// stops at its next check and its result is discarded.
+    cancel: Cancel,
 }
 
 impl Entry {
     /// The state; a ready model whose replica died is Failed with the reason.
     pub fn state(&self) -> State {
-        let state = self.state.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let state = self.read().clone();
         match state {
             State::Ready(m) => match m.queue.failure() {
                 Some(reason) => State::Failed(reason),
@@ -57,7 +65,23 @@ impl Entry {
     }
 
     fn set(&self, state: State) {
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+        *self.write() = state;
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new(config: ModelConfig, state: State) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            state: RwLock::new(state),
+            cancel: Cancel::default(),
+        })
     }
 }
 
@@ -65,6 +89,8 @@ pub struct Registry {
     models: DashMap<String, Arc<Entry>>,
     /// Bumped on every change of a model's state (load, unload, a replica's death).
     changes: watch::Sender<u64>,
+    /// The Hub transfer bounds set by the server's flags; None: the environment's.
+    transfer: RwLock<Option<Transfer>>,
 }
 
 impl Default for Registry {
@@ -72,6 +98,7 @@ impl Default for Registry {
         Self {
             models: DashMap::new(),
             changes: watch::Sender::new(0),
+            transfer: RwLock::new(None),
         }
     }
 }
@@ -87,32 +114,43 @@ impl Registry {
     }
 
     /// Makes the models configured at start-up known at once (as loading), before each one's
-    /// turn to load comes.
+    /// load starts ([`Registry::load_announced`]).
     pub fn announce(&self, config: &ModelConfig) {
-        self.models.entry(config.name.clone()).or_insert_with(|| {
-            Arc::new(Entry {
-                config: config.clone(),
-                state: RwLock::new(State::Pending),
-            })
-        });
+        self.models
+            .entry(config.name.clone())
+            .or_insert_with(|| Entry::new(config.clone(), State::Pending));
     }
 
-    /// Registers `config` as loading, starts its replicas and marks it ready (or failed, with
-    /// the reason). A name already present is refused unless its earlier load failed.
+    /// Hub transfers of later loads take `transfer` instead of the environment's bounds.
+    pub fn set_hub_transfer(&self, transfer: Transfer) {
+        *self.transfer.write().unwrap_or_else(|e| e.into_inner()) = Some(transfer);
+    }
+
+    fn hub_config(&self) -> HubConfig {
+        let mut config = HubConfig::from_env();
+        if let Some(t) = *self.transfer.read().unwrap_or_else(|e| e.into_inner()) {
+            config.transfer = t;
+        }
+        config
+    }
+
+    /// [`begin`](Self::begin) and [`finish`](Self::finish).
     pub fn load(&self, config: ModelConfig) -> Result<Arc<LoadedModel>, ServeError> {
-        let entry = Arc::new(Entry {
-            config: config.clone(),
-            state: RwLock::new(State::Loading),
-        });
+        let entry = self.begin(config)?;
+        self.finish(&entry)
+    }
+
+    /// Registers `config` as loading. A name already present is refused unless its earlier
+    /// load failed.
+    pub fn begin(&self, config: ModelConfig) -> Result<Arc<Entry>, ServeError> {
+        let entry = Entry::new(config.clone(), State::Loading);
         match self.models.entry(config.name.clone()) {
-            dashmap::Entry::Occupied(mut o)
-                if matches!(o.get().state(), State::Failed(_) | State::Pending) =>
-            {
+            dashmap::Entry::Occupied(mut o) if matches!(o.get().state(), State::Failed(_)) => {
                 o.insert(entry.clone());
             }
             dashmap::Entry::Occupied(_) => {
                 return Err(ServeError::AlreadyExists(format!(
-                    "model {:?} is already loaded",
+                    "model {:?} is already loaded or loading; UnloadModel it first",
                     config.name
                 )))
             }
@@ -121,34 +159,80 @@ impl Registry {
             }
         }
         self.changed();
+        Ok(entry)
+    }
+
+    /// Loads the start-up model announced as `name`; None when it was unloaded before its load
+    /// began.
+    pub fn load_announced(&self, name: &str) -> Option<Result<Arc<LoadedModel>, ServeError>> {
+        let entry = self.models.get(name).map(|e| e.value().clone())?;
+        {
+            let mut state = entry.write();
+            if !matches!(*state, State::Pending) || entry.cancel.is_cancelled() {
+                return None;
+            }
+            *state = State::Loading;
+        }
+        Some(self.finish(&entry))
+    }
+
+    /// Starts the replicas of a loading `entry` and marks it ready (or failed, with the
+    /// reason); an entry cancelled meanwhile gets nothing (what was built is stopped).
+    pub fn finish(&self, entry: &Arc<Entry>) -> Result<Arc<LoadedModel>, ServeError> {
         let changes = self.changes.clone();
         let on_failure = Arc::new(move || changes.send_modify(|n| *n += 1));
-        let started = start(&config, on_failure);
-        let result = self.loaded(&entry, &config, started);
+        let started = start(&entry.config, &self.hub_config(), &entry.cancel, on_failure);
+        let result = settle(entry, started);
         self.changed();
         result
     }
 
-    fn loaded(
-        &self,
-        entry: &Entry,
-        config: &ModelConfig,
-        started: Result<LoadedModel, String>,
-    ) -> Result<Arc<LoadedModel>, ServeError> {
-        match started {
-            Ok(model) => {
-                let model = Arc::new(model);
-                entry.set(State::Ready(model.clone()));
-                tracing::info!(model = %config.name, replicas = config.devices.len(), "model ready");
-                Ok(model)
+    /// Completes once `entry`'s load is cancelled (UnloadModel, shutdown).
+    pub async fn cancelled(&self, entry: &Entry) {
+        let mut changes = self.changes.subscribe();
+        while !entry.cancel.is_cancelled() {
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
             }
-            Err(reason) => {
-                tracing::error!(model = %config.name, %reason, "model failed to load");
-                entry.set(State::Failed(reason.clone()));
-                Err(ServeError::FailedPrecondition(format!(
-                    "model {:?} failed to load: {reason}",
-                    config.name
-                )))
+        }
+    }
+
+    /// Abandons `entry`'s load when it is still pending or loading: the entry goes and its
+    /// name is free at once. False when it is not loading (nothing is done).
+    pub fn cancel_load(&self, entry: &Arc<Entry>) -> bool {
+        {
+            let mut state = entry.write();
+            if !matches!(*state, State::Pending | State::Loading) {
+                return false;
+            }
+            entry.cancel.cancel();
+            *state = State::Unloading;
+        }
+        self.models
+            .remove_if(&entry.config.name, |_, e| Arc::ptr_eq(e, entry));
+        self.changed();
+        tracing::info!(model = %entry.config.name, "load cancelled; the name is free");
+        true
+    }
+
+    /// Waits until every model of `names` (the start-up models) has loaded, failed or gone,
+    /// and returns the first that failed to load, with the reason; None when none did. A
+    /// replica that dies later is not a load failure.
+    pub async fn first_load_failure(&self, names: &[String]) -> Option<(String, String)> {
+        let mut changes = self.changes.subscribe();
+        loop {
+            let mut settled = true;
+            for name in names {
+                // the state as loaded: a replica's later death is no load failure
+                let state = self.models.get(name).map(|e| e.read().clone());
+                match state {
+                    Some(State::Failed(reason)) => return Some((name.clone(), reason)),
+                    Some(State::Pending | State::Loading) => settled = false,
+                    _ => {}
+                }
+            }
+            if settled || changes.changed().await.is_err() {
+                return None;
             }
         }
     }
@@ -203,20 +287,20 @@ impl Registry {
     }
 
     /// Stops admission to `name`, lets its replicas finish every queued pair, joins them and
-    /// removes the model.
+    /// removes the model. A model still loading is abandoned ([`Registry::cancel_load`]).
     pub fn unload(&self, name: &str) -> Result<(), ServeError> {
         let entry = self.entry(name)?;
-        let previous = std::mem::replace(
-            &mut *entry.state.write().unwrap_or_else(|e| e.into_inner()),
-            State::Unloading,
-        );
+        if self.cancel_load(&entry) {
+            return Ok(());
+        }
+        let previous = std::mem::replace(&mut *entry.write(), State::Unloading);
         match previous {
             State::Ready(model) => model.stop(),
             State::Failed(_) => {}
             other => {
                 entry.set(other);
                 return Err(ServeError::FailedPrecondition(format!(
-                    "model {:?} is busy loading or unloading",
+                    "model {:?} is already unloading",
                     entry.config.name
                 )));
             }
@@ -229,7 +313,7 @@ impl Registry {
         Ok(())
     }
 
-    /// Unloads everything (shutdown), draining each queue.
+    /// Unloads everything (shutdown), draining each queue; loads still running are abandoned.
     pub fn unload_all(&self) {
         for name in self.names() {
             let _ = self.unload(&name);
@@ -248,13 +332,53 @@ impl LoadedModel {
     }
 }
 
-/// Starts every replica of `config`; all must load and warm up.
+/// Records what a load ended with: ready or failed, unless the entry was cancelled meanwhile
+/// (then the model is stopped and the caller told so). The check and the change are made under
+/// the entry's write lock, as [`Registry::cancel_load`] makes its own.
+fn settle(
+    entry: &Entry,
+    started: Result<LoadedModel, String>,
+) -> Result<Arc<LoadedModel>, ServeError> {
+    let name = &entry.config.name;
+    let mut state = entry.write();
+    if entry.cancel.is_cancelled() {
+        drop(state);
+        if let Ok(model) = started {
+            model.stop();
+        }
+        tracing::info!(model = %name, "abandoned load ended; its result is discarded");
+        return Err(ServeError::FailedPrecondition(format!(
+            "model {name:?} was unloaded while it loaded (UnloadModel or shutdown); the load \
+             was abandoned"
+        )));
+    }
+    match started {
+        Ok(model) => {
+            let model = Arc::new(model);
+            *state = State::Ready(model.clone());
+            tracing::info!(model = %name, replicas = entry.config.devices.len(), "model ready");
+            Ok(model)
+        }
+        Err(reason) => {
+            tracing::error!(model = %name, %reason, "model failed to load");
+            *state = State::Failed(reason.clone());
+            Err(ServeError::FailedPrecondition(format!(
+                "model {name:?} failed to load: {reason}"
+            )))
+        }
+    }
+}
+
+/// Starts every replica of `config`; all must load and warm up. Stops early once `cancel` is
+/// set (the result would be discarded).
 fn start(
     config: &ModelConfig,
+    hub_config: &HubConfig,
+    cancel: &Cancel,
     on_failure: Arc<dyn Fn() + Send + Sync>,
 ) -> Result<LoadedModel, String> {
     let dir = match &config.hub {
-        Some(repo) => hub::fetch_model(&config.name, repo, &HubConfig::from_env(), Progress::Log)?,
+        Some(repo) => hub::fetch_model(&config.name, repo, hub_config, Progress::Log, cancel)?,
         None => config.path.clone(),
     };
     if config.shadows_id {
@@ -265,6 +389,9 @@ fn start(
     let mut workers = Vec::new();
     let mut first: Option<(ModelSpec, DType, PairTokenizer)> = None;
     for (index, device) in config.devices.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(stop_all(&queue, &mut workers, "cancelled".into()));
+        }
         let replica = ReplicaConfig {
             name: config.name.clone(),
             dir: dir.clone(),

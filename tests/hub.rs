@@ -12,7 +12,7 @@ use common::fake_hub::{hex, model_files, FakeHub};
 use common::process::ServerProcess;
 use common::{expected, fixtures, max_diff};
 use crossrank::api::pb;
-use crossrank::hub::{HubConfig, HubError, Progress, RepoRef};
+use crossrank::hub::{HubConfig, HubError, Progress, RepoRef, Transfer};
 use sha2::Digest;
 
 fn config(hub: &FakeHub, cache: &Path) -> HubConfig {
@@ -22,6 +22,7 @@ fn config(hub: &FakeHub, cache: &Path) -> HubConfig {
         token: None,
         offline: false,
         max_bytes: 1 << 30,
+        transfer: Transfer::default(),
     }
 }
 

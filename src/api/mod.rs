@@ -148,33 +148,24 @@ pub async fn serve_with_health_port(
     Ok(())
 }
 
-/// Loads every configured model (each on a blocking thread), then reports overall health.
+/// Loads every configured model at once, each on a blocking thread of its own (a slow one,
+/// say a Hub id, keeps no other waiting), while health follows the registry: each model turns
+/// SERVING as it becomes ready, "" once all are.
 async fn load_all(engine: Arc<Engine>, health: Health, models: Vec<ModelConfig>) {
-    let mut all_ready = true;
     for config in models {
-        let name = config.name.clone();
         let e = engine.clone();
-        let loaded = tokio::task::spawn_blocking(move || e.registry.load(config)).await;
-        let ready = matches!(loaded, Ok(Ok(_)));
-        all_ready &= ready;
-        if engine.is_draining() {
-            return; // shutdown began while loading: health stays NOT_SERVING
-        }
-        health.model_serving(&name, ready).await;
-    }
-    health.overall(all_ready).await;
-    if all_ready {
-        tracing::info!("all models ready: SERVING");
+        tokio::task::spawn_blocking(move || e.registry.load_announced(&config.name));
     }
     follow(engine, health).await;
 }
 
-/// Keeps health in step with the registry after start-up: LoadModel, UnloadModel and replicas
-/// that die change each model's status and "" (SERVING while every model is ready); unloaded
-/// models are forgotten. At shutdown everything turns NOT_SERVING, and that is the last word.
+/// Keeps health in step with the registry: loads, UnloadModel and replicas that die change each
+/// model's status and "" (SERVING while every model is ready); unloaded models are forgotten.
+/// At shutdown everything turns NOT_SERVING, and that is the last word.
 async fn follow(engine: Arc<Engine>, health: Health) {
     let mut changes = engine.registry.subscribe();
     let mut known: HashSet<String> = engine.registry.names().into_iter().collect();
+    let mut serving = false;
     loop {
         let draining = engine.is_draining();
         let entries = engine.registry.entries();
@@ -190,6 +181,10 @@ async fn follow(engine: Arc<Engine>, health: Health) {
             health.forget(gone).await;
         }
         known = now;
+        if all && !serving {
+            tracing::info!("all models ready: SERVING");
+        }
+        serving = all;
         health.overall(all).await;
         if draining {
             return;

@@ -157,10 +157,8 @@ impl pb::models_server::Models for Models {
         config.shadows_id = hub.is_none() && id_like;
         config.hub = hub;
         let name = config.name.clone();
-        let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.registry.load(config))
-            .await
-            .map_err(|e| Status::internal(format!("load task failed: {e}")))??;
+        let entry = self.engine.registry.begin(config)?;
+        self.finish_load(entry).await?;
         self.health.model_serving(&name, true).await;
         let entry = self.engine.registry.entry(&name)?;
         Ok(Response::new(info(&entry, true)))
@@ -180,6 +178,39 @@ impl pb::models_server::Models for Models {
             .await
             .map_err(|e| Status::internal(format!("unload task failed: {e}")))??;
         Ok(Response::new(pb::UnloadModelResponse {}))
+    }
+}
+
+impl Models {
+    /// Runs a begun load on a blocking thread; answers as soon as the load is abandoned
+    /// (UnloadModel of the name, or shutdown, which abandons it here), without waiting for
+    /// the thread to notice.
+    async fn finish_load(&self, entry: Arc<Entry>) -> Result<(), Status> {
+        let registry = &self.engine.registry;
+        let abandoned = || {
+            ServeError::FailedPrecondition(format!(
+                "model {:?} was unloaded while it loaded; the load was abandoned",
+                entry.config.name
+            ))
+        };
+        let engine = self.engine.clone();
+        let loading = entry.clone();
+        let load = tokio::task::spawn_blocking(move || engine.registry.finish(&loading));
+        tokio::select! {
+            done = load => {
+                done.map_err(|e| Status::internal(format!("load task failed: {e}")))??;
+            }
+            () = registry.cancelled(&entry) => return Err(abandoned().into()),
+            () = self.engine.draining() => {
+                registry.cancel_load(&entry);
+                return Err(ServeError::Unavailable(format!(
+                    "the server is shutting down; the load of {:?} was abandoned",
+                    entry.config.name
+                ))
+                .into());
+            }
+        }
+        Ok(())
     }
 }
 

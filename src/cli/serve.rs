@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -157,6 +158,13 @@ pub struct ServeArgs {
     /// Validate the configuration, print it and exit without loading models.
     #[arg(long)]
     check_config: bool,
+    #[command(flatten)]
+    hub: super::fetch::HubArgs,
+    /// When a model configured at start-up fails to load, log it and serve the others (health
+    /// "" stays NOT_SERVING). Without it the server stops and exits with status 1, naming the
+    /// model.
+    #[arg(long, env = "CROSSRANK_KEEP_SERVING_ON_LOAD_FAILURE")]
+    keep_serving_on_load_failure: bool,
 }
 
 impl ServeArgs {
@@ -270,6 +278,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = bind(&args.host, args.port, "--port").await?;
         println!("crossrank listening on {}", listener.local_addr()?);
         let engine = Engine::new(config.limits);
+        engine.registry.set_hub_transfer(args.hub.transfer());
         let metrics_host = args.metrics_host.as_deref().unwrap_or(&args.host);
         let metrics = bind(metrics_host, args.metrics_port, "--metrics-port").await?;
         println!(
@@ -294,10 +303,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
-        let stop = shutdown_signal();
+        let failed = Arc::new(Mutex::new(None));
+        let names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
+        let keep = args.keep_serving_on_load_failure;
+        let stop = stop_when(engine.clone(), names, keep, failed.clone());
         serve_with_health_port(listener, health, engine, config.models, opts, stop).await?;
         println!("crossrank stopped");
-        Ok(())
+        let failure = failed.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match failure {
+            Some((name, reason)) => bail!(
+                "model {name:?} failed to load, so the server stopped \
+                 (--keep-serving-on-load-failure serves the other models instead): {}",
+                reason.split_whitespace().collect::<Vec<_>>().join(" ")
+            ),
+            None => Ok(()),
+        }
     });
     // Blocking work still running (a model load, a tokenization past its chunk) gets this long
     // after the grace period; the process then exits regardless.
@@ -364,6 +384,28 @@ fn environment_defaults() {
         eprintln!(
             "warning: could not re-execute with {missing:?} set ({err}); going on without them"
         );
+    }
+}
+
+/// The first start-up model that failed to load, with the reason.
+type Failure = Arc<Mutex<Option<(String, String)>>>;
+
+/// SIGTERM or ctrl-c; or, unless `keep_serving`, the first of the start-up models `names` to
+/// fail its load, recorded in `failed`.
+async fn stop_when(engine: Arc<Engine>, names: Vec<String>, keep_serving: bool, failed: Failure) {
+    let load_failure = async {
+        if !keep_serving {
+            if let Some(failure) = engine.registry.first_load_failure(&names).await {
+                tracing::error!(model = %failure.0, "a start-up model failed to load: stopping");
+                *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
+                return;
+            }
+        }
+        std::future::pending().await
+    };
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = load_failure => {}
     }
 }
 

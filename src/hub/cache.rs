@@ -12,6 +12,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use super::pace::Cancel;
 use super::RepoRef;
 
 /// One repository's folder in the cache.
@@ -66,8 +67,9 @@ impl RepoCache {
         self.root.join("blobs").join(format!("{etag}.incomplete"))
     }
 
-    /// An exclusive lock on one blob, across processes (flock, as Python's filelock takes it).
-    pub fn lock(&self, etag: &str) -> io::Result<File> {
+    /// An exclusive lock on one blob, across processes (flock, as Python's filelock takes it);
+    /// None when `cancel` is set while another holds it (checked every 100 ms).
+    pub fn lock(&self, etag: &str, cancel: &Cancel) -> io::Result<Option<File>> {
         std::fs::create_dir_all(&self.locks)?;
         let path = self.locks.join(format!("{etag}.lock"));
         // group-writable like huggingface_hub's, for a cache shared by several users
@@ -77,11 +79,22 @@ impl RepoCache {
             .write(true)
             .mode(0o664)
             .open(&path)?;
-        if file.try_lock().is_err() {
-            tracing::info!(lock = %path.display(), "waiting for another process's download");
-            file.lock()?;
+        let mut logged = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(file)),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
+            if !logged {
+                tracing::info!(lock = %path.display(), "waiting for another download of the file");
+                logged = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        Ok(file)
     }
 
     /// Makes `snapshots/<commit>/<file>` a relative link to the blob.

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use super::pace::{Transfer, DEFAULT_MIN_RATE_KIB, DEFAULT_TIMEOUT_SECS};
+
 /// How to reach the Hub. `Debug` never shows the token.
 #[derive(Clone)]
 pub struct HubConfig {
@@ -17,6 +19,9 @@ pub struct HubConfig {
     pub offline: bool,
     /// `CROSSRANK_HUB_MAX_GIB`: the most one model may download, in bytes (default 100 GiB).
     pub max_bytes: u64,
+    /// `CROSSRANK_HUB_TIMEOUT_SECS` and `CROSSRANK_HUB_MIN_RATE_KIB`: how long each transfer
+    /// may take (see [`Transfer`]).
+    pub transfer: Transfer,
 }
 
 /// Default bound of one model's download: above the largest rerankers served (an 8B LLM
@@ -31,6 +36,7 @@ impl std::fmt::Debug for HubConfig {
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("offline", &self.offline)
             .field("max_bytes", &self.max_bytes)
+            .field("transfer", &self.transfer)
             .finish()
     }
 }
@@ -64,6 +70,11 @@ impl HubConfig {
                 ["1", "ON", "YES", "TRUE"].contains(&v.trim().to_ascii_uppercase().as_str())
             })
         };
+        let number = |k: &str, default: u64| {
+            var(k)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(default)
+        };
         Self {
             endpoint: var("HF_ENDPOINT")
                 .unwrap_or_else(|| "https://huggingface.co".into())
@@ -72,10 +83,11 @@ impl HubConfig {
             cache_dir,
             token: token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
             offline: truthy("HF_HUB_OFFLINE") || truthy("TRANSFORMERS_OFFLINE"),
-            max_bytes: var("CROSSRANK_HUB_MAX_GIB")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(DEFAULT_MAX_GIB)
-                .saturating_mul(1 << 30),
+            max_bytes: number("CROSSRANK_HUB_MAX_GIB", DEFAULT_MAX_GIB).saturating_mul(1 << 30),
+            transfer: Transfer::new(
+                number("CROSSRANK_HUB_TIMEOUT_SECS", DEFAULT_TIMEOUT_SECS),
+                number("CROSSRANK_HUB_MIN_RATE_KIB", DEFAULT_MIN_RATE_KIB),
+            ),
         }
     }
 }
@@ -119,6 +131,12 @@ mod tests {
         assert!(c.offline);
         assert!(!config(&[("HF_HUB_OFFLINE", "0")]).offline);
         assert!(config(&[("TRANSFORMERS_OFFLINE", "1")]).offline);
+        assert_eq!(config(&[]).transfer, Transfer::new(30, 256));
+        let c = config(&[
+            ("CROSSRANK_HUB_TIMEOUT_SECS", "5"),
+            ("CROSSRANK_HUB_MIN_RATE_KIB", "2"),
+        ]);
+        assert_eq!(c.transfer, Transfer::new(5, 2));
     }
 
     #[test]

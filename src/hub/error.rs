@@ -31,6 +31,17 @@ pub enum HubError {
         what: String,
         reason: String,
     },
+    /// A transfer missed its deadline or fell below the minimum rate (see
+    /// [`Transfer`](super::Transfer)); the reason gives the figures and the flags.
+    #[error("{repo}: {what}: {reason}")]
+    TooSlow {
+        repo: String,
+        what: String,
+        reason: String,
+    },
+    /// The load was abandoned (UnloadModel, shutdown) while this transfer ran.
+    #[error("{repo}: {what}: cancelled (the model was unloaded or the server is stopping)")]
+    Cancelled { repo: String, what: String },
     /// Offline or unreachable, and the cache does not hold what is needed.
     #[error("{repo}: {why}, and the cache {cache} has no {what}")]
     NotCached {

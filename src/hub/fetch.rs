@@ -12,6 +12,7 @@ use sha2::Digest;
 use super::cache::RepoCache;
 use super::files::{self, REQUIRED, SINGLE_WEIGHTS, WEIGHTS_INDEX};
 use super::http::{error_chain, invalid, resumes_at, FileMeta, Hub};
+use super::pace::{Cancel, Pace};
 use super::progress::Tracker;
 use super::{HubConfig, HubError, Progress, RepoRef};
 
@@ -27,6 +28,17 @@ pub fn snapshot(
     config: &HubConfig,
     progress: Progress,
 ) -> Result<PathBuf, HubError> {
+    snapshot_until(repo, config, progress, &Cancel::default())
+}
+
+/// [`snapshot`], stopping with [`HubError::Cancelled`] at the first check after `cancel` is
+/// set (between reads and between files); a partial download stays for the next one to resume.
+pub fn snapshot_until(
+    repo: &RepoRef,
+    config: &HubConfig,
+    progress: Progress,
+    cancel: &Cancel,
+) -> Result<PathBuf, HubError> {
     let cache = RepoCache::new(&config.cache_dir, repo);
     if config.offline {
         return cached(repo, &cache, config, "offline (HF_HUB_OFFLINE)");
@@ -37,7 +49,7 @@ pub fn snapshot(
             return Ok(dir);
         }
     }
-    let hub = Hub::new(config, repo)?;
+    let hub = Hub::new(config, repo, cancel)?;
     let revision = match hub.revision() {
         Ok(r) => r,
         Err(e) if cache_may_serve(&e) => {
@@ -77,7 +89,7 @@ pub fn snapshot(
 /// was fetched before (huggingface_hub falls back in the same cases). A 404 may not: the id or
 /// the revision is wrong.
 fn cache_may_serve(e: &HubError) -> bool {
-    matches!(e, HubError::Unreachable { .. })
+    matches!(e, HubError::Unreachable { .. } | HubError::TooSlow { .. })
         || matches!(e, HubError::Http { status, .. }
             if *status >= 500 || [401, 403, 429].contains(status))
 }
@@ -220,6 +232,9 @@ impl Fetcher<'_> {
         if self.cache.snapshot(&self.commit).join(file).is_file() {
             return Ok(());
         }
+        if self.hub.cancel.is_cancelled() {
+            return Err(self.hub.stopped(file, super::pace::Stop::Cancelled));
+        }
         let meta = self.hub.head(&self.commit, file)?;
         self.bytes = self.bytes.saturating_add(meta.size);
         if self.bytes > self.max_bytes {
@@ -251,7 +266,10 @@ impl Fetcher<'_> {
     /// checks it and moves it into place.
     fn download(&mut self, file: &str, meta: &FileMeta) -> Result<(), HubError> {
         let blob = self.cache.blob(&meta.etag);
-        let _lock = self.cache.lock(&meta.etag).map_err(|e| self.io(&blob, e))?;
+        let lock = self.cache.lock(&meta.etag, self.hub.cancel);
+        let Some(_lock) = lock.map_err(|e| self.io(&blob, e))? else {
+            return Err(self.hub.stopped(file, super::pace::Stop::Cancelled));
+        };
         if has_size(&blob, meta.size) {
             return Ok(()); // another process finished it while this one waited
         }
@@ -296,7 +314,8 @@ impl Fetcher<'_> {
         if have == meta.size {
             return Ok(());
         }
-        let response = self.hub.get(&meta.url, file, have)?;
+        let mut pace = self.hub.pace(Some(meta.size - have));
+        let response = self.hub.get(&meta.url, file, have, &pace)?;
         if have > 0 && !resumes_at(&response, have) {
             out.set_len(0).map_err(|e| self.io(partial, e))?; // Range not honoured: restart
             self.tracker.rewind(have);
@@ -308,11 +327,16 @@ impl Fetcher<'_> {
             let n = match response.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) => return Err(self.interrupted(file, have, meta, &error_chain(&e))),
+                Err(e) => {
+                    check(&self.hub, file, &pace)?; // reqwest's deadline, or a cancel
+                    return Err(self.interrupted(file, have, meta, &error_chain(&e)));
+                }
             };
             out.write_all(&buf[..n]).map_err(|e| self.io(partial, e))?;
             have += n as u64;
             self.tracker.advance(n as u64);
+            pace.advance(n as u64)
+                .map_err(|stop| self.hub.stopped(file, stop))?;
         }
         match have == meta.size {
             true => Ok(()),
@@ -327,6 +351,11 @@ impl Fetcher<'_> {
             reason: format!("{reason} after {have} of {} bytes", meta.size),
         }
     }
+}
+
+/// Err when `pace` says the transfer must stop.
+fn check(hub: &Hub, file: &str, pace: &Pace) -> Result<(), HubError> {
+    pace.check().map_err(|stop| hub.stopped(file, stop))
 }
 
 fn has_size(path: &Path, size: u64) -> bool {

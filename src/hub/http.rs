@@ -13,6 +13,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
+use super::pace::{Cancel, Pace, Stop};
 use super::{HubConfig, HubError, RepoRef};
 
 /// Characters kept as they are in a URL segment (RFC 3986 unreserved).
@@ -21,8 +22,8 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-/// No answer for this long (connect, headers or between body reads) fails the request.
-const STALL: Duration = Duration::from_secs(60);
+/// The most a connection may take to open (less when `--hub-timeout-secs` is less).
+const CONNECT: Duration = Duration::from_secs(10);
 const MAX_REDIRECTS: usize = 5;
 /// A revision's description (its file list) is read up to this size.
 const MAX_LISTING_BYTES: u64 = 32 << 20;
@@ -45,14 +46,23 @@ pub struct Hub<'a> {
     client: Client,
     config: &'a HubConfig,
     repo: &'a RepoRef,
+    /// The load's cancel flag, checked between reads.
+    pub cancel: &'a Cancel,
 }
 
 impl<'a> Hub<'a> {
-    pub fn new(config: &'a HubConfig, repo: &'a RepoRef) -> Result<Self, HubError> {
+    pub fn new(
+        config: &'a HubConfig,
+        repo: &'a RepoRef,
+        cancel: &'a Cancel,
+    ) -> Result<Self, HubError> {
+        let wait = config.transfer.timeout;
+        // `timeout` here bounds each wait: for the answer's headers, and between body reads;
+        // each request's overall deadline is its own (see `send`).
         let client = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(STALL)
+            .connect_timeout(CONNECT.min(wait))
+            .timeout(wait)
             .user_agent(concat!("crossrank/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| invalid(repo, "the HTTP client", e.to_string()))?;
@@ -60,7 +70,28 @@ impl<'a> Hub<'a> {
             client,
             config,
             repo,
+            cancel,
         })
+    }
+
+    /// The clock of one transfer of `size` bytes (None: a small answer), see [`Pace`].
+    pub fn pace(&self, size: Option<u64>) -> Pace<'a> {
+        Pace::start(self.config.transfer, self.cancel, size)
+    }
+
+    /// The error for a transfer stopped by its [`Pace`].
+    pub fn stopped(&self, what: &str, stop: Stop) -> HubError {
+        match stop {
+            Stop::Cancelled => HubError::Cancelled {
+                repo: self.repo.to_string(),
+                what: what.to_owned(),
+            },
+            Stop::Slow(reason) => HubError::TooSlow {
+                repo: self.repo.to_string(),
+                what: what.to_owned(),
+                reason,
+            },
+        }
     }
 
     /// The commit that the revision names now, and the repository's files at that commit.
@@ -82,22 +113,13 @@ impl<'a> Hub<'a> {
             encode(&self.repo.revision)
         );
         let what = "the revision";
-        let (response, _) = self.follow(Method::GET, &url, what, None, false)?;
+        let mut pace = self.pace(None);
+        let (response, _) = self.follow(Method::GET, &url, what, None, false, &pace)?;
         if response.status().is_redirection() {
             let reason = "the revision lookup was redirected to another host".into();
             return Err(invalid(self.repo, what, reason));
         }
-        let mut body = Vec::new();
-        response
-            .take(MAX_LISTING_BYTES)
-            .read_to_end(&mut body)
-            .map_err(|e| {
-                invalid(
-                    self.repo,
-                    what,
-                    format!("reading {url}: {}", error_chain(&e)),
-                )
-            })?;
+        let body = self.read_small(response, what, &url, &mut pace)?;
         let info: Info = serde_json::from_slice(&body).map_err(|e| {
             invalid(
                 self.repo,
@@ -118,6 +140,33 @@ impl<'a> Hub<'a> {
         })
     }
 
+    /// An answer's body, up to [`MAX_LISTING_BYTES`], within `pace`.
+    fn read_small(
+        &self,
+        response: Response,
+        what: &str,
+        url: &str,
+        pace: &mut Pace,
+    ) -> Result<Vec<u8>, HubError> {
+        let mut body = Vec::new();
+        let mut response = response.take(MAX_LISTING_BYTES);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match response.read(&mut buf) {
+                Ok(0) => return Ok(body),
+                Ok(n) => n,
+                Err(e) => {
+                    pace.check().map_err(|stop| self.stopped(what, stop))?;
+                    let reason = format!("reading {url}: {}", error_chain(&e));
+                    return Err(invalid(self.repo, what, reason));
+                }
+            };
+            body.extend_from_slice(&buf[..n]);
+            pace.advance(n as u64)
+                .map_err(|stop| self.stopped(what, stop))?;
+        }
+    }
+
     /// A file's ETag, size and download URL at `commit`. Redirects within the Hub are
     /// followed; a redirect to another host (an LFS file's storage) is where the file is got,
     /// its ETag and size taken from the redirect's `X-Linked-*` headers.
@@ -128,6 +177,7 @@ impl<'a> Hub<'a> {
             file,
             None,
             false,
+            &self.pace(None),
         )?;
         let h = response.headers();
         let redirected = response.status().is_redirection();
@@ -167,11 +217,11 @@ impl<'a> Hub<'a> {
         Ok(FileMeta { etag, size, url })
     }
 
-    /// GETs `url` from byte `from` on (the whole file when 0), following redirects anywhere;
-    /// the token goes only to the endpoint's own host.
-    pub fn get(&self, url: &str, file: &str, from: u64) -> Result<Response, HubError> {
+    /// GETs `url` from byte `from` on (the whole file when 0), following redirects anywhere,
+    /// within `pace`; the token goes only to the endpoint's own host.
+    pub fn get(&self, url: &str, file: &str, from: u64, pace: &Pace) -> Result<Response, HubError> {
         let range = (from > 0).then(|| format!("bytes={from}-"));
-        let (response, _) = self.follow(Method::GET, url, file, range.as_deref(), true)?;
+        let (response, _) = self.follow(Method::GET, url, file, range.as_deref(), true, pace)?;
         match response.status().is_redirection() {
             true => Err(invalid(
                 self.repo,
@@ -183,7 +233,7 @@ impl<'a> Hub<'a> {
     }
 
     /// Sends `method` to `url` and follows redirects (to other hosts only with `anywhere`), at
-    /// most [`MAX_REDIRECTS`]; returns the last answer and its URL.
+    /// most [`MAX_REDIRECTS`], all within `pace`; returns the last answer and its URL.
     fn follow(
         &self,
         method: Method,
@@ -191,10 +241,11 @@ impl<'a> Hub<'a> {
         what: &str,
         range: Option<&str>,
         anywhere: bool,
+        pace: &Pace,
     ) -> Result<(Response, String), HubError> {
         let mut url = url.to_owned();
         for _ in 0..=MAX_REDIRECTS {
-            let response = self.send(method.clone(), &url, what, range)?;
+            let response = self.send(method.clone(), &url, what, range, pace)?;
             if !response.status().is_redirection() {
                 return Ok((response, url));
             }
@@ -220,16 +271,21 @@ impl<'a> Hub<'a> {
         )
     }
 
-    /// Sends one request; a status of 400 or more becomes [`HubError::Http`], a failure to get
-    /// an answer [`HubError::Unreachable`].
+    /// Sends one request, bounded by what is left of `pace` (its body included); a status of
+    /// 400 or more becomes [`HubError::Http`], the deadline or a cancel
+    /// [`HubError::TooSlow`] or [`HubError::Cancelled`], another failure to get an answer
+    /// [`HubError::Unreachable`].
     fn send(
         &self,
         method: Method,
         url: &str,
         what: &str,
         range: Option<&str>,
+        pace: &Pace,
     ) -> Result<Response, HubError> {
-        let mut request: RequestBuilder = self.client.request(method, url);
+        pace.check().map_err(|stop| self.stopped(what, stop))?;
+        let mut request: RequestBuilder =
+            self.client.request(method, url).timeout(pace.remaining());
         if let (Some(token), true) = (&self.config.token, same_origin(url, &self.config.endpoint)) {
             let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
                 invalid(
@@ -247,11 +303,24 @@ impl<'a> Hub<'a> {
         let response = request
             .header(header::ACCEPT_ENCODING, "identity")
             .send()
-            .map_err(|e| HubError::Unreachable {
-                repo: self.repo.to_string(),
-                what: what.to_owned(),
-                endpoint: origin(url),
-                reason: error_chain(&e.without_url()),
+            .map_err(|e| match (pace.check(), e.is_timeout()) {
+                (Err(stop), _) => self.stopped(what, stop),
+                (Ok(()), true) => HubError::TooSlow {
+                    repo: self.repo.to_string(),
+                    what: what.to_owned(),
+                    reason: format!(
+                        "{} sent no answer within {} s (--hub-timeout-secs, \
+                         CROSSRANK_HUB_TIMEOUT_SECS)",
+                        origin(url),
+                        self.config.transfer.timeout.as_secs()
+                    ),
+                },
+                (Ok(()), false) => HubError::Unreachable {
+                    repo: self.repo.to_string(),
+                    what: what.to_owned(),
+                    endpoint: origin(url),
+                    reason: error_chain(&e.without_url()),
+                },
             })?;
         if response.status().as_u16() >= 400 {
             return Err(status_error(self.repo, what, &response));

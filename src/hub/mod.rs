@@ -4,7 +4,9 @@
 //! `huggingface_hub` writes, so caches filled by Python tools are reused and vice versa) and the
 //! snapshot directory is handed to the loader like any local directory. An existing local
 //! directory of the same name wins. Environment: `HF_ENDPOINT`, `HF_HUB_CACHE` / `HF_HOME`,
-//! `HF_TOKEN`, `HF_HUB_OFFLINE` (see [`HubConfig::from_env`]).
+//! `HF_TOKEN`, `HF_HUB_OFFLINE` (see [`HubConfig::from_env`]), and crossrank's bounds:
+//! `CROSSRANK_HUB_MAX_GIB`, `CROSSRANK_HUB_TIMEOUT_SECS`, `CROSSRANK_HUB_MIN_RATE_KIB` (every
+//! transfer ends: see [`Transfer`]).
 
 mod cache;
 mod config;
@@ -12,13 +14,15 @@ mod error;
 mod fetch;
 mod files;
 mod http;
+mod pace;
 mod progress;
 
 use std::path::{Path, PathBuf};
 
 pub use config::HubConfig;
 pub use error::HubError;
-pub use fetch::snapshot;
+pub use fetch::{snapshot, snapshot_until};
+pub use pace::{Cancel, Transfer, DEFAULT_MIN_RATE_KIB, DEFAULT_TIMEOUT_SECS};
 pub use progress::Progress;
 
 /// The branch used when an id names no revision.
@@ -112,20 +116,21 @@ pub fn model_dir(
                 "using the local directory, not the Hugging Face id of the same name");
             Ok(path.to_owned())
         }
-        Some(repo) => fetch_model(model, &repo, config, progress),
+        Some(repo) => fetch_model(model, &repo, config, progress, &Cancel::default()),
         None => Ok(path.to_owned()),
     }
 }
 
-/// The snapshot of `repo`, fetched as needed; the error also says that no local directory of
-/// that name exists (the id may be a mistyped path).
+/// The snapshot of `repo`, fetched as needed (until `cancel` is set); the error also says that
+/// no local directory of that name exists (the id may be a mistyped path).
 pub fn fetch_model(
     model: &str,
     repo: &RepoRef,
     config: &HubConfig,
     progress: Progress,
+    cancel: &Cancel,
 ) -> Result<PathBuf, String> {
-    let dir = fetch::snapshot(repo, config, progress).map_err(|e| {
+    let dir = fetch::snapshot_until(repo, config, progress, cancel).map_err(|e| {
         format!(
             "{e} (taken as a Hugging Face id: there is no local directory {:?})",
             repo.id

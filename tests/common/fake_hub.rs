@@ -1,11 +1,13 @@
 //! A Hugging Face Hub on 127.0.0.1:0, speaking the URL layout and headers of the real one (as
 //! `huggingface_hub` expects them): the revision API, `resolve` with ETag / X-Repo-Commit, LFS
 //! files as redirects to a storage host (`localhost`, another host name for the same server),
-//! ranged GETs, gated repositories and the Hub's error codes. It records every request.
+//! ranged GETs, gated repositories and the Hub's error codes. It records every request. A
+//! hostile hub too: it can trickle the revision lookup or the weights, a byte at a time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -32,7 +34,19 @@ struct State {
     hidden: HashSet<String>,
     /// The storage host answers every GET whole, ignoring Range.
     ignore_range: bool,
+    /// What is sent one byte at a time, and the pause between bytes.
+    trickle: Option<(Trickle, Duration)>,
     log: Vec<Logged>,
+}
+
+/// Which answers a trickling hub sends one byte at a time (headers at once, then a byte every
+/// pause).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trickle {
+    /// The revision lookup (`/api/models/{id}/revision/{rev}`).
+    Revision,
+    /// The storage host's blobs (the weights).
+    Weights,
 }
 
 /// One request as the hub saw it.
@@ -126,6 +140,11 @@ impl FakeHub {
         self.state.lock().unwrap().ignore_range = true;
     }
 
+    /// From now on, `what` is sent one byte every `every`.
+    pub fn trickle(&self, what: Trickle, every: Duration) {
+        self.state.lock().unwrap().trickle = Some((what, every));
+    }
+
     pub fn log(&self) -> Vec<Logged> {
         self.state.lock().unwrap().log.clone()
     }
@@ -209,10 +228,11 @@ fn handle(
     let token = header("authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::to_owned));
     let parts: Vec<&str> = uri.path().trim_start_matches('/').splitn(5, '/').collect();
     match parts.as_slice() {
-        ["cdn", sha] => storage(&mut s, sha, header("range")),
+        ["cdn", sha] => trickled(storage(&mut s, sha, header("range")), &s, Trickle::Weights),
         ["api", "models", org, name, rest] if rest.starts_with("revision/") => {
             let rev = decode(&rest["revision/".len()..]);
-            revision(&s, &format!("{org}/{name}"), &rev, token)
+            let r = revision(&s, &format!("{org}/{name}"), &rev, token);
+            trickled(r, &s, Trickle::Revision)
         }
         [org, name, "resolve", rev, path] => {
             let id = format!("{org}/{name}");
@@ -220,6 +240,25 @@ fn handle(
         }
         _ => error(StatusCode::NOT_FOUND, "RepoNotFound", "no such route", None),
     }
+}
+
+/// `response`, its body sent a byte at a time when the hub trickles `what`.
+fn trickled(response: Response, s: &State, what: Trickle) -> Response {
+    use futures::StreamExt;
+    let every = match s.trickle {
+        Some((w, every)) if w == what => every,
+        _ => return response,
+    };
+    let (parts, body) = response.into_parts();
+    let bytes = futures::stream::once(axum::body::to_bytes(body, usize::MAX))
+        .flat_map(|all| futures::stream::iter(all.map(|b| b.to_vec()).unwrap_or_default()));
+    let slow = bytes.enumerate().then(move |(i, byte)| async move {
+        if i > 0 {
+            tokio::time::sleep(every).await;
+        }
+        Ok::<_, std::io::Error>(vec![byte])
+    });
+    Response::from_parts(parts, Body::from_stream(slow))
 }
 
 fn error(status: StatusCode, code: &str, message: &str, commit: Option<&str>) -> Response {

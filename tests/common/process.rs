@@ -34,6 +34,25 @@ impl ServerProcess {
         env: &[(&str, &str)],
         tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Self {
+        let server = Self::start_unready(args, env, tls).await;
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(server.health_channel().await);
+        let mut watch = health
+            .watch(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        while watch.message().await.unwrap().unwrap().status != 1 {}
+        server
+    }
+
+    /// [`start_full`](Self::start_full), returning once the server listens, before its models
+    /// are loaded.
+    pub async fn start_unready(
+        args: &[&str],
+        env: &[(&str, &str)],
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Self {
         let logs = tempfile::tempdir().unwrap();
         let log = logs.path().join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_crossrank"))
@@ -89,21 +108,6 @@ impl ServerProcess {
                 .await
                 .unwrap(),
         };
-        let health_channel = match &health_addr {
-            Some(h) => Channel::from_shared(format!("http://{h}"))
-                .unwrap()
-                .connect()
-                .await
-                .unwrap(),
-            None => channel.clone(),
-        };
-        let mut health = tonic_health::pb::health_client::HealthClient::new(health_channel);
-        let mut watch = health
-            .watch(tonic_health::pb::HealthCheckRequest::default())
-            .await
-            .unwrap()
-            .into_inner();
-        while watch.message().await.unwrap().unwrap().status != 1 {}
         Self {
             child,
             addr,
@@ -173,6 +177,18 @@ impl ServerProcess {
     /// Waits until `service` reports `status` (1 SERVING, 2 NOT_SERVING).
     pub async fn wait_health(&self, service: &str, status: i32) {
         super::wait_health(self.channel.clone(), service, status).await;
+    }
+
+    /// The plaintext health port's channel when there is one, else the gRPC channel.
+    async fn health_channel(&self) -> Channel {
+        match &self.health_addr {
+            Some(h) => Channel::from_shared(format!("http://{h}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+            None => self.channel.clone(),
+        }
     }
 
     pub fn stderr(&self) -> String {
