@@ -182,7 +182,22 @@ async fn stall(
     h2::client::ResponseFuture,
     Result<h2::SendStream<Bytes>, h2::Error>,
 ) {
-    let mut req = http::Request::post("http://localhost/crossrank.v1.CrossEncoder/Score")
+    stall_on(client, "Score", timeout, declared, send).await
+}
+
+/// [`stall`] on any method of the CrossEncoder service.
+async fn stall_on(
+    client: &mut h2::client::SendRequest<Bytes>,
+    method: &str,
+    timeout: Option<&str>,
+    declared: u32,
+    send: usize,
+) -> (
+    h2::client::ResponseFuture,
+    Result<h2::SendStream<Bytes>, h2::Error>,
+) {
+    let uri = format!("http://localhost/crossrank.v1.CrossEncoder/{method}");
+    let mut req = http::Request::post(uri)
         .header("content-type", "application/grpc")
         .header("te", "trailers");
     if let Some(t) = timeout {
@@ -300,6 +315,19 @@ async fn stalled_bodies_end_on_time_within_one_budget() {
     );
     assert!(waited < Duration::from_secs(4), "ended after {waited:?}");
 
+    // A stream message that stalls ends its stream the same way.
+    let (response, stream) = stall_on(&mut h2, "ScoreStream", None, 24 << 20, 15 << 20).await;
+    let _keep_stream = stream.expect("the server takes 15 MiB within the budget");
+    let stalled = Instant::now();
+    let (code, message) = grpc_status(response).await;
+    println!(
+        "ScoreStream stalled: {code:?} after {:?}: {message}",
+        stalled.elapsed()
+    );
+    assert_eq!(code, Code::DeadlineExceeded, "{message}");
+    assert!(message.contains("not received whole"), "{message}");
+    assert!(stalled.elapsed() < Duration::from_secs(4));
+
     // A budget of 64 MiB: four streams hold 60 MiB (a long grpc-timeout each); the fifth is
     // refused as it passes 64 MiB, while the four are still held.
     let mut held = Vec::new();
@@ -339,8 +367,15 @@ async fn stalled_bodies_end_on_time_within_one_budget() {
     };
     let stalled = Instant::now();
     let (code, message) = grpc_status(response).await;
-    println!("grpc-timeout 1.5 s: {code:?} after {:?}", stalled.elapsed());
+    println!(
+        "grpc-timeout 1.5 s: {code:?} after {:?}: {message}",
+        stalled.elapsed()
+    );
     assert_eq!(code, Code::DeadlineExceeded, "{message}");
+    assert!(
+        message.contains("by the call's deadline (grpc-timeout 1.500 s)"),
+        "{message}"
+    );
     assert!(stalled.elapsed() < Duration::from_secs(3));
     assert!(c.score(score("still serving")).await.is_ok());
 }

@@ -1,6 +1,7 @@
 //! Receiving request bodies. A message whose bytes stall costs the server what it has received
-//! so far, however long the client waits; so each request message must arrive whole within the
-//! call's timeout (`grpc-timeout`, else `--default-timeout-secs`) from its first byte, and the
+//! so far, however long the client waits; so each request message must arrive whole before the
+//! call's deadline (`grpc-timeout`), or in calls without one within `--default-timeout-secs` of
+//! its first byte, and the
 //! bytes of messages still being received count against one server-wide budget
 //! (`--max-receiving-mib`). Either limit ends the call with a precise status; dropping the body
 //! then resets the HTTP/2 stream and frees what it held.
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use http_body::{Frame, SizeHint};
 use prost::bytes::Bytes;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tonic::body::Body;
 use tonic::Status;
 
@@ -88,15 +89,37 @@ impl<S: tower::Service<http::Request<Body>>> tower::Service<http::Request<Body>>
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let timeout = req
+        let limit = match req
             .headers()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(super::deadline::parse_timeout)
-            .unwrap_or(self.limits.default_timeout);
+        {
+            // The call's own deadline, a little early, as its handler answers it.
+            Some(t) => Limit::Call(t, Instant::now() + super::deadline::less_margin(t)),
+            None => Limit::PerMessage(self.limits.default_timeout),
+        };
         let budget = self.limits.budget.clone();
         self.inner
-            .call(req.map(|body| Body::new(Receiving::new(body, budget, timeout))))
+            .call(req.map(|body| Body::new(Receiving::new(body, budget, limit))))
+    }
+}
+
+/// When a message being received must be whole.
+#[derive(Clone, Copy)]
+enum Limit {
+    /// By the call's deadline (its `grpc-timeout`, and that instant).
+    Call(Duration, Instant),
+    /// Within this long of its first byte (`--default-timeout-secs`).
+    PerMessage(Duration),
+}
+
+impl Limit {
+    fn deadline(self) -> Instant {
+        match self {
+            Limit::Call(_, at) => at,
+            Limit::PerMessage(t) => Instant::now() + t,
+        }
     }
 }
 
@@ -105,7 +128,7 @@ impl<S: tower::Service<http::Request<Body>>> tower::Service<http::Request<Body>>
 pub struct Receiving {
     inner: Body,
     budget: Arc<Budget>,
-    timeout: Duration,
+    limit: Limit,
     frame: Framing,
     /// Bytes of the message being received, taken from the budget.
     held: usize,
@@ -114,11 +137,11 @@ pub struct Receiving {
 }
 
 impl Receiving {
-    fn new(inner: Body, budget: Arc<Budget>, timeout: Duration) -> Self {
+    fn new(inner: Body, budget: Arc<Budget>, limit: Limit) -> Self {
         Self {
             inner,
             budget,
-            timeout,
+            limit,
             frame: Framing::default(),
             held: 0,
             deadline: None,
@@ -146,17 +169,26 @@ impl Receiving {
         if pending == 0 {
             self.deadline = None;
         } else if completed || self.deadline.is_none() {
-            self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
+            self.deadline = Some(Box::pin(tokio::time::sleep_until(self.limit.deadline())));
         }
         Ok(())
     }
 
     fn expired(&self) -> Status {
+        let within = match self.limit {
+            Limit::Call(t, _) => format!(
+                "by the call's deadline (grpc-timeout {:.3} s)",
+                t.as_secs_f64()
+            ),
+            Limit::PerMessage(t) => format!(
+                "within {:.3} s of its first byte (--default-timeout-secs; the call sent no \
+                 grpc-timeout)",
+                t.as_secs_f64()
+            ),
+        };
         Status::deadline_exceeded(format!(
-            "a request message was not received whole within {:.3} s of its first byte (the \
-             call's timeout: grpc-timeout, else --default-timeout-secs); {} of its {} bytes \
-             arrived; the call was ended and its bytes freed",
-            self.timeout.as_secs_f64(),
+            "a request message was not received whole {within}; {} of its {} bytes arrived; the \
+             call was ended and its bytes freed",
             self.held,
             self.frame.declared().map_or("?".into(), |n| n.to_string())
         ))

@@ -15,9 +15,13 @@ pub fn unary_deadline(metadata: &MetadataMap, default: Duration) -> Option<Insta
 /// CANCELLED; answering a little before it lets the call end DEADLINE_EXCEEDED, and reach the
 /// caller before it gives up. The margin is 5% of the timeout, between 2 and 50 ms.
 pub fn deadline(metadata: &MetadataMap) -> Option<Instant> {
-    let timeout = timeout(metadata)?;
+    Instant::now().checked_add(less_margin(timeout(metadata)?))
+}
+
+/// `timeout` less the margin that lets crossrank answer before tonic's timeout layer fires.
+pub fn less_margin(timeout: Duration) -> Duration {
     let margin = (timeout / 20).clamp(Duration::from_millis(2), Duration::from_millis(50));
-    Instant::now().checked_add(timeout.saturating_sub(margin))
+    timeout.saturating_sub(margin)
 }
 
 /// `grpc-timeout` is up to 8 digits and a unit: H, M, S, m (ms), u (µs), n (ns).

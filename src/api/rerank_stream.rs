@@ -256,8 +256,9 @@ pub fn idle_timeout(idle: Duration) -> ServeError {
     ))
 }
 
-/// A failed read (a message that does not decode, or is too large) ends the call with that
-/// failure's own status (INTERNAL, INVALID_ARGUMENT or RESOURCE_EXHAUSTED, as for unary calls),
+/// A failed read (a message that does not decode, is too large, or stalls) ends the call with
+/// that failure's own status (INVALID_ARGUMENT, RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED, as for
+/// unary calls; INTERNAL otherwise),
 /// saying how far the stream got.
 pub fn stream_error(status: Status, received: usize) -> ServeError {
     let message = format!(
@@ -268,6 +269,7 @@ pub fn stream_error(status: Status, received: usize) -> ServeError {
     match status.code() {
         tonic::Code::ResourceExhausted => ServeError::ResourceExhausted(message),
         tonic::Code::InvalidArgument => ServeError::InvalidArgument(message),
+        tonic::Code::DeadlineExceeded => ServeError::DeadlineExceeded(message),
         tonic::Code::Cancelled | tonic::Code::Unavailable => ServeError::Unavailable(message),
         _ => ServeError::Internal(message),
     }
