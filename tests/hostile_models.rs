@@ -1,5 +1,5 @@
-//! Hostile model directories: config bombs, aliased, over-long and gapped safetensors, a 1 GiB
-//! config.json and a parameter stored as I8, each built from a small generated fixture. Each is
+//! Hostile model directories: config bombs (five families and TorchScript), aliased, over-long
+//! and gapped safetensors, 1 GiB small JSON files and a parameter stored as I8, each built from a small generated fixture. Each is
 //! refused with one clear line naming the file and the field, fast, and with bounded memory:
 //! by `crossrank score` (its peak RSS from `wait4`) and by a running server's LoadModel (its
 //! peak RSS from /proc), which keeps serving its other model.
@@ -31,12 +31,27 @@ struct Case {
 /// Copies fixture `from` to `root/name`.
 fn copy_of(root: &Path, from: &str, name: &str) -> PathBuf {
     let dir = root.join(name);
-    std::fs::create_dir(&dir).unwrap();
-    for entry in std::fs::read_dir(common::fixtures().join(from)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
+    copy_tree(&common::fixtures().join(from), &dir);
     dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        match entry.file_type().unwrap().is_dir() {
+            true => copy_tree(&entry.path(), &target),
+            false => drop(std::fs::copy(entry.path(), target).unwrap()),
+        }
+    }
+}
+
+/// A copy of `from` whose file `file` is a sparse 1 GiB (no disk use).
+fn huge_file(root: &Path, from: &str, name: &str, file: &str) {
+    let dir = copy_of(root, from, name);
+    let file = std::fs::File::create(dir.join(file)).unwrap();
+    file.set_len(1 << 30).unwrap();
 }
 
 fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
@@ -126,9 +141,16 @@ fn build(root: &Path) -> Vec<Case> {
     let gap = r#"{"bert.a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
                   "bert.b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}"#;
     write_weights(&copy_of(root, "bert", "gap"), gap.as_bytes(), None, 16);
-    let huge = copy_of(root, "bert", "huge_config");
-    let config = std::fs::File::create(huge.join("config.json")).unwrap();
-    config.set_len(1 << 30).unwrap();
+    huge_file(root, "bert", "huge_config", "config.json");
+    huge_file(root, "bert", "huge_st_config", "config_sentence_transformers.json");
+    huge_file(root, "bert_sharded", "huge_index", "model.safetensors.index.json");
+    huge_file(root, "causal", "huge_modules", "modules.json");
+    let script = copy_of(root, "bert_torchscript", "script_labels");
+    std::fs::write(
+        script.join("crossrank.json"),
+        json!({"num_labels": big, "max_length": 512}).to_string(),
+    )
+    .unwrap();
     int8_classifier(root);
     vec![
         Case { name: "labels", needles: &["config.json", "num_labels", "1000000000000", "65536"] },
@@ -143,6 +165,10 @@ fn build(root: &Path) -> Vec<Case> {
         Case { name: "long_header", needles: &["model.safetensors", "1099511627776", "does not fit"] },
         Case { name: "gap", needles: &["model.safetensors", "bert.b", "gap"] },
         Case { name: "huge_config", needles: &["config.json", "1073741824", "4194304"] },
+        Case { name: "huge_st_config", needles: &["config_sentence_transformers.json", "1073741824", "4194304"] },
+        Case { name: "huge_index", needles: &["model.safetensors.index.json", "1073741824", "4194304"] },
+        Case { name: "huge_modules", needles: &["modules.json", "1073741824", "4194304"] },
+        Case { name: "script_labels", needles: &["crossrank.json", "num_labels", "1000000000000", "65536"] },
         Case { name: "int8_classifier", needles: &["classifier.weight", "I8"] },
     ]
 }
