@@ -12,8 +12,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -85,6 +84,7 @@ pub struct Entry {
 /// An open safetensors file whose header has been checked.
 pub struct SafeFile {
     pub path: PathBuf,
+    /// Read through `&File` with a seek before each read: a `SafeFile` is used by one thread.
     file: File,
     data_start: u64,
 }
@@ -137,16 +137,23 @@ fn weights_err(path: &Path, message: String) -> RuntimeError {
     }
 }
 
-/// `len` bytes at `offset`, in a buffer reserved fallibly (the size comes from the file).
-fn read_exactly(file: &File, offset: u64, len: u64) -> Result<Vec<u8>, String> {
-    let len = usize::try_from(len).map_err(|_| format!("{len} bytes do not fit in memory"))?;
+/// `len` bytes at `offset`, in a buffer reserved fallibly (the size comes from the file) and
+/// filled without zeroing it first.
+fn read_exactly(mut file: &File, offset: u64, len: u64) -> Result<Vec<u8>, String> {
+    let size = usize::try_from(len).map_err(|_| format!("{len} bytes do not fit in memory"))?;
     let mut bytes = Vec::new();
     bytes
-        .try_reserve_exact(len)
+        .try_reserve_exact(size)
         .map_err(|e| format!("cannot allocate {len} bytes: {e}"))?;
-    bytes.resize(len, 0);
-    file.read_exact_at(&mut bytes, offset)
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.take(len).read_to_end(&mut bytes))
         .map_err(|e| format!("reading {len} bytes at {offset}: {e}"))?;
+    if bytes.len() != size {
+        return Err(format!(
+            "the file ended after {} of {len} bytes at {offset}",
+            bytes.len()
+        ));
+    }
     Ok(bytes)
 }
 
