@@ -49,7 +49,9 @@ pub fn torch_message(e: &tch::TchError) -> String {
 
 /// The first non-empty line of `message`, cut before "Exception raised from".
 pub fn first_line(message: &str) -> &str {
-    let cut = message.find("Exception raised from").unwrap_or(message.len());
+    let cut = message
+        .find("Exception raised from")
+        .unwrap_or(message.len());
     message[..cut]
         .lines()
         .map(str::trim_end)

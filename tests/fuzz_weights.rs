@@ -152,7 +152,11 @@ fn fuzz_config_json() {
             damage(&mut rng, &mut bytes);
         }
         std::fs::write(dir.join("config.json"), &bytes).unwrap();
-        let what = format!("{} config {}", dir.display(), String::from_utf8_lossy(&bytes));
+        let what = format!(
+            "{} config {}",
+            dir.display(),
+            String::from_utf8_lossy(&bytes)
+        );
         try_load(dir, &what.chars().take(2000).collect::<String>());
         inputs += 1;
     }
@@ -161,23 +165,44 @@ fn fuzz_config_json() {
 
 /// One hostile edit of a safetensors header.
 fn mutate_header(rng: &mut impl Rng, header: &mut serde_json::Map<String, Value>, data_len: u64) {
-    let names: Vec<String> = header.keys().filter(|k| *k != "__metadata__").cloned().collect();
+    let names: Vec<String> = header
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .cloned()
+        .collect();
     let name = names[rng.random_range(0..names.len())].clone();
     let entry = header[&name].as_object().unwrap().clone();
     let mut edited = entry.clone();
     match rng.random_range(0..6) {
         0 => {
             let other = &header[&names[rng.random_range(0..names.len())]]["data_offsets"];
-            let values = [json!(0), json!(data_len), json!(u64::MAX), json!(1u64 << 40), other[0].clone(), other[1].clone(), json!(-1)];
+            let values = [
+                json!(0),
+                json!(data_len),
+                json!(u64::MAX),
+                json!(1u64 << 40),
+                other[0].clone(),
+                other[1].clone(),
+                json!(-1),
+            ];
             let which = rng.random_range(0..2);
             edited["data_offsets"][which] = values[rng.random_range(0..values.len())].clone();
         }
         1 => {
-            let dtypes = ["F32", "F16", "BF16", "F64", "I8", "U8", "BOOL", "I64", "F8_E4M3", ""];
+            let dtypes = [
+                "F32", "F16", "BF16", "F64", "I8", "U8", "BOOL", "I64", "F8_E4M3", "",
+            ];
             edited["dtype"] = json!(dtypes[rng.random_range(0..dtypes.len())]);
         }
         2 => {
-            let shapes = [json!([]), json!([-1]), json!([0]), json!([1i64 << 40, 1i64 << 40]), json!([1; 9]), json!("x")];
+            let shapes = [
+                json!([]),
+                json!([-1]),
+                json!([0]),
+                json!([1i64 << 40, 1i64 << 40]),
+                json!(vec![1; 9]),
+                json!("x"),
+            ];
             edited["shape"] = shapes[rng.random_range(0..shapes.len())].clone();
         }
         3 => {
@@ -220,7 +245,9 @@ fn fuzz_safetensors_header() {
             damage(&mut rng, &mut bytes);
         }
         let declared = match rng.random_range(0..10) {
-            0 => (bytes.len() as u64).wrapping_add(rng.random_range(0..3)).wrapping_sub(1),
+            0 => (bytes.len() as u64)
+                .wrapping_add(rng.random_range(0..3))
+                .wrapping_sub(1),
             1 => u64::MAX - rng.random_range(0..8),
             _ => bytes.len() as u64,
         };

@@ -97,7 +97,12 @@ fn aliased(root: &Path, name: &str, n: usize) {
             )
         })
         .collect();
-    write_weights(&dir, format!("{{{}}}", entries.join(",")).as_bytes(), None, size);
+    write_weights(
+        &dir,
+        format!("{{{}}}", entries.join(",")).as_bytes(),
+        None,
+        size,
+    );
 }
 
 /// The BERT fixture with `classifier.weight` stored as I8.
@@ -121,10 +126,22 @@ fn build(root: &Path) -> Vec<Case> {
     use serde_json::json;
     let big = 1_000_000_000_000i64;
     config_bomb(root, "bert", "labels", "num_labels", json!(big));
-    config_bomb(root, "modernbert", "layers", "num_hidden_layers", json!(big));
+    config_bomb(
+        root,
+        "modernbert",
+        "layers",
+        "num_hidden_layers",
+        json!(big),
+    );
     config_bomb(root, "bert", "hidden", "hidden_size", json!(1i64 << 40));
     config_bomb(root, "bert", "vocab", "vocab_size", json!(1i64 << 40));
-    config_bomb(root, "qwen3", "positions", "max_position_embeddings", json!(1i64 << 40));
+    config_bomb(
+        root,
+        "qwen3",
+        "positions",
+        "max_position_embeddings",
+        json!(1i64 << 40),
+    );
     config_bomb(root, "distilbert", "distil_layers", "n_layers", json!(big));
     aliased(root, "aliased_100", 100);
     aliased(root, "aliased_1000", 1000);
@@ -137,13 +154,28 @@ fn build(root: &Path) -> Vec<Case> {
     *array.last_mut().unwrap() = b']';
     write_weights(&copy_of(root, "bert", "array_header"), &array, None, 0);
     drop(array);
-    write_weights(&copy_of(root, "bert", "long_header"), b"{}", Some(1 << 40), 0);
+    write_weights(
+        &copy_of(root, "bert", "long_header"),
+        b"{}",
+        Some(1 << 40),
+        0,
+    );
     let gap = r#"{"bert.a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
                   "bert.b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}"#;
     write_weights(&copy_of(root, "bert", "gap"), gap.as_bytes(), None, 16);
     huge_file(root, "bert", "huge_config", "config.json");
-    huge_file(root, "bert", "huge_st_config", "config_sentence_transformers.json");
-    huge_file(root, "bert_sharded", "huge_index", "model.safetensors.index.json");
+    huge_file(
+        root,
+        "bert",
+        "huge_st_config",
+        "config_sentence_transformers.json",
+    );
+    huge_file(
+        root,
+        "bert_sharded",
+        "huge_index",
+        "model.safetensors.index.json",
+    );
     huge_file(root, "causal", "huge_modules", "modules.json");
     let script = copy_of(root, "bert_torchscript", "script_labels");
     std::fs::write(
@@ -153,23 +185,74 @@ fn build(root: &Path) -> Vec<Case> {
     .unwrap();
     int8_classifier(root);
     vec![
-        Case { name: "labels", needles: &["config.json", "num_labels", "1000000000000", "65536"] },
-        Case { name: "layers", needles: &["config.json", "num_hidden_layers", "1000000000000"] },
-        Case { name: "hidden", needles: &["config.json", "hidden_size", "1099511627776"] },
-        Case { name: "vocab", needles: &["config.json", "vocab_size", "1099511627776"] },
-        Case { name: "positions", needles: &["config.json", "max_position_embeddings", "1099511627776"] },
-        Case { name: "distil_layers", needles: &["config.json", "n_layers", "1000000000000"] },
-        Case { name: "aliased_100", needles: &["model.safetensors", "overlap"] },
-        Case { name: "aliased_1000", needles: &["model.safetensors", "overlap"] },
-        Case { name: "array_header", needles: &["model.safetensors", "expected a map"] },
-        Case { name: "long_header", needles: &["model.safetensors", "1099511627776", "does not fit"] },
-        Case { name: "gap", needles: &["model.safetensors", "bert.b", "gap"] },
-        Case { name: "huge_config", needles: &["config.json", "1073741824", "4194304"] },
-        Case { name: "huge_st_config", needles: &["config_sentence_transformers.json", "1073741824", "4194304"] },
-        Case { name: "huge_index", needles: &["model.safetensors.index.json", "1073741824", "4194304"] },
-        Case { name: "huge_modules", needles: &["modules.json", "1073741824", "4194304"] },
-        Case { name: "script_labels", needles: &["crossrank.json", "num_labels", "1000000000000", "65536"] },
-        Case { name: "int8_classifier", needles: &["classifier.weight", "I8"] },
+        Case {
+            name: "labels",
+            needles: &["config.json", "num_labels", "1000000000000", "65536"],
+        },
+        Case {
+            name: "layers",
+            needles: &["config.json", "num_hidden_layers", "1000000000000"],
+        },
+        Case {
+            name: "hidden",
+            needles: &["config.json", "hidden_size", "1099511627776"],
+        },
+        Case {
+            name: "vocab",
+            needles: &["config.json", "vocab_size", "1099511627776"],
+        },
+        Case {
+            name: "positions",
+            needles: &["config.json", "max_position_embeddings", "1099511627776"],
+        },
+        Case {
+            name: "distil_layers",
+            needles: &["config.json", "n_layers", "1000000000000"],
+        },
+        Case {
+            name: "aliased_100",
+            needles: &["model.safetensors", "overlap"],
+        },
+        Case {
+            name: "aliased_1000",
+            needles: &["model.safetensors", "overlap"],
+        },
+        Case {
+            name: "array_header",
+            needles: &["model.safetensors", "expected a map"],
+        },
+        Case {
+            name: "long_header",
+            needles: &["model.safetensors", "1099511627776", "does not fit"],
+        },
+        Case {
+            name: "gap",
+            needles: &["model.safetensors", "bert.b", "gap"],
+        },
+        Case {
+            name: "huge_config",
+            needles: &["config.json", "1073741824", "4194304"],
+        },
+        Case {
+            name: "huge_st_config",
+            needles: &["config_sentence_transformers.json", "1073741824", "4194304"],
+        },
+        Case {
+            name: "huge_index",
+            needles: &["model.safetensors.index.json", "1073741824", "4194304"],
+        },
+        Case {
+            name: "huge_modules",
+            needles: &["modules.json", "1073741824", "4194304"],
+        },
+        Case {
+            name: "script_labels",
+            needles: &["crossrank.json", "num_labels", "1000000000000", "65536"],
+        },
+        Case {
+            name: "int8_classifier",
+            needles: &["classifier.weight", "I8"],
+        },
     ]
 }
 
@@ -208,7 +291,12 @@ fn cli_score(dir: &Path) -> (String, Option<i32>, Duration, f64) {
         std::thread::sleep(Duration::from_millis(1));
     };
     let took = start.elapsed();
-    (stderr.join().unwrap(), exit.code(), took, peak_kib as f64 / 1024.0)
+    (
+        stderr.join().unwrap(),
+        exit.code(),
+        took,
+        peak_kib as f64 / 1024.0,
+    )
 }
 
 /// VmHWM of /proc/PID/status, in KiB (None once the process is gone or a zombie).
@@ -220,7 +308,11 @@ fn vm_hwm_kib(status: &str) -> Option<u64> {
 
 fn assert_clear(case: &Case, message: &str) {
     for needle in case.needles {
-        assert!(message.contains(needle), "{}: {needle:?} not in {message}", case.name);
+        assert!(
+            message.contains(needle),
+            "{}: {needle:?} not in {message}",
+            case.name
+        );
     }
     assert!(
         !message.contains("Exception raised from") && !message.trim_end().contains('\n'),
@@ -240,12 +332,19 @@ fn the_cli_refuses_hostile_models_cleanly() {
     assert_eq!(code, Some(0), "the good model must score");
     for case in &cases {
         let (stderr, code, took, peak) = cli_score(&root.path().join(case.name));
-        eprintln!("cli {}: {took:.2?}, peak {peak:.0} MiB (normal {normal:.0}): {stderr}", case.name);
+        eprintln!(
+            "cli {}: {took:.2?}, peak {peak:.0} MiB (normal {normal:.0}): {stderr}",
+            case.name
+        );
         assert_eq!(code, Some(1), "{}: {stderr}", case.name);
         assert!(stderr.starts_with("error: "), "{}: {stderr}", case.name);
         assert_clear(case, &stderr);
         assert!(took < TIME_BOUND, "{}: {took:?}", case.name);
-        assert!(peak - normal < MEMORY_BOUND_MIB, "{}: {peak} MiB", case.name);
+        assert!(
+            peak - normal < MEMORY_BOUND_MIB,
+            "{}: {peak} MiB",
+            case.name
+        );
     }
 }
 
@@ -279,7 +378,14 @@ async fn a_server_refuses_hostile_models_and_keeps_serving() {
     let cases = build(root.path());
     let bert = format!("ce={}", common::fixtures().join("bert").display());
     let root_arg = root.path().display().to_string();
-    let args = ["--model", &bert, "--model-root", &root_arg, "--admin-token", TOKEN];
+    let args = [
+        "--model",
+        &bert,
+        "--model-root",
+        &root_arg,
+        "--admin-token",
+        TOKEN,
+    ];
     let server = ServerProcess::start(&args).await;
     let mut models = ModelsClient::new(server.channel.clone());
     score_ce(&server).await.unwrap();
@@ -295,8 +401,17 @@ async fn a_server_refuses_hostile_models_and_keeps_serving() {
         let err = models.load_model(authorized(load)).await.unwrap_err();
         let took = start.elapsed();
         let grew = server.peak_mib() - before;
-        eprintln!("server {}: {took:.2?}, +{grew:.0} MiB: {}", case.name, err.message());
-        assert_eq!(err.code(), Code::FailedPrecondition, "{}: {err:?}", case.name);
+        eprintln!(
+            "server {}: {took:.2?}, +{grew:.0} MiB: {}",
+            case.name,
+            err.message()
+        );
+        assert_eq!(
+            err.code(),
+            Code::FailedPrecondition,
+            "{}: {err:?}",
+            case.name
+        );
         assert_clear(case, err.message());
         assert!(took < TIME_BOUND, "{}: {took:?}", case.name);
         assert!(grew < MEMORY_BOUND_MIB, "{}: +{grew} MiB", case.name);

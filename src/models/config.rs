@@ -253,7 +253,10 @@ impl EncoderConfig {
         for ((field, kind), value) in names.iter().zip(TRANSFORMERS_NAMES).zip(values) {
             bounded(path, field, kind, value)?;
             if value < 0 {
-                return Err(invalid(path, format!("`{field}` must be at least 0, got {value}")));
+                return Err(invalid(
+                    path,
+                    format!("`{field}` must be at least 0, got {value}"),
+                ));
             }
         }
         Ok(self)

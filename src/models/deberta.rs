@@ -52,7 +52,12 @@ enum PosAttType {
 /// DeBERTa's own sizes within the limits of their kinds.
 fn bounded_fields(c: &Config, path: &Path) -> Result<()> {
     let positions = "max_position_embeddings";
-    bounded(path, "max_relative_positions", positions, c.max_relative_positions)?;
+    bounded(
+        path,
+        "max_relative_positions",
+        positions,
+        c.max_relative_positions,
+    )?;
     bounded(path, "position_buckets", positions, c.position_buckets)?;
     bounded(path, "conv_kernel_size", positions, c.conv_kernel_size)?;
     if let Some(size) = c.pooler_hidden_size {

@@ -32,12 +32,12 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String> {
         return Err(too_large(path, size, limit));
     }
     let mut bytes = Vec::new();
-    bytes.try_reserve_exact(size as usize).map_err(|e| {
-        RuntimeError::Config {
+    bytes
+        .try_reserve_exact(size as usize)
+        .map_err(|e| RuntimeError::Config {
             path: path.to_owned(),
             message: format!("cannot allocate {size} bytes to read it: {e}"),
-        }
-    })?;
+        })?;
     file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > limit {
         return Err(too_large(path, bytes.len() as u64, limit));

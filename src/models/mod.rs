@@ -193,3 +193,18 @@ pub(crate) fn serving_positions(positions: i64) -> usize {
         .unwrap_or(usize::MAX)
         .min(MAX_MAX_LENGTH)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the positions a config declares, the served length is at most the server's
+    /// maximum; nonsense below zero serves nothing (the tokenizer then refuses the model).
+    #[test]
+    fn serving_positions_never_exceed_the_server_maximum() {
+        assert_eq!(serving_positions(512), 512);
+        assert_eq!(serving_positions(1 << 40), MAX_MAX_LENGTH);
+        assert_eq!(serving_positions(i64::MAX), MAX_MAX_LENGTH);
+        assert_eq!(serving_positions(-3), 0);
+    }
+}

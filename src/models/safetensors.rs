@@ -124,9 +124,8 @@ impl SafeFile {
         let (kind, _, _) = entry.dtype.describe();
         let bytes = read_exactly(&self.file, self.data_start + start, end - start)
             .map_err(|m| weights_err(&self.path, format!("tensor {name}: {m}")))?;
-        Tensor::f_from_data_size(&bytes, &entry.shape, kind).map_err(|e| {
-            weights_err(&self.path, format!("tensor {name}: {}", torch_message(&e)))
-        })
+        Tensor::f_from_data_size(&bytes, &entry.shape, kind)
+            .map_err(|e| weights_err(&self.path, format!("tensor {name}: {}", torch_message(&e))))
     }
 }
 
@@ -182,7 +181,11 @@ fn check_layout(entries: &[(String, Entry)], data_len: u64) -> Result<(), String
     let mut at = 0u64;
     for (start, end, name) in spans {
         if start != at {
-            let what = if start < at { "overlap" } else { "leave a gap after" };
+            let what = if start < at {
+                "overlap"
+            } else {
+                "leave a gap after"
+            };
             return Err(format!(
                 "tensor {name}: offsets {start}..{end} {what} the tensor before, which ends at {at}; the tensors must tile the data area"
             ));

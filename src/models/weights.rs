@@ -39,10 +39,7 @@ impl Weights {
                     let other: &SafeFile = &files[other];
                     return Err(RuntimeError::Weights {
                         path,
-                        message: format!(
-                            "tensor {name} is also in {}",
-                            other.path.display()
-                        ),
+                        message: format!("tensor {name} is also in {}", other.path.display()),
                     });
                 }
             }

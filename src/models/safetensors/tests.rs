@@ -50,14 +50,29 @@ fn tensors_read_back_one_by_one() {
 fn the_offsets_must_tile_the_data() {
     let data = [0u8; 16];
     let entry = |name: &str, s: u64, e: u64| {
-        format!(r#""{name}": {{"dtype": "F32", "shape": [{}], "data_offsets": [{s}, {e}]}}"#, (e - s) / 4)
+        format!(
+            r#""{name}": {{"dtype": "F32", "shape": [{}], "data_offsets": [{s}, {e}]}}"#,
+            (e - s) / 4
+        )
     };
     let cases = [
-        (format!("{{{}, {}}}", entry("a", 0, 16), entry("b", 0, 16)), "overlap"),
-        (format!("{{{}, {}}}", entry("a", 0, 12), entry("b", 4, 16)), "overlap"),
-        (format!("{{{}, {}}}", entry("a", 0, 4), entry("b", 8, 16)), "gap"),
+        (
+            format!("{{{}, {}}}", entry("a", 0, 16), entry("b", 0, 16)),
+            "overlap",
+        ),
+        (
+            format!("{{{}, {}}}", entry("a", 0, 12), entry("b", 4, 16)),
+            "overlap",
+        ),
+        (
+            format!("{{{}, {}}}", entry("a", 0, 4), entry("b", 8, 16)),
+            "gap",
+        ),
         (format!("{{{}}}", entry("a", 0, 8)), "data area is 16 bytes"),
-        (format!("{{{}}}", entry("a", 0, 32)), "data area is 16 bytes"),
+        (
+            format!("{{{}}}", entry("a", 0, 32)),
+            "data area is 16 bytes",
+        ),
         (
             r#"{"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}}"#.into(),
             "do not hold",
@@ -68,13 +83,17 @@ fn the_offsets_must_tile_the_data() {
         ),
         ("[1, 2, 3]".into(), "expected a map"),
         (
-            r#"{"a": {"dtype": "U8", "shape": [1,1,1,1,1,1,1,1,16], "data_offsets": [0, 16]}}"#.into(),
+            r#"{"a": {"dtype": "U8", "shape": [1,1,1,1,1,1,1,1,16], "data_offsets": [0, 16]}}"#
+                .into(),
             "more than 8 dimensions",
         ),
     ];
     for (header, want) in cases {
         let err = open_err(&header, &data);
-        assert!(err.contains("w.safetensors") && err.contains(want), "{header}: {err}");
+        assert!(
+            err.contains("w.safetensors") && err.contains(want),
+            "{header}: {err}"
+        );
     }
     let ok = format!(
         r#"{{"__metadata__": {{"format": "pt"}}, {}, {}}}"#,
