@@ -26,6 +26,13 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String> {
         path: path.to_owned(),
         source,
     };
+    // Checked before opening: opening a FIFO would block.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(RuntimeError::Config {
+            path: path.to_owned(),
+            message: "not a regular file".into(),
+        });
+    }
     let file = std::fs::File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
     if size > limit {

@@ -92,6 +92,13 @@ pub struct SafeFile {
 /// Opens `path` and checks its header; returns the file and its tensors by name.
 pub fn open(path: &Path) -> Result<(SafeFile, Vec<(String, Entry)>)> {
     let err = |message: String| weights_err(path, message);
+    // Checked before opening: opening a FIFO would block.
+    if !std::fs::metadata(path)
+        .map_err(|e| err(e.to_string()))?
+        .is_file()
+    {
+        return Err(err("not a regular file".into()));
+    }
     let mut file = File::open(path).map_err(|e| err(e.to_string()))?;
     let file_len = file.metadata().map_err(|e| err(e.to_string()))?.len();
     let mut len = [0u8; 8];
