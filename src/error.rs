@@ -36,8 +36,45 @@ pub enum RuntimeError {
     Tokenize(String),
     #[error("invalid option: {0}")]
     InvalidOption(String),
-    #[error("libtorch error: {0}")]
+    #[error("libtorch error: {}", torch_message(.0))]
     Torch(#[from] tch::TchError),
 }
 
+/// A libtorch error's message without its C++ backtrace and build paths: the first non-empty
+/// line, cut before "Exception raised from". Every tch error text that reaches a message goes
+/// through here.
+pub fn torch_message(e: &tch::TchError) -> String {
+    first_line(&e.to_string()).to_owned()
+}
+
+/// The first non-empty line of `message`, cut before "Exception raised from".
+pub fn first_line(message: &str) -> &str {
+    let cut = message
+        .find("Exception raised from")
+        .unwrap_or(message.len());
+    message[..cut]
+        .lines()
+        .map(str::trim_end)
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+}
+
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libtorch's multi-line message keeps its first line only.
+    #[test]
+    fn torch_messages_lose_the_backtrace() {
+        let raw = "expected m1 and m2 to have the same dtype, but got: float != signed char\nException raised from addmm_impl_cpu_ at /pytorch/aten/src/ATen/native/LinearAlgebra.cpp:1423 (most recent call first):\nframe #0: c10::Error::Error";
+        let e = RuntimeError::Torch(tch::TchError::Torch(raw.into()));
+        assert_eq!(
+            e.to_string(),
+            "libtorch error: Internal torch error: expected m1 and m2 to have the same dtype, but got: float != signed char"
+        );
+        assert_eq!(first_line("a Exception raised from x"), "a");
+        assert_eq!(first_line("\n\nfirst\nsecond"), "first");
+    }
+}

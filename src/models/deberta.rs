@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{invalid, read_fields, EncoderConfig, RawConfig};
+use super::config::{bounded, invalid, read_fields, EncoderConfig, RawConfig};
 use super::encoder::HiddenAct;
 use super::weights::{LayerNorm, Linear, Weights};
 use super::{refuse_int8, spec_from, Inputs, ModelSpec, SequenceClassifier};
@@ -47,6 +47,26 @@ struct Config {
 enum PosAttType {
     Joined(String),
     List(Vec<String>),
+}
+
+/// DeBERTa's own sizes within the limits of their kinds.
+fn bounded_fields(c: &Config, path: &Path) -> Result<()> {
+    let positions = "max_position_embeddings";
+    bounded(
+        path,
+        "max_relative_positions",
+        positions,
+        c.max_relative_positions,
+    )?;
+    bounded(path, "position_buckets", positions, c.position_buckets)?;
+    bounded(path, "conv_kernel_size", positions, c.conv_kernel_size)?;
+    if let Some(size) = c.pooler_hidden_size {
+        bounded(path, "pooler_hidden_size", "hidden_size", size)?;
+    }
+    if let Some(size) = c.attention_head_size {
+        bounded(path, "attention_head_size", "head_dim", size)?;
+    }
+    Ok(())
 }
 
 fn minus_one() -> i64 {
@@ -116,6 +136,8 @@ pub fn load(
     // DeBERTa's defaults where BERT's differ: no token types, LayerNorm eps 1e-7.
     cfg.type_vocab_size = raw.type_vocab_size.unwrap_or(0);
     cfg.layer_norm_eps = raw.layer_norm_eps.unwrap_or(1e-7);
+    let cfg = cfg.bounded(&path)?;
+    bounded_fields(&c, &path)?;
     let spec = spec_from(raw, &path, &cfg, 0, cfg.type_vocab_size > 0)?;
     if c.conv_kernel_size > 0 {
         return Err(invalid(

@@ -16,7 +16,7 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{invalid, need, read_fields, EncoderConfig, RawConfig};
+use super::config::{bounded, invalid, need, read_fields, EncoderConfig, RawConfig};
 use super::encoder::HiddenAct;
 use super::rotary;
 use super::weights::{Linear, Weights};
@@ -157,6 +157,12 @@ pub fn load(
     refuse_int8(dtype, "decoder models")?;
     let theta = rope_theta(&c, &path)?;
     let enc = sizes(&c, family, &path)?;
+    if let Some(d) = c.head_dim {
+        bounded(&path, "head_dim", "head_dim", d)?;
+    }
+    if let Some(kv) = c.num_key_value_heads {
+        bounded(&path, "num_key_value_heads", "num_attention_heads", kv)?;
+    }
     let mut spec = spec_from(raw, &path, &enc, 0, false)?;
     if logit_score.is_some() {
         // One score per pair; the default activation is what spec_from found, else Sigmoid.
@@ -260,7 +266,7 @@ fn true_false_rows(w: &Weights, tf: &TrueFalse, vocab: i64, h: i64) -> Result<Te
 /// The sizes shared with the encoders, checked.
 fn sizes(c: &Config, family: Family, path: &Path) -> Result<EncoderConfig> {
     let need = |field: &str, v: Option<i64>| need(path, field, v);
-    Ok(EncoderConfig {
+    EncoderConfig {
         vocab_size: need("vocab_size", c.vocab_size)?,
         hidden_size: need("hidden_size", c.hidden_size)?,
         embedding_size: need("hidden_size", c.hidden_size)?,
@@ -276,7 +282,8 @@ fn sizes(c: &Config, family: Family, path: &Path) -> Result<EncoderConfig> {
         }),
         type_vocab_size: 1,
         pad_token_id: c.pad_token_id.unwrap_or(0),
-    })
+    }
+    .bounded(path)
 }
 
 /// The rotary base; scaled or other rotary kinds are refused by name.

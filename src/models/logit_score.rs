@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::decoder::TrueFalse;
+use super::json_file;
 use crate::error::{Result, RuntimeError};
 
 #[derive(Deserialize)]
@@ -26,9 +27,8 @@ struct Config {
 
 pub fn read(dir: &Path) -> Result<TrueFalse> {
     let modules_path = dir.join("modules.json");
-    if let Ok(text) = std::fs::read_to_string(&modules_path) {
-        let modules: Vec<Module> =
-            serde_json::from_str(&text).map_err(|e| config_err(&modules_path, e))?;
+    if let Some(text) = json_file::read_optional(&modules_path, json_file::SMALL_LIMIT)? {
+        let modules: Vec<Module> = json_file::parse(&modules_path, &text)?;
         if let Some(m) = modules.iter().find(|m| m.kind.ends_with("LogitScore")) {
             if m.path.contains("..") || Path::new(&m.path).is_absolute() {
                 return Err(RuntimeError::Config {
@@ -37,11 +37,7 @@ pub fn read(dir: &Path) -> Result<TrueFalse> {
                 });
             }
             let path = dir.join(&m.path).join("config.json");
-            let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let c: Config = serde_json::from_str(&text).map_err(|e| config_err(&path, e))?;
+            let c: Config = json_file::read_json(&path)?;
             return Ok(TrueFalse {
                 true_id: c.true_token_id,
                 false_id: c.false_token_id,
@@ -55,8 +51,10 @@ pub fn read(dir: &Path) -> Result<TrueFalse> {
 /// The ids of "yes" and "no" in the model's tokenizer.
 fn yes_no(dir: &Path) -> Result<TrueFalse> {
     let path = dir.join("tokenizer.json");
-    let tokenizer =
-        tokenizers::Tokenizer::from_file(&path).map_err(|e| RuntimeError::Tokenizer {
+    let text = json_file::read_text(&path, json_file::TOKENIZER_LIMIT)?;
+    let tokenizer = text
+        .parse::<tokenizers::Tokenizer>()
+        .map_err(|e| RuntimeError::Tokenizer {
             path: path.clone(),
             message: e.to_string(),
         })?;
@@ -73,11 +71,4 @@ fn yes_no(dir: &Path) -> Result<TrueFalse> {
         false_id: Some(id("no")?),
         source: format!("\"yes\" and \"no\" in {}", path.display()),
     })
-}
-
-fn config_err(path: &Path, e: serde_json::Error) -> RuntimeError {
-    RuntimeError::Config {
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
 }

@@ -11,6 +11,7 @@ mod distilbert;
 mod electra;
 mod embeddings;
 mod encoder;
+pub mod json_file;
 mod logit_score;
 mod modernbert;
 mod packing;
@@ -25,6 +26,7 @@ use std::path::Path;
 use tch::{Device, Tensor};
 
 use crate::activation::Activation;
+use crate::config::MAX_MAX_LENGTH;
 use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 use config::RawConfig;
@@ -144,19 +146,16 @@ fn refuse_int8(dtype: DType, family: &str) -> Result<()> {
 /// `config_sentence_transformers.json` (beside `config.json` at `path`), else the one named in
 /// `config.json`, else Sigmoid for one label and none for several.
 fn default_activation(raw: &RawConfig, path: &Path, labels: usize) -> Result<Activation> {
+    #[derive(serde::Deserialize)]
+    struct StConfig {
+        activation_fn: Option<serde_json::Value>,
+    }
     let st_path = path.with_file_name("config_sentence_transformers.json");
-    let saved = match std::fs::read_to_string(&st_path) {
-        Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
-            .map_err(|e| config::invalid(&st_path, e.to_string()))?
-            .get("activation_fn")
+    let saved = match json_file::read_optional(&st_path, json_file::SMALL_LIMIT)? {
+        Some(text) => json_file::parse::<StConfig>(&st_path, &text)?
+            .activation_fn
             .and_then(|a| a.as_str().map(str::to_owned)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(RuntimeError::Io {
-                path: st_path,
-                source,
-            })
-        }
+        None => None,
     };
     let named = match saved.as_deref().or(raw.st_activation()) {
         Some(name) => Activation::from_class_path(name).map_err(|m| config::invalid(path, m))?,
@@ -173,16 +172,39 @@ fn spec_from(
     position_offset: i64,
     uses_token_types: bool,
 ) -> Result<ModelSpec> {
-    let labels = raw.labels();
+    let labels = raw.labels(path)?;
     let default_activation = default_activation(raw, path, labels.len())?;
     Ok(ModelSpec {
         architecture: String::new(),
         labels,
         default_activation,
-        max_positions: (cfg.max_position_embeddings - position_offset).max(0) as usize,
+        max_positions: serving_positions(cfg.max_position_embeddings - position_offset),
         uses_token_types,
         vocab_size: cfg.vocab_size,
         type_vocab_size: cfg.type_vocab_size,
         pad_token_id: cfg.pad_token_id,
     })
+}
+
+/// The longest input served for a model whose position embeddings allow `positions` tokens:
+/// never above the server's maximum ([`MAX_MAX_LENGTH`]), whatever the config says.
+pub(crate) fn serving_positions(positions: i64) -> usize {
+    usize::try_from(positions.max(0))
+        .unwrap_or(usize::MAX)
+        .min(MAX_MAX_LENGTH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the positions a config declares, the served length is at most the server's
+    /// maximum; nonsense below zero serves nothing (the tokenizer then refuses the model).
+    #[test]
+    fn serving_positions_never_exceed_the_server_maximum() {
+        assert_eq!(serving_positions(512), 512);
+        assert_eq!(serving_positions(1 << 40), MAX_MAX_LENGTH);
+        assert_eq!(serving_positions(i64::MAX), MAX_MAX_LENGTH);
+        assert_eq!(serving_positions(-3), 0);
+    }
 }

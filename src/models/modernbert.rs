@@ -206,7 +206,7 @@ fn encoder_config(c: &Config, path: &Path) -> Result<EncoderConfig> {
             format!("hidden size {hidden} over {heads} heads must give an even head size"),
         ));
     }
-    Ok(EncoderConfig {
+    EncoderConfig {
         vocab_size: need("vocab_size", c.vocab_size)?,
         hidden_size: hidden,
         embedding_size: hidden,
@@ -218,7 +218,8 @@ fn encoder_config(c: &Config, path: &Path) -> Result<EncoderConfig> {
         max_position_embeddings: c.max_position_embeddings,
         type_vocab_size: 1,
         pad_token_id: c.pad_token_id,
-    })
+    }
+    .bounded(path)
 }
 
 /// Each layer's attention span: `layer_types` when given, else global every n-th layer.

@@ -47,11 +47,9 @@ pub fn load(
     kind: Kind,
 ) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
     let path = dir.join(SPEC_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let s: ScriptSpec = serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
+    let s: ScriptSpec = super::json_file::read_json(&path)?;
+    let num_labels = i64::try_from(s.num_labels).unwrap_or(i64::MAX);
+    super::config::bounded(&path, "num_labels", "labels", num_labels)?;
     let labels = s
         .labels
         .unwrap_or_else(|| (0..s.num_labels).map(|i| format!("LABEL_{i}")).collect());
@@ -85,7 +83,7 @@ pub fn load(
         architecture: "TorchScript".into(),
         labels,
         default_activation,
-        max_positions: s.max_length,
+        max_positions: super::serving_positions(i64::try_from(s.max_length).unwrap_or(i64::MAX)),
         uses_token_types: s.token_type_ids,
         vocab_size: i64::MAX,
         type_vocab_size: i64::MAX,

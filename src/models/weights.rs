@@ -8,12 +8,18 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
 
+use super::safetensors::{self, Entry, SafeFile};
 use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 
-/// Tensors of one checkpoint, moved to the target device and dtype as they are taken.
+/// The tensors of one checkpoint, indexed by name; a tensor is read from its file, converted to
+/// the target dtype and device, when the model takes it ([`Weights::get`]), so tensors the
+/// architecture does not use are never read and the load holds the converted weights plus one
+/// tensor.
 pub struct Weights {
-    tensors: HashMap<String, Tensor>,
+    files: Vec<SafeFile>,
+    /// Each tensor's file (an index into `files`) and header entry.
+    index: HashMap<String, (usize, Entry)>,
     /// Name prefix of the base model (`bert.`, `roberta.`…), tried when a bare name is missing.
     prefix: String,
     device: Device,
@@ -24,21 +30,24 @@ pub struct Weights {
 
 impl Weights {
     pub fn load(dir: &Path, prefix: &str, device: Device, dtype: DType) -> Result<Self> {
-        let mut tensors = HashMap::new();
-        let kind = dtype.kind();
-        // Converted as they are read: the load holds the converted weights plus one tensor.
-        let convert = |t: Tensor| -> Result<Tensor> {
-            let t = match t.is_floating_point() {
-                true => t.f_to_kind(kind)?,
-                false => t,
-            };
-            Ok(t.f_to_device(device)?)
-        };
-        for file in safetensors_files(dir)? {
-            tensors.extend(super::safetensors::read(&file, convert)?);
+        let mut files = Vec::new();
+        let mut index = HashMap::new();
+        for path in safetensors_files(dir)? {
+            let (file, entries) = safetensors::open(&path)?;
+            for (name, entry) in entries {
+                if let Some((other, _)) = index.insert(name.clone(), (files.len(), entry)) {
+                    let other: &SafeFile = &files[other];
+                    return Err(RuntimeError::Weights {
+                        path,
+                        message: format!("tensor {name} is also in {}", other.path.display()),
+                    });
+                }
+            }
+            files.push(file);
         }
         Ok(Self {
-            tensors,
+            files,
+            index,
             prefix: prefix.to_owned(),
             device,
             kind: dtype.kind(),
@@ -55,28 +64,34 @@ impl Weights {
         self.int8
     }
 
-    /// The tensor `name` (or `prefix + name`), which must have exactly `shape`.
+    /// The tensor `name` (or `prefix + name`), which must have exactly `shape` and a floating-point
+    /// dtype; read now and converted to the weights' dtype and device.
     /// Old checkpoints name LayerNorm parameters `gamma`/`beta`; those are accepted too.
     pub fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
-        let found = self
+        let (file, entry) = self
             .lookup(name)
             .ok_or_else(|| RuntimeError::MissingTensor {
                 name: name.to_owned(),
                 expected: shape.to_vec(),
             })?;
-        if found.size() != shape {
+        if entry.shape != shape {
             return Err(RuntimeError::ShapeMismatch {
                 name: name.to_owned(),
                 expected: shape.to_vec(),
-                found: found.size(),
+                found: entry.shape.clone(),
             });
         }
-        let kind = if found.is_floating_point() {
-            self.kind
-        } else {
-            found.kind()
-        };
-        Ok(found.f_to_device(self.device)?.f_to_kind(kind)?)
+        if !entry.dtype.is_float() {
+            return Err(RuntimeError::Weights {
+                path: file.path.clone(),
+                message: format!(
+                    "tensor {name} is stored as {}; a parameter must be F32, F16, BF16 or F64",
+                    entry.dtype
+                ),
+            });
+        }
+        let stored = file.read(name, entry)?;
+        Ok(stored.f_to_kind(self.kind)?.f_to_device(self.device)?)
     }
 
     /// Whether the checkpoint has tensor `name` (or `prefix + name`).
@@ -84,7 +99,7 @@ impl Weights {
         self.lookup(name).is_some()
     }
 
-    fn lookup(&self, name: &str) -> Option<&Tensor> {
+    fn lookup(&self, name: &str) -> Option<(&SafeFile, &Entry)> {
         let legacy = name
             .strip_suffix("LayerNorm.weight")
             .map(|p| format!("{p}LayerNorm.gamma"))
@@ -97,7 +112,8 @@ impl Weights {
             candidates.push(bare.to_owned());
         }
         candidates.extend(legacy);
-        candidates.iter().find_map(|c| self.tensors.get(c))
+        let (file, entry) = candidates.iter().find_map(|c| self.index.get(c))?;
+        Some((&self.files[*file], entry))
     }
 
     /// A linear layer `prefix.weight` [out, in] and `prefix.bias` [out].
@@ -188,14 +204,7 @@ fn shard_files(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
     struct Index {
         weight_map: HashMap<String, String>,
     }
-    let text = std::fs::read_to_string(index).map_err(|source| RuntimeError::Io {
-        path: index.to_owned(),
-        source,
-    })?;
-    let parsed: Index = serde_json::from_str(&text).map_err(|e| RuntimeError::Weights {
-        path: index.to_owned(),
-        message: e.to_string(),
-    })?;
+    let parsed: Index = super::json_file::read_json(index)?;
     let shards: BTreeSet<String> = parsed.weight_map.into_values().collect();
     shards
         .into_iter()

@@ -89,7 +89,9 @@ fn load_and_warm_up(cfg: &ReplicaConfig) -> Result<(Network, PairTokenizer)> {
     let _entered = span.enter();
     let network = Network::load(&cfg.dir, cfg.device, cfg.dtype)?;
     let tokenizer = PairTokenizer::load(&cfg.dir, &network.spec, cfg.max_length)?;
-    let long = "warm up ".repeat(tokenizer.max_length());
+    // The tokenizer's maximum never exceeds the model's serving positions, which never exceed
+    // the server's maximum; the `min` keeps the warm-up bounded even so.
+    let long = "warm up ".repeat(tokenizer.max_length().min(crate::config::MAX_MAX_LENGTH));
     let pairs = tokenizer.encode(&[
         ("warm up", "a short document"),
         (long.as_str(), long.as_str()),
