@@ -138,7 +138,10 @@ pub fn load(
     cfg.layer_norm_eps = raw.layer_norm_eps.unwrap_or(1e-7);
     let cfg = cfg.bounded(&path)?;
     bounded_fields(&c, &path)?;
-    let spec = spec_from(raw, &path, &cfg, 0, cfg.type_vocab_size > 0)?;
+    let spec = super::cap_square_attention(
+        spec_from(raw, &path, &cfg, 0, cfg.type_vocab_size > 0)?,
+        &path,
+    );
     if c.conv_kernel_size > 0 {
         return Err(invalid(
             &path,

@@ -194,6 +194,28 @@ pub(crate) fn serving_positions(positions: i64) -> usize {
         .min(MAX_MAX_LENGTH)
 }
 
+/// The longest input served by architectures whose attention builds S x S tensors in full
+/// (ModernBERT's masks, DeBERTa's relative positions): their memory grows with the square of
+/// the length (a ModernBERT warm-up at 8,192 tokens measured ~1.4 GiB; at 65,536 it would be
+/// ~64x that), so a config declaring more positions is served at 8,192 tokens, ModernBERT's own
+/// maximum, with a warning.
+pub(crate) const SQUARE_ATTENTION_MAX_LENGTH: usize = 8192;
+
+/// Caps `spec`'s served length at [`SQUARE_ATTENTION_MAX_LENGTH`], saying so when it does.
+pub(crate) fn cap_square_attention(mut spec: ModelSpec, path: &Path) -> ModelSpec {
+    if spec.max_positions > SQUARE_ATTENTION_MAX_LENGTH {
+        tracing::warn!(
+            config = %path.display(),
+            positions = spec.max_positions,
+            served = SQUARE_ATTENTION_MAX_LENGTH,
+            "this architecture's attention grows with the square of the length: inputs are cut \
+             at {SQUARE_ATTENTION_MAX_LENGTH} tokens"
+        );
+        spec.max_positions = SQUARE_ATTENTION_MAX_LENGTH;
+    }
+    spec
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,7 +137,7 @@ pub fn load(
     let path = dir.join("config.json");
     let c: Config = read_fields(&path)?;
     let enc = encoder_config(&c, &path)?;
-    let spec = spec_from(raw, &path, &enc, 0, false)?;
+    let spec = super::cap_square_attention(spec_from(raw, &path, &enc, 0, false)?, &path);
     let spans = spans(&c, enc.num_layers, &path)?;
     let (global_theta, local_theta) = thetas(&c, &path)?;
     refuse_int8(dtype, "ModernBERT")?;
