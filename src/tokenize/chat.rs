@@ -327,20 +327,48 @@ fn template_source(
 ) -> Result<Option<(String, std::path::PathBuf)>> {
     let file = dir.join(TEMPLATE_FILE);
     if file.is_file() {
-        return match std::fs::read_to_string(&file) {
-            Ok(text) => Ok(Some((text, file))),
-            Err(source) => Err(RuntimeError::Io { path: file, source }),
-        };
+        return read_template(file).map(Some);
     }
     match config.as_ref().and_then(|c| c.get("chat_template")) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => {
-            Ok(Some((s.clone(), dir.join("tokenizer_config.json"))))
+            let path = dir.join("tokenizer_config.json");
+            check_template_len(&path, s.len())?;
+            Ok(Some((s.clone(), path)))
         }
         Some(_) => Err(RuntimeError::Config {
             path: dir.join("tokenizer_config.json"),
             message: "`chat_template` is not a single template string (named templates are not supported)".into(),
         }),
+    }
+}
+
+/// The longest chat template accepted, in bytes. Real ones are a few KiB (Qwen3's ~4 KiB); a
+/// template's constant expressions are evaluated when it is compiled, before any fuel applies,
+/// so its length is bounded first.
+pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
+
+fn check_template_len(path: &Path, len: usize) -> Result<()> {
+    if len <= MAX_TEMPLATE_BYTES {
+        return Ok(());
+    }
+    Err(RuntimeError::Config {
+        path: path.to_owned(),
+        message: format!(
+            "the chat template has {len} bytes; the limit is {MAX_TEMPLATE_BYTES}"
+        ),
+    })
+}
+
+/// `chat_template.jinja`, read up to one byte past the limit.
+fn read_template(path: PathBuf) -> Result<(String, PathBuf)> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_TEMPLATE_BYTES as u64 + 1).read_to_string(&mut text));
+    match read {
+        Ok(len) => check_template_len(&path, len).map(|()| (text, path)),
+        Err(source) => Err(RuntimeError::Io { path, source }),
     }
 }
 
@@ -439,5 +467,21 @@ mod tests {
             c.render(None, "q", "d", &StopSignal::default()).unwrap(),
             "query=q/text;document=d/text;"
         );
+    }
+
+    /// A chat template past the size limit is refused before it is compiled, naming the file,
+    /// its size and the limit.
+    #[test]
+    fn an_oversized_template_is_refused_before_it_is_compiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = "x".repeat(MAX_TEMPLATE_BYTES + 1);
+        std::fs::write(dir.path().join(TEMPLATE_FILE), &big).unwrap();
+        let err = template_source(dir.path(), &None).unwrap_err().to_string();
+        assert!(err.contains(TEMPLATE_FILE), "{err}");
+        assert!(err.contains(&format!("{} bytes", MAX_TEMPLATE_BYTES + 1)), "{err}");
+        std::fs::remove_file(dir.path().join(TEMPLATE_FILE)).unwrap();
+        let config = Some(serde_json::json!({ "chat_template": big }));
+        let err = template_source(dir.path(), &config).unwrap_err().to_string();
+        assert!(err.contains("tokenizer_config.json"), "{err}");
     }
 }

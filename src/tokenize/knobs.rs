@@ -1,6 +1,7 @@
-//! Tokenizer parameters that make tokenization superlinear, bounded at load. `tokenizer.json`
-//! comes from whoever published the model; a value in it must not turn one long word into
-//! seconds of CPU (docs/hardening/templates.md lists what was looked at and why).
+//! `tokenizer.json` read as hostile input: whoever published the model wrote it. A file the
+//! `tokenizers` crate panics on is a clean error, and parameters that make tokenization
+//! superlinear are bounded at load, so a value in it cannot turn one long word into seconds of
+//! CPU (docs/hardening/templates.md lists what was looked at and why).
 
 use std::path::Path;
 
@@ -20,9 +21,33 @@ pub const MAX_WORDPIECE_CHARS: usize = 200;
 /// of n characters cost up to n·L. SentencePiece's default `max_piece_length` is 16.
 pub const MAX_UNIGRAM_PIECE_CHARS: usize = 1024;
 
+/// Reads `path` (a tokenizer.json) and bounds its parameters (see [`bound`]).
+pub fn read(path: &Path) -> Result<Tokenizer> {
+    let err = |message: String| RuntimeError::Tokenizer {
+        path: path.to_owned(),
+        message,
+    };
+    // The crate unwraps inside some deserializers (decoders, seen by tests/fuzz_tokenizer.rs).
+    let read = std::panic::catch_unwind(|| Tokenizer::from_file(path));
+    let mut tokenizer = match read {
+        Ok(Ok(tokenizer)) => tokenizer,
+        Ok(Err(e)) => return Err(err(e.to_string())),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            return Err(err(format!("the tokenizers crate failed on it: {why}")));
+        }
+    };
+    bound(&mut tokenizer, path)?;
+    Ok(tokenizer)
+}
+
 /// Clamps or refuses the parameters of `tokenizer` (read from `path`) that make its cost
 /// superlinear in a text's length.
-pub fn bound(tokenizer: &mut Tokenizer, path: &Path) -> Result<()> {
+fn bound(tokenizer: &mut Tokenizer, path: &Path) -> Result<()> {
     match tokenizer.get_model() {
         ModelWrapper::WordPiece(wp) if wp.max_input_chars_per_word > MAX_WORDPIECE_CHARS => {
             tracing::warn!(

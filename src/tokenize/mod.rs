@@ -75,8 +75,7 @@ impl PairTokenizer {
             path: path.clone(),
             message,
         };
-        let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| err(e.to_string()))?;
-        knobs::bound(&mut tokenizer, &path)?;
+        let mut tokenizer = knobs::read(&path)?;
         let configured = max_length.or_else(|| configured_max_length(dir));
         let max_length = configured
             .unwrap_or(spec.max_positions)
