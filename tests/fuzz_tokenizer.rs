@@ -69,7 +69,11 @@ fn mutate_json(rng: &mut impl Rng, v: &mut Value) {
     let descend = rng.random_bool(0.8);
     match v {
         Value::Object(map) if descend && !map.is_empty() => {
-            let key = map.keys().nth(rng.random_range(0..map.len())).unwrap().clone();
+            let key = map
+                .keys()
+                .nth(rng.random_range(0..map.len()))
+                .unwrap()
+                .clone();
             if rng.random_bool(0.1) {
                 map.remove(&key);
             } else {
@@ -246,7 +250,10 @@ fn hostile_tokenizer_files_and_chat_templates_load_or_fail_cleanly_and_quickly()
             std::fs::remove_file(&template_file).unwrap();
         }
         let (result, took) = what;
-        assert!(took < Duration::from_secs(5), "input {inputs} took {took:?}: {result:?}");
+        assert!(
+            took < Duration::from_secs(5),
+            "input {inputs} took {took:?}: {result:?}"
+        );
         inputs += 1;
         loaded += usize::from(result.is_ok());
         slowest = slowest.max(took);

@@ -102,7 +102,12 @@ fn client(server: &ServerProcess) -> CrossEncoderClient<Channel> {
 /// User + system CPU seconds the server process has used (/proc/PID/stat, 100 ticks a second).
 fn cpu_secs(server: &ServerProcess) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id())).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     ticks as f64 / 100.0
 }
@@ -147,7 +152,10 @@ async fn templates_that_loop_or_explode_fail_their_load_at_their_bound() {
     ])
     .await;
     let mut models = ModelsClient::new(server.channel.clone());
-    for (name, want) in [("loop", "ran out of fuel"), ("bomb", "the rendered prompt passed")] {
+    for (name, want) in [
+        ("loop", "ran out of fuel"),
+        ("bomb", "the rendered prompt passed"),
+    ] {
         let before = server.rss_mib();
         server.reset_peak();
         let start = Instant::now();
@@ -160,7 +168,11 @@ async fn templates_that_loop_or_explode_fail_their_load_at_their_bound() {
         let took = start.elapsed();
         let peak = server.peak_mib() - before;
         let get = pb::GetModelRequest { name: name.into() };
-        let info = models.get_model(with_token(get)).await.unwrap().into_inner();
+        let info = models
+            .get_model(with_token(get))
+            .await
+            .unwrap()
+            .into_inner();
         println!(
             "{name}: {:?} in {took:?}, peak RSS +{peak:.0} MiB: {}",
             err.code(),
@@ -169,7 +181,11 @@ async fn templates_that_loop_or_explode_fail_their_load_at_their_bound() {
         assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
         assert_eq!(info.state, pb::ModelState::Failed as i32);
         assert!(info.reason.contains(want), "{}", info.reason);
-        assert!(info.reason.contains("chat_template.jinja"), "{}", info.reason);
+        assert!(
+            info.reason.contains("chat_template.jinja"),
+            "{}",
+            info.reason
+        );
         assert!(took < Duration::from_secs(30), "{name} took {took:?}");
         assert!(peak < 600.0, "{name}: peak RSS grew by {peak:.0} MiB");
         good_still_serves(&server).await;
@@ -279,7 +295,10 @@ async fn a_huge_wordpiece_word_limit_is_clamped_at_load() {
     std::fs::write(&path, json.to_string()).unwrap();
     let server = ServerProcess::start(&["--model", &bert(), "--model", &arg("wide", &wide)]).await;
     assert!(server.stderr().contains("clamped"), "{}", server.stderr());
-    for (what, word) in [("ASCII", "ab".repeat(8000)), ("non-ASCII", "aé".repeat(8000))] {
+    for (what, word) in [
+        ("ASCII", "ab".repeat(8000)),
+        ("non-ASCII", "aé".repeat(8000)),
+    ] {
         let mut took = Vec::new();
         for model in ["good", "wide"] {
             let start = Instant::now();

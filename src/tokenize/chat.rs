@@ -102,7 +102,11 @@ impl ChatPairs {
         if let Failure::Stopped = failure {
             return Stop::Cancelled;
         }
-        let name = self.origin.file_name().unwrap_or_default().to_string_lossy();
+        let name = self
+            .origin
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
         Stop::Failed(RuntimeError::Tokenize(format!(
             "the model's chat template ({name}): {failure}"
         )))
@@ -354,9 +358,7 @@ fn check_template_len(path: &Path, len: usize) -> Result<()> {
     }
     Err(RuntimeError::Config {
         path: path.to_owned(),
-        message: format!(
-            "the chat template has {len} bytes; the limit is {MAX_TEMPLATE_BYTES}"
-        ),
+        message: format!("the chat template has {len} bytes; the limit is {MAX_TEMPLATE_BYTES}"),
     })
 }
 
@@ -364,8 +366,10 @@ fn check_template_len(path: &Path, len: usize) -> Result<()> {
 fn read_template(path: PathBuf) -> Result<(String, PathBuf)> {
     use std::io::Read;
     let mut text = String::new();
-    let read = std::fs::File::open(&path)
-        .and_then(|f| f.take(MAX_TEMPLATE_BYTES as u64 + 1).read_to_string(&mut text));
+    let read = std::fs::File::open(&path).and_then(|f| {
+        f.take(MAX_TEMPLATE_BYTES as u64 + 1)
+            .read_to_string(&mut text)
+    });
     match read {
         Ok(len) => check_template_len(&path, len).map(|()| (text, path)),
         Err(source) => Err(RuntimeError::Io { path, source }),
@@ -456,7 +460,8 @@ mod tests {
     fn pairs_render_as_sentence_transformers_messages() {
         let flat = "{% for m in messages %}{{ m.role }}={{ m.content.strip() }};{% endfor %}{{ eos_token }}\n\n";
         let c = chat(flat, false, Some("judge"));
-        let text = c.render(Some("judge"), " q ", "d", &StopSignal::default())
+        let text = c
+            .render(Some("judge"), " q ", "d", &StopSignal::default())
             .unwrap();
         assert_eq!(text, "system=judge;query=q;document=d;</s>\n");
         let structured = "{% for m in messages %}{{ m.role }}={{ m.content[0].text }}/{{ m.content[0].type }};{% endfor %}";
@@ -478,10 +483,15 @@ mod tests {
         std::fs::write(dir.path().join(TEMPLATE_FILE), &big).unwrap();
         let err = template_source(dir.path(), &None).unwrap_err().to_string();
         assert!(err.contains(TEMPLATE_FILE), "{err}");
-        assert!(err.contains(&format!("{} bytes", MAX_TEMPLATE_BYTES + 1)), "{err}");
+        assert!(
+            err.contains(&format!("{} bytes", MAX_TEMPLATE_BYTES + 1)),
+            "{err}"
+        );
         std::fs::remove_file(dir.path().join(TEMPLATE_FILE)).unwrap();
         let config = Some(serde_json::json!({ "chat_template": big }));
-        let err = template_source(dir.path(), &config).unwrap_err().to_string();
+        let err = template_source(dir.path(), &config)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tokenizer_config.json"), "{err}");
     }
 }

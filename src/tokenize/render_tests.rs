@@ -70,7 +70,10 @@ fn a_real_template_uses_a_sliver_of_the_fuel() {
         let ctx = context! { messages => messages(text), add_generation_prompt => true };
         let captured = env.get_template("t").unwrap().render_captured(ctx).unwrap();
         let (used, _) = captured.state().fuel_levels().unwrap();
-        println!("Qwen3 template, {} bytes a message: {used} steps", text.len());
+        println!(
+            "Qwen3 template, {} bytes a message: {used} steps",
+            text.len()
+        );
         assert!(used * 100 < FUEL, "{used} steps");
     }
 }
@@ -78,7 +81,9 @@ fn a_real_template_uses_a_sliver_of_the_fuel() {
 /// A loop of 10^10 steps stops at the fuel, quickly (the time is printed: what the fuel is worth).
 #[test]
 fn a_runaway_loop_runs_out_of_fuel() {
-    let env = env_with("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}");
+    let env = env_with(
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    );
     let start = Instant::now();
     let r = render(&env, "t", Value::from(()), 1 << 20, &StopSignal::default());
     let took = start.elapsed();
@@ -96,11 +101,26 @@ fn printing_past_the_output_bound_fails() {
         r#"{% set s %}{% for i in range(100) %}{{ "x" * 1000000 }}{% endfor %}{% endset %}"#,
         "{% for i in range(100000) %}raw text, raw text{% endfor %}",
     ] {
-        let r = render(&env_with(source), "t", Value::from(()), 1 << 20, &StopSignal::default());
+        let r = render(
+            &env_with(source),
+            "t",
+            Value::from(()),
+            1 << 20,
+            &StopSignal::default(),
+        );
         let r = r.map(|s| s.len());
-        assert!(matches!(r, Err(Failure::TooLong { limit }) if limit == 1 << 20), "{source}: {r:?}");
+        assert!(
+            matches!(r, Err(Failure::TooLong { limit }) if limit == 1 << 20),
+            "{source}: {r:?}"
+        );
     }
-    let r = render(&env_with("{{ 'x' * 10 }}"), "t", Value::from(()), 10, &StopSignal::default());
+    let r = render(
+        &env_with("{{ 'x' * 10 }}"),
+        "t",
+        Value::from(()),
+        10,
+        &StopSignal::default(),
+    );
     assert_eq!(r.unwrap(), "x".repeat(10));
 }
 
@@ -108,15 +128,26 @@ fn printing_past_the_output_bound_fails() {
 /// raised, not after its fuel; a signal raised before the render stops it at once.
 #[test]
 fn a_raised_signal_stops_a_range_loop() {
-    let env = env_with(r#"{% for i in range(100000) %}{% set x = "y" * (10000000 + i) %}{% endfor %}"#);
+    let env =
+        env_with(r#"{% for i in range(100000) %}{% set x = "y" * (10000000 + i) %}{% endfor %}"#);
     let start = Instant::now();
     let signal = StopSignal::at(start + Duration::from_millis(200));
     let r = render(&env, "t", Value::from(()), 1 << 20, &signal);
     let took = start.elapsed();
     println!("stopped after {took:?} (deadline 200 ms)");
-    assert!(matches!(r, Err(Failure::Stopped)), "{:?}", r.map(|s| s.len()));
+    assert!(
+        matches!(r, Err(Failure::Stopped)),
+        "{:?}",
+        r.map(|s| s.len())
+    );
     assert!(took >= Duration::from_millis(200), "{took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
-    let r = render(&env_with("{{ 'a' }}"), "t", Value::from(()), 100, &StopSignal::raised());
+    let r = render(
+        &env_with("{{ 'a' }}"),
+        "t",
+        Value::from(()),
+        100,
+        &StopSignal::raised(),
+    );
     assert!(matches!(r, Err(Failure::Stopped)), "{r:?}");
 }

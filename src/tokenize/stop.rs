@@ -38,7 +38,9 @@ impl StopSignal {
     }
 
     pub fn is_raised(&self) -> bool {
-        self.flag.as_ref().is_some_and(|f| f.load(Ordering::Acquire))
+        self.flag
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Acquire))
             || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 }
