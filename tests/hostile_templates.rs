@@ -272,8 +272,6 @@ async fn a_deadline_stops_a_render_in_the_middle_of_its_loop() {
     let err = client(&server).score(req).await.unwrap_err();
     println!("slow render: {:?} after {:?}", err.code(), start.elapsed());
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-    // The server gives up within milliseconds of the deadline; give it a little more.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = cpu_over_a_second(&server).await;
     println!("CPU over the next second: {idle:.2} s");
     assert!(idle < 0.3, "the server kept {idle:.2} CPU s/s busy");

@@ -78,21 +78,30 @@ impl ChatPairs {
         chat.check_roles()?;
         let system = chat.default.system.clone();
         chat.default.tail = chat
-            .learn_tail(tokenizer, system.as_deref(), &StopSignal::default())
+            .learn_tail(tokenizer, system.as_deref(), &StopSignal::default(), &|f| {
+                Stop::Failed(chat.load_failure(f))
+            })
             .map_err(|stop| chat.load_error(stop))?;
         Ok(Some(chat))
     }
 
-    /// A render or tokenization that failed while loading, as an error naming the template.
-    fn load_error(&self, stop: Stop) -> RuntimeError {
-        let message = match stop {
-            Stop::Failed(RuntimeError::Tokenize(m)) => m,
-            Stop::Failed(other) => return other,
-            Stop::Truncated(_) | Stop::Cancelled => "rendering was stopped".into(),
-        };
+    /// A render that failed while loading, as an error naming the template file.
+    fn load_failure(&self, failure: Failure) -> RuntimeError {
         RuntimeError::Config {
             path: self.origin.clone(),
-            message,
+            message: format!("chat template: {failure}"),
+        }
+    }
+
+    /// A render or tokenization that failed while loading, as an error naming the template.
+    fn load_error(&self, stop: Stop) -> RuntimeError {
+        match stop {
+            Stop::Failed(RuntimeError::Tokenize(message)) => RuntimeError::Config {
+                path: self.origin.clone(),
+                message,
+            },
+            Stop::Failed(other) => other,
+            Stop::Truncated(_) | Stop::Cancelled => self.load_failure(Failure::Stopped),
         }
     }
 
@@ -124,7 +133,7 @@ impl ChatPairs {
         let system = self.default.system.as_deref();
         let render = |q: &str, d: &str| {
             self.render(system, q, d, &StopSignal::default())
-                .map_err(|f| self.load_error(self.request_error(f)))
+                .map_err(|f| self.load_failure(f))
         };
         let base = render("alpha", "bravo")?;
         for (role, q, d) in [
@@ -160,7 +169,9 @@ impl ChatPairs {
         if system == self.default.system {
             return Ok(self.default.clone());
         }
-        let tail = self.learn_tail(tokenizer, system.as_deref(), signal)?;
+        let tail = self.learn_tail(tokenizer, system.as_deref(), signal, &|f| {
+            self.request_error(f)
+        })?;
         Ok(Prompt { system, tail })
     }
 
@@ -233,16 +244,16 @@ impl ChatPairs {
     /// The longest common token suffix of the conversation rendered with two different fillers
     /// for the query and the document (sentence-transformers' rule); empty when the renders
     /// share nothing or one is all suffix.
+    /// `fail` turns a failed render into the caller's error (load or request).
     fn learn_tail(
         &self,
         tokenizer: &Tokenizer,
         system: Option<&str>,
         signal: &StopSignal,
+        fail: &dyn Fn(Failure) -> Stop,
     ) -> Result<Vec<u32>, Stop> {
         let ids = |q: &str, d: &str| {
-            let text = self
-                .render(system, q, d, signal)
-                .map_err(|f| self.request_error(f))?;
+            let text = self.render(system, q, d, signal).map_err(fail)?;
             ids_of(tokenizer, &text).map_err(Stop::Failed)
         };
         let (first, second) = (ids("0", "0")?, ids("1 2 3 4", "1 2 3 4")?);
