@@ -27,7 +27,8 @@ const LOOP: &str =
 const BOMB: &str = r#"{% for i in range(1000) %}{{ "x" * 100000000 }}{% endfor %}"#;
 
 /// Only for a document starting with "boom" (three nested loops of 100,000), "bomb" (100 MB
-/// strings printed) or "slow" (100,000 steps of 10 MB each, few template steps apiece).
+/// strings printed), "slow" (100,000 steps of 10 MB each, few template steps apiece) or "heavy"
+/// (a loop of 80,000: within the fuel, but ~400x what a real template takes).
 const TRIGGERED: &str = concat!(
     r#"{% for m in messages %}{% if m.role == "document" %}"#,
     r#"{% if m.content[:4] == "boom" %}{% for i in range(100000) %}{% for j in range(100000) %}"#,
@@ -36,6 +37,7 @@ const TRIGGERED: &str = concat!(
     r#"{% endfor %}{% endif %}"#,
     r#"{% if m.content[:4] == "slow" %}{% for i in range(100000) %}"#,
     r#"{% set x = "y" * (10000000 + i) %}{% endfor %}{% endif %}"#,
+    r#"{% if m.content[:5] == "heavy" %}{% for i in range(80000) %}{% endfor %}{% endif %}"#,
     r#"{% endif %}{% endfor %}"#,
 );
 
@@ -228,6 +230,32 @@ async fn a_document_that_makes_the_template_loop_fails_at_its_fuel_and_the_cpu_g
         .score(score("rr", &[("q", "a fine document")]))
         .await;
     assert_eq!(fine.unwrap().into_inner().results.len(), 1);
+    good_still_serves(&server).await;
+}
+
+/// 512 pairs whose renders each stay within the fuel but take ~400x a real template's steps fail
+/// once they have used the request's step allowance together, after a few dozen pairs instead of
+/// all 512.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_renders_fail_at_the_request_step_budget() {
+    let root = tempfile::tempdir().unwrap();
+    let rr = hostile_causal(root.path(), "rr", TRIGGERED);
+    let server = ServerProcess::start(&["--model", &bert(), "--model", &arg("rr", &rr)]).await;
+    let pairs = vec![("q", "heavy"); 512];
+    let start = Instant::now();
+    let err = client(&server)
+        .score(score("rr", &pairs))
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    println!(
+        "512 heavy pairs: {:?} in {took:?}: {}",
+        err.code(),
+        err.message()
+    );
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("template steps together"), "{err:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
     good_still_serves(&server).await;
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use minijinja::{context, Environment, Value};
 use tokenizers::Tokenizer;
 
-use super::render::{self, Failure};
+use super::render::{self, Failure, StepBudget};
 use super::{Encoded, Stop, StopSignal};
 use crate::error::{Result, RuntimeError};
 
@@ -132,7 +132,7 @@ impl ChatPairs {
     fn check_roles(&self) -> Result<()> {
         let system = self.default.system.as_deref();
         let render = |q: &str, d: &str| {
-            self.render(system, q, d, &StopSignal::default())
+            self.render(system, q, d, &StopSignal::default(), None)
                 .map_err(|f| self.load_failure(f))
         };
         let base = render("alpha", "bravo")?;
@@ -182,10 +182,16 @@ impl ChatPairs {
         prompt: &Prompt,
         (query, document): (&str, &str),
         max_length: usize,
-        signal: &StopSignal,
+        (signal, budget): (&StopSignal, &StepBudget),
     ) -> Result<Encoded, Stop> {
         let text = self
-            .render(prompt.system.as_deref(), query, document, signal)
+            .render(
+                prompt.system.as_deref(),
+                query,
+                document,
+                signal,
+                Some(budget),
+            )
             .map_err(|f| self.request_error(f))?;
         if signal.is_raised() {
             return Err(Stop::Cancelled);
@@ -216,6 +222,7 @@ impl ChatPairs {
         query: &str,
         document: &str,
         signal: &StopSignal,
+        budget: Option<&StepBudget>,
     ) -> Result<String, Failure> {
         let content = |text: &str| match self.structured {
             true => Value::from_serialize([[("type", "text"), ("text", text)]
@@ -238,7 +245,7 @@ impl ChatPairs {
         };
         let inputs = system.map_or(0, str::len) + query.len() + document.len();
         let limit = render::output_limit(self.template_bytes, inputs);
-        render::render(&self.env, "chat", ctx, limit, signal)
+        render::render(&self.env, "chat", ctx, (limit, budget), signal)
     }
 
     /// The longest common token suffix of the conversation rendered with two different fillers
@@ -253,7 +260,7 @@ impl ChatPairs {
         fail: &dyn Fn(Failure) -> Stop,
     ) -> Result<Vec<u32>, Stop> {
         let ids = |q: &str, d: &str| {
-            let text = self.render(system, q, d, signal).map_err(fail)?;
+            let text = self.render(system, q, d, signal, None).map_err(fail)?;
             ids_of(tokenizer, &text).map_err(Stop::Failed)
         };
         let (first, second) = (ids("0", "0")?, ids("1 2 3 4", "1 2 3 4")?);
@@ -472,7 +479,7 @@ mod tests {
         let flat = "{% for m in messages %}{{ m.role }}={{ m.content.strip() }};{% endfor %}{{ eos_token }}\n\n";
         let c = chat(flat, false, Some("judge"));
         let text = c
-            .render(Some("judge"), " q ", "d", &StopSignal::default())
+            .render(Some("judge"), " q ", "d", &StopSignal::default(), None)
             .unwrap();
         assert_eq!(text, "system=judge;query=q;document=d;</s>\n");
         let structured = "{% for m in messages %}{{ m.role }}={{ m.content[0].text }}/{{ m.content[0].type }};{% endfor %}";
@@ -480,7 +487,8 @@ mod tests {
         assert!(!STRUCTURED_MARKERS.iter().any(|p| flat.contains(p)));
         let c = chat(structured, true, None);
         assert_eq!(
-            c.render(None, "q", "d", &StopSignal::default()).unwrap(),
+            c.render(None, "q", "d", &StopSignal::default(), None)
+                .unwrap(),
             "query=q/text;document=d/text;"
         );
     }

@@ -20,7 +20,8 @@ use crate::models::ModelSpec;
 use ascii::AsciiWordPiece;
 use chat::ChatPairs;
 pub use chat::Prompt;
-pub use render::{FUEL, OUTPUT_PER_INPUT_BYTE, OUTPUT_SLACK_BYTES};
+use render::StepBudget;
+pub use render::{FUEL, OUTPUT_PER_INPUT_BYTE, OUTPUT_SLACK_BYTES, STEPS_PER_PAIR};
 pub use stop::StopSignal;
 use template::Template;
 
@@ -251,13 +252,15 @@ impl PairTokenizer {
         };
         ctl.go_on()?;
         let prompt = chat.prompt(&self.plain, ctl.instruction, &ctl.stop)?;
+        let budget = StepBudget::for_pairs(pairs.len());
         let mut out = Vec::with_capacity(pairs.len());
         for chunk in pairs.chunks(CHUNK_PAIRS) {
             let encoded = chunk
                 .maybe_par_iter()
                 .map(|&pair| {
                     ctl.go_on()?;
-                    chat.encode(&self.plain, &prompt, pair, self.max_length, &ctl.stop)
+                    let limits = (&ctl.stop, &budget);
+                    chat.encode(&self.plain, &prompt, pair, self.max_length, limits)
                 })
                 .collect();
             self.keep(&mut out, encoded, ctl)?;

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use minijinja::{Environment, Error, ErrorKind, Output, State, Value};
 
@@ -14,6 +15,11 @@ use super::stop::StopSignal;
 /// takes a few hundred per pair whatever the texts' length: this is a margin of ~1000x, and a
 /// runaway loop spends it in well under a second (docs/hardening/templates.md has the figures).
 pub const FUEL: u64 = 500_000;
+
+/// Template steps a request's renders may take together besides [`FUEL`], per pair: ~40x what
+/// Qwen3's template takes. A template just under its fuel on every pair would otherwise cost
+/// a request ~0.1 s a pair until its deadline.
+pub const STEPS_PER_PAIR: u64 = 10_000;
 
 /// Output a render may write besides the template's own text and its inputs.
 pub const OUTPUT_SLACK_BYTES: usize = 64 * 1024;
@@ -50,6 +56,8 @@ pub enum Failure {
     OutOfFuel,
     /// The output passed `limit` bytes.
     TooLong { limit: usize },
+    /// The request's renders together took more than `limit` steps (see [`StepBudget`]).
+    RequestOutOfSteps { limit: u64 },
     /// The request's stop signal was raised during the render.
     Stopped,
     /// The template failed by itself (undefined filter, `raise_exception`, …).
@@ -69,19 +77,49 @@ impl fmt::Display for Failure {
                 "the rendered prompt passed {limit} bytes, the limit for this pair (64 KiB + the \
                  template's length + {OUTPUT_PER_INPUT_BYTE} x the pair's text bytes)"
             ),
+            Self::RequestOutOfSteps { limit } => write!(
+                f,
+                "the request's pairs took more than {limit} template steps together, the limit \
+                 ({FUEL} + {STEPS_PER_PAIR} per pair)"
+            ),
             Self::Stopped => write!(f, "rendering was stopped (deadline or cancellation)"),
             Self::Template(e) => write!(f, "rendering failed: {e:#}"),
         }
     }
 }
 
+/// The template steps a request's renders have taken, against the request's allowance.
+pub struct StepBudget {
+    spent: AtomicU64,
+    limit: u64,
+}
+
+impl StepBudget {
+    /// [`FUEL`] + [`STEPS_PER_PAIR`] for each of `pairs`.
+    pub fn for_pairs(pairs: usize) -> Self {
+        let per_pair = STEPS_PER_PAIR.saturating_mul(pairs as u64);
+        Self {
+            spent: AtomicU64::new(0),
+            limit: FUEL.saturating_add(per_pair),
+        }
+    }
+
+    fn charge(&self, steps: u64) -> Result<(), Failure> {
+        let spent = self.spent.fetch_add(steps, Ordering::Relaxed);
+        match spent.saturating_add(steps) > self.limit {
+            true => Err(Failure::RequestOutOfSteps { limit: self.limit }),
+            false => Ok(()),
+        }
+    }
+}
+
 /// Renders template `name` of `env` with `ctx`, writing at most `limit` bytes, stopping when
-/// `signal` is raised.
+/// `signal` is raised, and charging its steps to `budget` when given.
 pub fn render(
     env: &Environment<'static>,
     name: &str,
     ctx: Value,
-    limit: usize,
+    (limit, budget): (usize, Option<&StepBudget>),
     signal: &StopSignal,
 ) -> Result<String, Failure> {
     let template = env.get_template(name).map_err(Failure::Template)?;
@@ -95,13 +133,21 @@ pub fn render(
         (_, true, _) => Err(Failure::TooLong { limit }),
         (Err(e), ..) if e.kind() == ErrorKind::OutOfFuel => Err(Failure::OutOfFuel),
         (Err(e), ..) => Err(Failure::Template(e)),
-        (Ok(_), ..) => String::from_utf8(out.buf).map_err(|_| {
-            Failure::Template(minijinja::Error::new(
-                ErrorKind::InvalidOperation,
-                "the rendered prompt is not UTF-8",
-            ))
-        }),
+        (Ok(captured), ..) => {
+            let steps = captured.state().fuel_levels().map_or(0, |(used, _)| used);
+            budget.map_or(Ok(()), |b| b.charge(steps))?;
+            utf8(out.buf)
+        }
     }
+}
+
+fn utf8(buf: Vec<u8>) -> Result<String, Failure> {
+    String::from_utf8(buf).map_err(|_| {
+        Failure::Template(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            "the rendered prompt is not UTF-8",
+        ))
+    })
 }
 
 /// A writer that refuses to grow past `limit` bytes, and stops when the signal is raised.

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use minijinja::context;
 
 use super::*;
@@ -85,7 +87,13 @@ fn a_runaway_loop_runs_out_of_fuel() {
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
     );
     let start = Instant::now();
-    let r = render(&env, "t", Value::from(()), 1 << 20, &StopSignal::default());
+    let r = render(
+        &env,
+        "t",
+        Value::from(()),
+        (1 << 20, None),
+        &StopSignal::default(),
+    );
     let took = start.elapsed();
     println!("{FUEL} steps of a nested loop: {took:?}");
     assert!(matches!(r, Err(Failure::OutOfFuel)), "{r:?}");
@@ -105,7 +113,7 @@ fn printing_past_the_output_bound_fails() {
             &env_with(source),
             "t",
             Value::from(()),
-            1 << 20,
+            (1 << 20, None),
             &StopSignal::default(),
         );
         let r = r.map(|s| s.len());
@@ -118,7 +126,7 @@ fn printing_past_the_output_bound_fails() {
         &env_with("{{ 'x' * 10 }}"),
         "t",
         Value::from(()),
-        10,
+        (10, None),
         &StopSignal::default(),
     );
     assert_eq!(r.unwrap(), "x".repeat(10));
@@ -132,7 +140,7 @@ fn a_raised_signal_stops_a_range_loop() {
         env_with(r#"{% for i in range(100000) %}{% set x = "y" * (10000000 + i) %}{% endfor %}"#);
     let start = Instant::now();
     let signal = StopSignal::at(start + Duration::from_millis(200));
-    let r = render(&env, "t", Value::from(()), 1 << 20, &signal);
+    let r = render(&env, "t", Value::from(()), (1 << 20, None), &signal);
     let took = start.elapsed();
     println!("stopped after {took:?} (deadline 200 ms)");
     assert!(
@@ -146,8 +154,30 @@ fn a_raised_signal_stops_a_range_loop() {
         &env_with("{{ 'a' }}"),
         "t",
         Value::from(()),
-        100,
+        (100, None),
         &StopSignal::raised(),
     );
     assert!(matches!(r, Err(Failure::Stopped)), "{r:?}");
+}
+
+/// A request's renders share one step allowance: renders that each fit the fuel fail once they
+/// have used it up together.
+#[test]
+fn a_request_step_budget_is_shared_by_its_renders() {
+    let env = env_with("{% for i in range(1000) %}{% endfor %}");
+    let budget = StepBudget {
+        spent: AtomicU64::new(0),
+        limit: 5000,
+    };
+    let limits = (1 << 20, Some(&budget));
+    let first = render(&env, "t", Value::from(()), limits, &StopSignal::default());
+    assert_eq!(first.unwrap(), "");
+    let used = budget.spent.load(Ordering::Relaxed);
+    println!("a loop of 1000: {used} steps");
+    assert!((1000..5000).contains(&used), "{used}");
+    let second = render(&env, "t", Value::from(()), limits, &StopSignal::default());
+    assert!(
+        matches!(second, Err(Failure::RequestOutOfSteps { limit: 5000 })),
+        "{second:?}"
+    );
 }
