@@ -131,7 +131,7 @@ fn reject_mode_stops_at_the_first_truncated_pair_and_a_stop_request_is_obeyed() 
     }
     let stop = Control {
         reject_truncated: false,
-        should_stop: &|| true,
+        stop: crossrank::tokenize::StopSignal::raised(),
         instruction: None,
     };
     assert!(matches!(

@@ -26,7 +26,7 @@ use crate::config::RequestLimits;
 use crate::registry::{LoadedModel, Registry};
 use crate::scheduler::{Job, PairError, PairResult, Rejected, Sink};
 use crate::telemetry::metrics::{metrics, ModelLabel};
-use crate::tokenize::{Control, Encoded, Stop, Texts};
+use crate::tokenize::{Control, Encoded, Stop, StopSignal, Texts};
 pub use admission::ByteBudget;
 
 /// Counts that go back to the caller.
@@ -252,7 +252,7 @@ impl Engine {
 }
 
 /// Sets its flag when dropped: the blocking tokenization of a request whose future was dropped
-/// (client gone, call cancelled, server past its grace period) stops at its next chunk.
+/// (client gone, call cancelled, server past its grace period) stops at its next pair.
 struct StopOnDrop(Arc<AtomicBool>);
 
 impl Drop for StopOnDrop {
@@ -276,11 +276,9 @@ async fn tokenize(
     let instruction = how.instruction.clone();
     let span = tracing::info_span!("tokenize", pairs = texts.len());
     let result = tokio::task::spawn_blocking(move || {
-        let should_stop =
-            || stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d);
         let ctl = Control {
             reject_truncated: reject,
-            should_stop: &should_stop,
+            stop: StopSignal::new(stop, deadline),
             instruction: instruction.as_deref(),
         };
         span.in_scope(|| tokenizer.encode_with(&texts, &ctl))

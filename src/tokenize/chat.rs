@@ -6,12 +6,13 @@
 //! over its last tokens, so the model still reads the end of the prompt it was trained on.
 //! docs/research/st-causal-reranker.md has the reference behaviour, with sources.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use minijinja::{context, Environment, Value};
 use tokenizers::Tokenizer;
 
-use super::Encoded;
+use super::render::{self, Failure, StepBudget};
+use super::{Encoded, Stop, StopSignal};
 use crate::error::{Result, RuntimeError};
 
 /// A model's chat template with what rendering a pair needs.
@@ -27,6 +28,8 @@ pub struct ChatPairs {
     specials: Value,
     /// The template's length in bytes: what rendering adds to each pair, for admission.
     template_bytes: usize,
+    /// Where the template was read (load errors name it).
+    origin: PathBuf,
 }
 
 /// The system message of one call and the template tail that goes with it.
@@ -56,11 +59,7 @@ impl ChatPairs {
             .as_ref()
             .and_then(|c| c.get("truncation_side")?.as_str())
             == Some("left");
-        let mut env = Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", raise_exception);
+        let mut env = render::environment();
         let template_bytes = source.len();
         env.add_template_owned("chat", source)
             .map_err(|e| template_error(&origin, &e))?;
@@ -74,18 +73,52 @@ impl ChatPairs {
             },
             specials: specials(tokenizer_config.as_ref()),
             template_bytes,
+            origin,
         };
-        chat.check_roles(&origin)?;
+        chat.check_roles()?;
         let system = chat.default.system.clone();
         chat.default.tail = chat
-            .learn_tail(tokenizer, system.as_deref())
-            .map_err(|e| match e {
-                RuntimeError::Tokenize(m) => {
-                    RuntimeError::Tokenize(format!("{}: {m}", dir.display()))
-                }
-                other => other,
-            })?;
+            .learn_tail(tokenizer, system.as_deref(), &StopSignal::default(), &|f| {
+                Stop::Failed(chat.load_failure(f))
+            })
+            .map_err(|stop| chat.load_error(stop))?;
         Ok(Some(chat))
+    }
+
+    /// A render that failed while loading, as an error naming the template file.
+    fn load_failure(&self, failure: Failure) -> RuntimeError {
+        RuntimeError::Config {
+            path: self.origin.clone(),
+            message: format!("chat template: {failure}"),
+        }
+    }
+
+    /// A render or tokenization that failed while loading, as an error naming the template.
+    fn load_error(&self, stop: Stop) -> RuntimeError {
+        match stop {
+            Stop::Failed(RuntimeError::Tokenize(message)) => RuntimeError::Config {
+                path: self.origin.clone(),
+                message,
+            },
+            Stop::Failed(other) => other,
+            Stop::Truncated(_) | Stop::Cancelled => self.load_failure(Failure::Stopped),
+        }
+    }
+
+    /// A failed render of a request's pair: stopped (the request is cancelled), or an error
+    /// naming the template and what ran out.
+    fn request_error(&self, failure: Failure) -> Stop {
+        if let Failure::Stopped = failure {
+            return Stop::Cancelled;
+        }
+        let name = self
+            .origin
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        Stop::Failed(RuntimeError::Tokenize(format!(
+            "the model's chat template ({name}): {failure}"
+        )))
     }
 
     /// Bytes a call's tokenization handles per pair besides the pair's own texts.
@@ -96,16 +129,20 @@ impl ChatPairs {
     /// sentence-transformers refuses a template that ignores the query or the document (e.g. a
     /// generic chat template that prints only user/assistant messages): every pair would render
     /// the same. So does crossrank, naming the role.
-    fn check_roles(&self, origin: &Path) -> Result<()> {
+    fn check_roles(&self) -> Result<()> {
         let system = self.default.system.as_deref();
-        let base = self.render(system, "alpha", "bravo")?;
+        let render = |q: &str, d: &str| {
+            self.render(system, q, d, &StopSignal::default(), None)
+                .map_err(|f| self.load_failure(f))
+        };
+        let base = render("alpha", "bravo")?;
         for (role, q, d) in [
             ("query", "charlie", "bravo"),
             ("document", "alpha", "foxtrot"),
         ] {
-            if self.render(system, q, d)? == base {
+            if render(q, d)? == base {
                 return Err(RuntimeError::Config {
-                    path: origin.to_owned(),
+                    path: self.origin.clone(),
                     message: format!(
                         "the chat template ignores the {role:?} message: it does not render \
                          pairs (a reranker's template reads roles \"query\" and \"document\")"
@@ -118,7 +155,12 @@ impl ChatPairs {
 
     /// The prompt of a call: the model's default (`None`), no system message (`Some("")`), or
     /// `instruction` as the system message, with its template tail.
-    pub fn prompt(&self, tokenizer: &Tokenizer, instruction: Option<&str>) -> Result<Prompt> {
+    pub fn prompt(
+        &self,
+        tokenizer: &Tokenizer,
+        instruction: Option<&str>,
+        signal: &StopSignal,
+    ) -> Result<Prompt, Stop> {
         let system = match instruction {
             None => return Ok(self.default.clone()),
             Some("") => None,
@@ -127,7 +169,9 @@ impl ChatPairs {
         if system == self.default.system {
             return Ok(self.default.clone());
         }
-        let tail = self.learn_tail(tokenizer, system.as_deref())?;
+        let tail = self.learn_tail(tokenizer, system.as_deref(), signal, &|f| {
+            self.request_error(f)
+        })?;
         Ok(Prompt { system, tail })
     }
 
@@ -136,12 +180,23 @@ impl ChatPairs {
         &self,
         tokenizer: &Tokenizer,
         prompt: &Prompt,
-        query: &str,
-        document: &str,
+        (query, document): (&str, &str),
         max_length: usize,
-    ) -> Result<Encoded> {
-        let text = self.render(prompt.system.as_deref(), query, document)?;
-        let mut ids = ids_of(tokenizer, &text)?;
+        (signal, budget): (&StopSignal, &StepBudget),
+    ) -> Result<Encoded, Stop> {
+        let text = self
+            .render(
+                prompt.system.as_deref(),
+                query,
+                document,
+                signal,
+                Some(budget),
+            )
+            .map_err(|f| self.request_error(f))?;
+        if signal.is_raised() {
+            return Err(Stop::Cancelled);
+        }
+        let mut ids = ids_of(tokenizer, &text).map_err(Stop::Failed)?;
         let truncated = ids.len() > max_length;
         if truncated && self.cut_left {
             ids.drain(..ids.len() - max_length);
@@ -160,7 +215,15 @@ impl ChatPairs {
         })
     }
 
-    fn render(&self, system: Option<&str>, query: &str, document: &str) -> Result<String> {
+    /// The pair's prompt text, within the template's fuel and this pair's output bound.
+    fn render(
+        &self,
+        system: Option<&str>,
+        query: &str,
+        document: &str,
+        signal: &StopSignal,
+        budget: Option<&StepBudget>,
+    ) -> Result<String, Failure> {
         let content = |text: &str| match self.structured {
             true => Value::from_serialize([[("type", "text"), ("text", text)]
                 .into_iter()
@@ -173,27 +236,34 @@ impl ChatPairs {
         }
         messages.push(context! { role => "query", content => content(query) });
         messages.push(context! { role => "document", content => content(document) });
-        let template = self
-            .env
-            .get_template("chat")
-            .map_err(|e| RuntimeError::Tokenize(format!("chat template: {e}")))?;
-        template
-            .render(context! {
-                messages => messages,
-                add_generation_prompt => false,
-                tools => (),
-                documents => (),
-                ..self.specials.clone()
-            })
-            .map_err(|e| RuntimeError::Tokenize(format!("rendering the chat template: {e:#}")))
+        let ctx = context! {
+            messages => messages,
+            add_generation_prompt => false,
+            tools => (),
+            documents => (),
+            ..self.specials.clone()
+        };
+        let inputs = system.map_or(0, str::len) + query.len() + document.len();
+        let limit = render::output_limit(self.template_bytes, inputs);
+        render::render(&self.env, "chat", ctx, (limit, budget), signal)
     }
 
     /// The longest common token suffix of the conversation rendered with two different fillers
     /// for the query and the document (sentence-transformers' rule); empty when the renders
     /// share nothing or one is all suffix.
-    fn learn_tail(&self, tokenizer: &Tokenizer, system: Option<&str>) -> Result<Vec<u32>> {
-        let first = ids_of(tokenizer, &self.render(system, "0", "0")?)?;
-        let second = ids_of(tokenizer, &self.render(system, "1 2 3 4", "1 2 3 4")?)?;
+    /// `fail` turns a failed render into the caller's error (load or request).
+    fn learn_tail(
+        &self,
+        tokenizer: &Tokenizer,
+        system: Option<&str>,
+        signal: &StopSignal,
+        fail: &dyn Fn(Failure) -> Stop,
+    ) -> Result<Vec<u32>, Stop> {
+        let ids = |q: &str, d: &str| {
+            let text = self.render(system, q, d, signal, None).map_err(fail)?;
+            ids_of(tokenizer, &text).map_err(Stop::Failed)
+        };
+        let (first, second) = (ids("0", "0")?, ids("1 2 3 4", "1 2 3 4")?);
         let common = first
             .iter()
             .rev()
@@ -279,20 +349,48 @@ fn template_source(
 ) -> Result<Option<(String, std::path::PathBuf)>> {
     let file = dir.join(TEMPLATE_FILE);
     if file.is_file() {
-        return match std::fs::read_to_string(&file) {
-            Ok(text) => Ok(Some((text, file))),
-            Err(source) => Err(RuntimeError::Io { path: file, source }),
-        };
+        return read_template(file).map(Some);
     }
     match config.as_ref().and_then(|c| c.get("chat_template")) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => {
-            Ok(Some((s.clone(), dir.join("tokenizer_config.json"))))
+            let path = dir.join("tokenizer_config.json");
+            check_template_len(&path, s.len())?;
+            Ok(Some((s.clone(), path)))
         }
         Some(_) => Err(RuntimeError::Config {
             path: dir.join("tokenizer_config.json"),
             message: "`chat_template` is not a single template string (named templates are not supported)".into(),
         }),
+    }
+}
+
+/// The longest chat template accepted, in bytes. Real ones are a few KiB (Qwen3's ~4 KiB); a
+/// template's constant expressions are evaluated when it is compiled, before any fuel applies,
+/// so its length is bounded first.
+pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
+
+fn check_template_len(path: &Path, len: usize) -> Result<()> {
+    if len <= MAX_TEMPLATE_BYTES {
+        return Ok(());
+    }
+    Err(RuntimeError::Config {
+        path: path.to_owned(),
+        message: format!("the chat template has {len} bytes; the limit is {MAX_TEMPLATE_BYTES}"),
+    })
+}
+
+/// `chat_template.jinja`, read up to one byte past the limit.
+fn read_template(path: PathBuf) -> Result<(String, PathBuf)> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(&path).and_then(|f| {
+        f.take(MAX_TEMPLATE_BYTES as u64 + 1)
+            .read_to_string(&mut text)
+    });
+    match read {
+        Ok(len) => check_template_len(&path, len).map(|()| (text, path)),
+        Err(source) => Err(RuntimeError::Io { path, source }),
     }
 }
 
@@ -352,23 +450,12 @@ fn template_error(origin: &Path, e: &minijinja::Error) -> RuntimeError {
     }
 }
 
-/// transformers' `raise_exception(message)` for templates: rendering fails with the message.
-fn raise_exception(message: String) -> std::result::Result<Value, minijinja::Error> {
-    Err(minijinja::Error::new(
-        minijinja::ErrorKind::InvalidOperation,
-        format!("the chat template raised: {message}"),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn chat(source: &str, structured: bool, system: Option<&str>) -> ChatPairs {
-        let mut env = Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        let mut env = render::environment();
         env.add_template_owned("chat", source.to_owned()).unwrap();
         ChatPairs {
             env,
@@ -380,6 +467,7 @@ mod tests {
             },
             specials: specials(Some(&serde_json::json!({"eos_token": {"content": "</s>"}}))),
             template_bytes: source.len(),
+            origin: PathBuf::from("chat_template.jinja"),
         }
     }
 
@@ -390,15 +478,39 @@ mod tests {
     fn pairs_render_as_sentence_transformers_messages() {
         let flat = "{% for m in messages %}{{ m.role }}={{ m.content.strip() }};{% endfor %}{{ eos_token }}\n\n";
         let c = chat(flat, false, Some("judge"));
-        let text = c.render(Some("judge"), " q ", "d").unwrap();
+        let text = c
+            .render(Some("judge"), " q ", "d", &StopSignal::default(), None)
+            .unwrap();
         assert_eq!(text, "system=judge;query=q;document=d;</s>\n");
         let structured = "{% for m in messages %}{{ m.role }}={{ m.content[0].text }}/{{ m.content[0].type }};{% endfor %}";
         assert!(STRUCTURED_MARKERS.iter().any(|p| structured.contains(p)));
         assert!(!STRUCTURED_MARKERS.iter().any(|p| flat.contains(p)));
         let c = chat(structured, true, None);
         assert_eq!(
-            c.render(None, "q", "d").unwrap(),
+            c.render(None, "q", "d", &StopSignal::default(), None)
+                .unwrap(),
             "query=q/text;document=d/text;"
         );
+    }
+
+    /// A chat template past the size limit is refused before it is compiled, naming the file,
+    /// its size and the limit.
+    #[test]
+    fn an_oversized_template_is_refused_before_it_is_compiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = "x".repeat(MAX_TEMPLATE_BYTES + 1);
+        std::fs::write(dir.path().join(TEMPLATE_FILE), &big).unwrap();
+        let err = template_source(dir.path(), &None).unwrap_err().to_string();
+        assert!(err.contains(TEMPLATE_FILE), "{err}");
+        assert!(
+            err.contains(&format!("{} bytes", MAX_TEMPLATE_BYTES + 1)),
+            "{err}"
+        );
+        std::fs::remove_file(dir.path().join(TEMPLATE_FILE)).unwrap();
+        let config = Some(serde_json::json!({ "chat_template": big }));
+        let err = template_source(dir.path(), &config)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tokenizer_config.json"), "{err}");
     }
 }

@@ -10,6 +10,9 @@ use tokenizers::{Encoding, PostProcessor, Tokenizer};
 
 mod ascii;
 mod chat;
+mod knobs;
+mod render;
+mod stop;
 mod template;
 
 use crate::error::{Result, RuntimeError};
@@ -17,6 +20,9 @@ use crate::models::ModelSpec;
 use ascii::AsciiWordPiece;
 use chat::ChatPairs;
 pub use chat::Prompt;
+use render::StepBudget;
+pub use render::{FUEL, OUTPUT_PER_INPUT_BYTE, OUTPUT_SLACK_BYTES, STEPS_PER_PAIR};
+pub use stop::StopSignal;
 use template::Template;
 
 /// One tokenized pair, unpadded.
@@ -70,7 +76,7 @@ impl PairTokenizer {
             path: path.clone(),
             message,
         };
-        let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| err(e.to_string()))?;
+        let mut tokenizer = knobs::read(&path)?;
         let configured = max_length.or_else(|| configured_max_length(dir));
         let max_length = configured
             .unwrap_or(spec.max_positions)
@@ -181,46 +187,50 @@ impl PairTokenizer {
         })
     }
 
-    /// Tokenizes in chunks, in parallel within a chunk; between chunks it asks `ctl` whether to go
-    /// on, and in reject mode it stops after the first chunk with a truncated pair. A shared query
-    /// is tokenized once. Time and memory are linear in the texts' bytes.
+    /// Tokenizes in chunks, in parallel within a chunk; before every pair it asks `ctl` whether
+    /// to go on, and in reject mode it stops after the first chunk with a truncated pair. A shared
+    /// query is tokenized once. Time and memory are linear in the texts' bytes.
     pub fn encode_with(&self, texts: &Texts, ctl: &Control) -> Result<Vec<Encoded>, Stop> {
         if let Some(chat) = &self.chat {
             return self.encode_chat(chat, texts, ctl);
         }
         let mut out = Vec::with_capacity(texts.len());
-        let go_on = || match (ctl.should_stop)() {
-            true => Err(Stop::Cancelled),
-            false => Ok(()),
-        };
         match texts {
             Texts::Pairs(pairs) => {
                 for chunk in pairs.chunks(CHUNK_PAIRS) {
-                    go_on()?;
-                    let encoded: Result<Vec<Encoded>> = chunk
+                    let encoded = chunk
                         .maybe_par_iter()
                         .map(|(a, b)| {
-                            let (a, b) = self.both_sides(a, b);
-                            self.join(&a?, b?)
+                            ctl.go_on()?;
+                            self.pair(a, b).map_err(Stop::Failed)
                         })
                         .collect();
                     self.keep(&mut out, encoded, ctl)?;
                 }
             }
             Texts::Query { query, documents } => {
-                go_on()?;
+                ctl.go_on()?;
                 let query = self.query_side(query).map_err(Stop::Failed)?;
                 for chunk in documents.chunks(CHUNK_PAIRS) {
-                    go_on()?;
-                    let encoded: Result<Vec<Encoded>> = chunk
+                    let encoded = chunk
                         .maybe_par_iter()
-                        .map(|d| self.join(query, self.side(d, 1)?))
+                        .map(|d| {
+                            ctl.go_on()?;
+                            let side = self.side(d, 1).map_err(Stop::Failed)?;
+                            self.join(query, side).map_err(Stop::Failed)
+                        })
                         .collect();
                     self.keep(&mut out, encoded, ctl)?;
                 }
             }
         }
         Ok(out)
+    }
+
+    /// One separate pair's tokens.
+    fn pair(&self, a: &str, b: &str) -> Result<Encoded> {
+        let (a, b) = self.both_sides(a, b);
+        self.join(&a?, b?)
     }
 
     /// [`Self::encode_with`] for a model with a chat template: each pair rendered, then tokenized.
@@ -240,17 +250,18 @@ impl PairTokenizer {
                 .map(|d| (query.text(), d.as_str()))
                 .collect(),
         };
-        let prompt = chat
-            .prompt(&self.plain, ctl.instruction)
-            .map_err(Stop::Failed)?;
+        ctl.go_on()?;
+        let prompt = chat.prompt(&self.plain, ctl.instruction, &ctl.stop)?;
+        let budget = StepBudget::for_pairs(pairs.len());
         let mut out = Vec::with_capacity(pairs.len());
         for chunk in pairs.chunks(CHUNK_PAIRS) {
-            if (ctl.should_stop)() {
-                return Err(Stop::Cancelled);
-            }
-            let encoded: Result<Vec<Encoded>> = chunk
+            let encoded = chunk
                 .maybe_par_iter()
-                .map(|(q, d)| chat.encode(&self.plain, &prompt, q, d, self.max_length))
+                .map(|&pair| {
+                    ctl.go_on()?;
+                    let limits = (&ctl.stop, &budget);
+                    chat.encode(&self.plain, &prompt, pair, self.max_length, limits)
+                })
                 .collect();
             self.keep(&mut out, encoded, ctl)?;
         }
@@ -261,10 +272,10 @@ impl PairTokenizer {
     fn keep(
         &self,
         out: &mut Vec<Encoded>,
-        chunk: Result<Vec<Encoded>>,
+        chunk: Result<Vec<Encoded>, Stop>,
         ctl: &Control,
     ) -> Result<(), Stop> {
-        let chunk = chunk.map_err(Stop::Failed)?;
+        let chunk = chunk?;
         if ctl.reject_truncated {
             if let Some(i) = chunk.iter().position(|e| e.truncated) {
                 return Err(Stop::Truncated(out.len() + i));
@@ -433,26 +444,27 @@ enum Tokens {
     Encoding(Box<Encoding>),
 }
 
-/// Pairs tokenized between two checks of [`Control::should_stop`].
+/// Pairs tokenized in parallel between two looks for a truncated pair in reject mode.
 const CHUNK_PAIRS: usize = 64;
 
 /// How [`PairTokenizer::encode_with`] may stop early.
+#[derive(Default)]
 pub struct Control<'a> {
     /// Stop at the first truncated pair (the request's truncation is REJECT).
     pub reject_truncated: bool,
-    /// Asked between chunks: the request was cancelled or its deadline passed.
-    pub should_stop: &'a (dyn Fn() -> bool + Sync),
+    /// Checked before every pair and within a chat template's render: the request was cancelled
+    /// or its deadline passed.
+    pub stop: StopSignal,
     /// The system message for a chat template: `None` the model's default prompt, `Some("")`
     /// none (ignored by models without a template).
     pub instruction: Option<&'a str>,
 }
 
-impl Default for Control<'_> {
-    fn default() -> Self {
-        Self {
-            reject_truncated: false,
-            should_stop: &|| false,
-            instruction: None,
+impl Control<'_> {
+    fn go_on(&self) -> Result<(), Stop> {
+        match self.stop.is_raised() {
+            true => Err(Stop::Cancelled),
+            false => Ok(()),
         }
     }
 }
