@@ -322,15 +322,9 @@ fn message_format(dir: &Path, source: &str) -> Result<Option<bool>> {
 }
 
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(RuntimeError::Io {
-                path: path.to_owned(),
-                source,
-            })
-        }
+    use crate::models::json_file;
+    let Some(text) = json_file::read_optional(path, json_file::SMALL_LIMIT)? else {
+        return Ok(None);
     };
     serde_json::from_str(&text)
         .map(Some)

@@ -23,12 +23,15 @@ pub const MAX_UNIGRAM_PIECE_CHARS: usize = 1024;
 
 /// Reads `path` (a tokenizer.json) and bounds its parameters (see [`bound`]).
 pub fn read(path: &Path) -> Result<Tokenizer> {
+    use crate::models::json_file;
     let err = |message: String| RuntimeError::Tokenizer {
         path: path.to_owned(),
         message,
     };
+    // Read whole, at most TOKENIZER_LIMIT bytes (the size is checked before reading).
+    let text = json_file::read_text(path, json_file::TOKENIZER_LIMIT)?;
     // The crate unwraps inside some deserializers (decoders, seen by tests/fuzz_tokenizer.rs).
-    let read = std::panic::catch_unwind(|| Tokenizer::from_file(path));
+    let read = std::panic::catch_unwind(|| text.parse::<Tokenizer>());
     let mut tokenizer = match read {
         Ok(Ok(tokenizer)) => tokenizer,
         Ok(Err(e)) => return Err(err(e.to_string())),

@@ -93,7 +93,18 @@ impl PairTokenizer {
         let added_pair_tokens = tokenizer
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(true));
-        let template = Template::learn(&tokenizer);
+        // The crate's post-processors index and unwrap on some hostile settings (a template
+        // naming a special token it does not define): such a tokenizer is refused here.
+        let template = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Template::learn(&tokenizer)
+        }))
+        .map_err(|_| {
+            err(
+                "its post-processor fails on a pair (the tokenizers crate panicked; see the \
+                 log): the tokenizer.json is inconsistent"
+                    .into(),
+            )
+        })?;
         let ascii = template
             .as_ref()
             .and_then(|_| AsciiWordPiece::new(&tokenizer));
@@ -190,7 +201,26 @@ impl PairTokenizer {
     /// Tokenizes in chunks, in parallel within a chunk; before every pair it asks `ctl` whether
     /// to go on, and in reject mode it stops after the first chunk with a truncated pair. A shared
     /// query is tokenized once. Time and memory are linear in the texts' bytes.
+    ///
+    /// A panic inside the `tokenizers` crate (it indexes and unwraps on some hostile
+    /// tokenizer.json settings, e.g. a post-processor naming a special token it does not define)
+    /// fails this call, not the thread or the process.
     pub fn encode_with(&self, texts: &Texts, ctl: &Control) -> Result<Vec<Encoded>, Stop> {
+        let run = std::panic::AssertUnwindSafe(|| self.encode_unguarded(texts, ctl));
+        std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            Err(Stop::Failed(RuntimeError::Tokenize(format!(
+                "the model's tokenizer failed on this input (its tokenizer.json is not one the \
+                 tokenizers crate handles): {why}"
+            ))))
+        })
+    }
+
+    fn encode_unguarded(&self, texts: &Texts, ctl: &Control) -> Result<Vec<Encoded>, Stop> {
         if let Some(chat) = &self.chat {
             return self.encode_chat(chat, texts, ctl);
         }
@@ -521,7 +551,13 @@ fn prefix(e: &Encoding, n: usize) -> Encoding {
 
 fn configured_max_length(dir: &Path) -> Option<usize> {
     let read = |file: &str, key: &str| -> Option<usize> {
-        let text = std::fs::read_to_string(dir.join(file)).ok()?;
+        // Bounded like every small model file; one that cannot be read gives no length here
+        // (the chat template's reader refuses it with the reason).
+        let path = dir.join(file);
+        let text =
+            crate::models::json_file::read_optional(&path, crate::models::json_file::SMALL_LIMIT)
+                .inspect_err(|e| tracing::warn!("{e}; its length setting is ignored"))
+                .ok()??;
         let value: serde_json::Value = serde_json::from_str(&text).ok()?;
         // transformers writes a huge sentinel when the length is unknown.
         value
