@@ -95,16 +95,15 @@ impl PairTokenizer {
             .map_or(0, |p| p.added_tokens(true));
         // The crate's post-processors index and unwrap on some hostile settings (a template
         // naming a special token it does not define): such a tokenizer is refused here.
-        let template = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Template::learn(&tokenizer)
-        }))
-        .map_err(|_| {
-            err(
+        let template =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Template::learn(&tokenizer)))
+                .map_err(|_| {
+                    err(
                 "its post-processor fails on a pair (the tokenizers crate panicked; see the \
                  log): the tokenizer.json is inconsistent"
                     .into(),
             )
-        })?;
+                })?;
         let ascii = template
             .as_ref()
             .and_then(|_| AsciiWordPiece::new(&tokenizer));
