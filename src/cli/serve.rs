@@ -319,7 +319,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             None => Ok(()),
         }
     });
-    // Blocking work still running (a model load, a tokenization past its chunk) gets this long
+    // Blocking work still running (a model load inside libtorch, a pair being tokenized) gets this long
     // after the grace period; the process then exits regardless.
     runtime.shutdown_timeout(SHUTDOWN_BOUND);
     result
