@@ -147,29 +147,6 @@ fn spec() -> ModelSpec {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// The causal fixture's chat template (chat_template.jinja, else tokenizer_config.json).
-fn chat_template(dir: &Path) -> String {
-    if let Ok(text) = std::fs::read_to_string(dir.join("chat_template.jinja")) {
-        return text;
-    }
-    let config = std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap();
-    let config: Value = serde_json::from_str(&config).unwrap();
-    config["chat_template"].as_str().unwrap().to_owned()
-}
-
 /// Loads `dir`'s tokenizer and, if it loads, tokenizes a few pairs with a 2 s deadline. Returns
 /// whether it loaded, and how long it all took.
 fn exercise(dir: &Path) -> (Result<(), String>, Duration) {
@@ -210,7 +187,7 @@ fn hostile_tokenizer_files_and_chat_templates_load_or_fail_cleanly_and_quickly()
         .iter()
         .map(|name| {
             let dir = scratch.path().join(name);
-            copy_dir(&common::fixtures().join(name), &dir);
+            common::copy_dir(&common::fixtures().join(name), &dir);
             let tokenizer = std::fs::read(dir.join("tokenizer.json")).unwrap();
             (dir, tokenizer)
         })
@@ -218,7 +195,7 @@ fn hostile_tokenizer_files_and_chat_templates_load_or_fail_cleanly_and_quickly()
     let causal = &models[3].0;
     let template_file = causal.join("chat_template.jinja");
     let had_file = template_file.is_file();
-    let template = chat_template(causal);
+    let template = common::chat_template(causal);
 
     let (start, mut inputs, mut loaded, mut slowest) = (Instant::now(), 0, 0, Duration::ZERO);
     while start.elapsed() < Duration::from_secs(secs) {

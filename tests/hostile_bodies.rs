@@ -20,6 +20,8 @@ fn bert() -> String {
     format!("ce={}", common::fixtures().join("bert").display())
 }
 
+const SCORE: &str = "/crossrank.v1.CrossEncoder/Score";
+
 /// Unknown fields (number 99) of every wire type, and nested groups.
 const PREFIXES: [(&str, &[u8]); 7] = [
     ("varint", &[0x98, 0x06, 0x01]),
@@ -57,12 +59,7 @@ async fn unknown_field_prefixes_do_not_hide_a_flood() {
                 flood.extend_from_slice(prefix); // and between entries
             }
         }
-        grpc.ready().await.unwrap();
-        let call = grpc.unary::<_, pb::ScoreResponse, _>(
-            tonic::Request::new(flood),
-            raw::path("/crossrank.v1.CrossEncoder/Score"),
-            raw::Raw::default(),
-        );
+        let call = raw::unary::<pb::ScoreResponse>(&mut grpc, SCORE, flood);
         let (r, took, extra) = server.measured(call).await;
         let err = r.unwrap_err();
         println!(
@@ -81,13 +78,8 @@ async fn unknown_field_prefixes_do_not_hide_a_flood() {
     // Rerank's documents behind a group.
     let mut docs = vec![0x9b, 0x06, 0x9c, 0x06];
     docs.extend([0x1a, 0x00].repeat(3000)); // field 3 (documents), length 0
-    grpc.ready().await.unwrap();
-    let err = grpc
-        .unary::<_, pb::RerankResponse, _>(
-            tonic::Request::new(docs),
-            raw::path("/crossrank.v1.CrossEncoder/Rerank"),
-            raw::Raw::default(),
-        )
+    let rerank = "/crossrank.v1.CrossEncoder/Rerank";
+    let err = raw::unary::<pb::RerankResponse>(&mut grpc, rerank, docs)
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
@@ -97,13 +89,7 @@ async fn unknown_field_prefixes_do_not_hide_a_flood() {
     for bad in [&[0x9b, 0x06][..], &[0x9b, 0x06, 0xa4, 0x06], &[0x9c, 0x06]] {
         let mut msg = bad.to_vec();
         msg.extend([0x12, 0x00].repeat(10));
-        grpc.ready().await.unwrap();
-        let err = grpc
-            .unary::<_, pb::ScoreResponse, _>(
-                tonic::Request::new(msg),
-                raw::path("/crossrank.v1.CrossEncoder/Score"),
-                raw::Raw::default(),
-            )
+        let err = raw::unary::<pb::ScoreResponse>(&mut grpc, SCORE, msg)
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{bad:?}: {err:?}");

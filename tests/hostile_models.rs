@@ -31,20 +31,8 @@ struct Case {
 /// Copies fixture `from` to `root/name`.
 fn copy_of(root: &Path, from: &str, name: &str) -> PathBuf {
     let dir = root.join(name);
-    copy_tree(&common::fixtures().join(from), &dir);
+    common::copy_dir(&common::fixtures().join(from), &dir);
     dir
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        match entry.file_type().unwrap().is_dir() {
-            true => copy_tree(&entry.path(), &target),
-            false => drop(std::fs::copy(entry.path(), target).unwrap()),
-        }
-    }
 }
 
 /// A copy of `from` whose file `file` is a sparse 1 GiB (no disk use).

@@ -41,36 +41,13 @@ const TRIGGERED: &str = concat!(
     r#"{% endif %}{% endfor %}"#,
 );
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// The causal fixture's chat template (chat_template.jinja, else tokenizer_config.json).
-fn fixture_template(dir: &Path) -> String {
-    if let Ok(text) = std::fs::read_to_string(dir.join("chat_template.jinja")) {
-        return text;
-    }
-    let config = std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap();
-    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
-    config["chat_template"].as_str().unwrap().to_owned()
-}
-
 /// A copy of the causal reranker fixture under `root/name` whose chat template is `prefix`
 /// followed by the fixture's own template.
 fn hostile_causal(root: &Path, name: &str, prefix: &str) -> PathBuf {
     let fixture = common::fixtures().join("causal");
     let dir = root.join(name);
-    copy_dir(&fixture, &dir);
-    let template = format!("{prefix}{}", fixture_template(&fixture));
+    common::copy_dir(&fixture, &dir);
+    let template = format!("{prefix}{}", common::chat_template(&fixture));
     std::fs::write(dir.join("chat_template.jinja"), template).unwrap();
     dir
 }
@@ -313,7 +290,7 @@ async fn a_deadline_stops_a_render_in_the_middle_of_its_loop() {
 async fn a_huge_wordpiece_word_limit_is_clamped_at_load() {
     let root = tempfile::tempdir().unwrap();
     let wide = root.path().join("wide");
-    copy_dir(&common::fixtures().join("bert"), &wide);
+    common::copy_dir(&common::fixtures().join("bert"), &wide);
     let path = wide.join("tokenizer.json");
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

@@ -36,6 +36,29 @@ pub struct MiniLm {
 }
 
 /// The fixtures directory that `scripts/test.sh` generates before running the tests.
+/// Copies the directory tree `from` to `to` (which must not exist yet).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        match entry.file_type().unwrap().is_dir() {
+            true => copy_dir(&entry.path(), &target),
+            false => drop(std::fs::copy(entry.path(), target).unwrap()),
+        }
+    }
+}
+
+/// A model directory's chat template (chat_template.jinja, else tokenizer_config.json's).
+pub fn chat_template(dir: &std::path::Path) -> String {
+    if let Ok(text) = std::fs::read_to_string(dir.join("chat_template.jinja")) {
+        return text;
+    }
+    let config = std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    config["chat_template"].as_str().unwrap().to_owned()
+}
+
 pub fn fixtures() -> PathBuf {
     let dir = std::env::var_os("CROSSRANK_FIXTURES")
         .map(PathBuf::from)

@@ -69,3 +69,14 @@ pub async fn client(
 pub fn path(method: &'static str) -> http::uri::PathAndQuery {
     http::uri::PathAndQuery::from_static(method)
 }
+
+/// One unary call of `method` with the hand-made message `bytes`, on a ready `grpc`.
+pub async fn unary<R: Message + Default + Send + 'static>(
+    grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    method: &'static str,
+    bytes: Vec<u8>,
+) -> Result<R, Status> {
+    grpc.ready().await.unwrap();
+    let call = grpc.unary::<_, R, _>(tonic::Request::new(bytes), path(method), Raw::default());
+    call.await.map(tonic::Response::into_inner)
+}
