@@ -85,6 +85,21 @@ async fn unknown_field_prefixes_do_not_hide_a_flood() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("`documents`"), "{err:?}");
 
+    // LoadModel is decoded before its admin token is checked: a flood of empty devices is
+    // counted on the wire too.
+    let devices = [0x0a, 0x00].repeat(200_000);
+    let mut load = vec![0x1a, 0x80, 0xb5, 0x18]; // field 3 (options), 400,000 bytes
+    load.extend(devices);
+    let err = raw::unary::<pb::ModelInfo>(&mut grpc, "/crossrank.v1.Models/LoadModel", load)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .contains("`options.devices` has more than 4096 entries"),
+        "{err:?}"
+    );
+
     // Groups that never end, end as another field, or end without starting: not protobuf.
     for bad in [&[0x9b, 0x06][..], &[0x9b, 0x06, 0xa4, 0x06], &[0x9c, 0x06]] {
         let mut msg = bad.to_vec();
@@ -212,6 +227,27 @@ async fn stall_on(
     (response, sent.map(|()| stream))
 }
 
+/// Sends one whole Score message, ending the request (END_STREAM) or leaving it open.
+async fn send_message(
+    client: &mut h2::client::SendRequest<Bytes>,
+    timeout: Option<&str>,
+    message: &[u8],
+    end: bool,
+) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let mut req = http::Request::post(format!("http://localhost{SCORE}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(t) = timeout {
+        req = req.header("grpc-timeout", t);
+    }
+    let (response, mut stream) = client.send_request(req.body(()).unwrap(), false).unwrap();
+    let mut frame = vec![0u8];
+    frame.extend((message.len() as u32).to_be_bytes());
+    frame.extend(message);
+    stream.send_data(Bytes::from(frame), end).unwrap();
+    (response, stream)
+}
+
 /// The gRPC status of a response (trailers-only, or in the trailers).
 async fn grpc_status(response: h2::client::ResponseFuture) -> (Code, String) {
     let response = response.await.unwrap();
@@ -296,7 +332,8 @@ async fn stalled_bodies_end_on_time_within_one_budget() {
     println!("stalled at 15 of 24 MiB, default timeout 3 s: {code:?} after {waited:?}: {message}");
     assert_eq!(code, Code::DeadlineExceeded, "{message}");
     assert!(
-        message.contains("not received whole within 3.000 s"),
+        message.contains("not received whole within 3.000 s")
+            && message.contains("15728640 of its 25165824 bytes arrived"),
         "{message}"
     );
     assert!(waited < Duration::from_secs(4), "ended after {waited:?}");
@@ -314,15 +351,32 @@ async fn stalled_bodies_end_on_time_within_one_budget() {
     assert!(message.contains("not received whole"), "{message}");
     assert!(stalled.elapsed() < Duration::from_secs(4));
 
-    // A budget of 64 MiB: four streams hold 60 MiB (a long grpc-timeout each); the fifth is
-    // refused as it passes 64 MiB, while the four are still held.
+    // A unary call whose message is whole but whose body never ends (no END_STREAM) is held to
+    // the same limit; an out-of-range grpc-timeout (over 8 digits) is ignored, not a panic.
+    let request = score("held open").encode_to_vec();
+    let (response, _open) = send_message(&mut h2, None, &request, false).await;
+    let open = Instant::now();
+    let (code, message) = grpc_status(response).await;
+    println!(
+        "a whole message, no END_STREAM: {code:?} after {:?}: {message}",
+        open.elapsed()
+    );
+    assert_eq!(code, Code::DeadlineExceeded, "{message}");
+    assert!(message.contains("did not end within 3.000 s"), "{message}");
+    assert!(open.elapsed() < Duration::from_secs(4));
+    let (response, _) = send_message(&mut h2, Some("999999999999S"), &request, true).await;
+    let (code, message) = grpc_status(response).await;
+    assert_eq!(code, Code::Ok, "{message}");
+
+    // A budget of 64 MiB: four streams of a declared 15 MiB hold 60 MiB (a long grpc-timeout
+    // each); the fifth is refused as its header would pass 64 MiB, while the four are held.
     let mut held = Vec::new();
     for i in 0..4 {
-        let (response, stream) = stall(&mut h2, Some("60S"), 24 << 20, 15 << 20).await;
+        let (response, stream) = stall(&mut h2, Some("60S"), 15 << 20, 14 << 20).await;
         let stream = stream.unwrap_or_else(|e| panic!("stream {i} refused: {e}"));
         held.push((response, stream));
     }
-    let (response, stream) = stall(&mut h2, Some("60S"), 24 << 20, 15 << 20).await;
+    let (response, stream) = stall(&mut h2, Some("60S"), 15 << 20, 14 << 20).await;
     assert!(stream.is_err(), "the fifth stream was not stopped");
     let (code, message) = grpc_status(response).await;
     println!("fifth stream: {code:?}: {message}");

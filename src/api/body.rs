@@ -1,9 +1,10 @@
 //! Receiving request bodies. A message whose bytes stall costs the server what it has received
 //! so far, however long the client waits; so each request message must arrive whole before the
 //! call's deadline (`grpc-timeout`), or in calls without one within `--default-timeout-secs` of
-//! its first byte, and the
-//! bytes of messages still being received count against one server-wide budget
-//! (`--max-receiving-mib`). Either limit ends the call with a precise status; dropping the body
+//! its first byte, and a unary call's whole body (to its END_STREAM) likewise; and the
+//! messages being received count against one server-wide budget (`--max-receiving-mib`), each
+//! with its declared length from its 5-byte header on (tonic reserves that much when it reads the
+//! header) until it is whole. Either limit ends the call with a precise status; dropping the body
 //! then resets the HTTP/2 stream and frees what it held.
 
 use std::future::Future;
@@ -89,21 +90,31 @@ impl<S: tower::Service<http::Request<Body>>> tower::Service<http::Request<Body>>
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let limit = match req
+        let timeout = req
             .headers()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
-            .and_then(super::deadline::parse_timeout)
-        {
-            // The call's own deadline, a little early, as its handler answers it.
-            Some(t) => Limit::Call(t, Instant::now() + super::deadline::less_margin(t)),
-            None => Limit::PerMessage(self.limits.default_timeout),
+            .and_then(super::deadline::parse_timeout);
+        // The call's own deadline, a little early, as its handler answers it.
+        let at = timeout.and_then(|t| Instant::now().checked_add(super::deadline::less_margin(t)));
+        let limit = match (timeout, at) {
+            (Some(t), Some(at)) => Limit::Call(t, at),
+            _ => Limit::PerMessage(self.limits.default_timeout),
         };
+        // Only the streaming RPCs may keep their request open between messages.
+        let whole = !STREAMING_REQUESTS.contains(&req.uri().path());
         let budget = self.limits.budget.clone();
         self.inner
-            .call(req.map(|body| Body::new(Receiving::new(body, budget, limit))))
+            .call(req.map(|body| Body::new(Receiving::new(body, budget, limit, whole))))
     }
 }
+
+/// The methods whose requests are streams (every other call's body must end after its message).
+const STREAMING_REQUESTS: [&str; 3] = [
+    "/crossrank.v1.CrossEncoder/ScoreStream",
+    "/crossrank.v1.CrossEncoder/RerankStream",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+];
 
 /// When a message being received must be whole.
 #[derive(Clone, Copy)]
@@ -118,9 +129,14 @@ impl Limit {
     fn deadline(self) -> Instant {
         match self {
             Limit::Call(_, at) => at,
-            Limit::PerMessage(t) => Instant::now() + t,
+            Limit::PerMessage(t) => Instant::now().checked_add(t).unwrap_or_else(far_future),
         }
     }
+}
+
+/// A day from now: what an unrepresentable instant is taken as.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400)
 }
 
 /// A request body whose messages are framed as gRPC sends them (a flag byte, a 4-byte
@@ -129,6 +145,8 @@ pub struct Receiving {
     inner: Body,
     budget: Arc<Budget>,
     limit: Limit,
+    /// Whether the whole body, to its END_STREAM, is held to the limit (unary requests).
+    whole: bool,
     frame: Framing,
     /// Bytes of the message being received, taken from the budget.
     held: usize,
@@ -137,11 +155,12 @@ pub struct Receiving {
 }
 
 impl Receiving {
-    fn new(inner: Body, budget: Arc<Budget>, limit: Limit) -> Self {
+    fn new(inner: Body, budget: Arc<Budget>, limit: Limit, whole: bool) -> Self {
         Self {
             inner,
             budget,
             limit,
+            whole,
             frame: Framing::default(),
             held: 0,
             deadline: None,
@@ -151,12 +170,13 @@ impl Receiving {
     /// Accounts for `data`: what completes messages is given back, the start of an unfinished
     /// one is taken from the budget and starts its clock.
     fn receive(&mut self, data: &[u8]) -> Result<(), Status> {
-        let (completed, pending) = self.frame.advance(data, self.held);
+        let completed = self.frame.advance(data);
+        let pending = self.frame.charge();
         if pending > self.held && !self.budget.take(pending - self.held) {
             return Err(Status::resource_exhausted(format!(
                 "the server is receiving {} MiB of request messages, its limit \
-                 (--max-receiving-mib {}); this message's {} bytes so far were refused; retry \
-                 later or send smaller messages",
+                 (--max-receiving-mib {}); this message of {} bytes was refused; retry later or \
+                 send smaller messages",
                 self.budget.used() >> 20,
                 self.budget.limit >> 20,
                 pending
@@ -166,7 +186,9 @@ impl Receiving {
             self.budget.give(self.held - pending);
         }
         self.held = pending;
-        if pending == 0 {
+        if self.whole {
+            self.arm(); // once, for the whole body
+        } else if pending == 0 {
             self.deadline = None;
         } else if completed || self.deadline.is_none() {
             self.deadline = Some(Box::pin(tokio::time::sleep_until(self.limit.deadline())));
@@ -174,22 +196,40 @@ impl Receiving {
         Ok(())
     }
 
+    /// Starts the clock if it is not running.
+    fn arm(&mut self) {
+        if self.deadline.is_none() {
+            self.deadline = Some(Box::pin(tokio::time::sleep_until(self.limit.deadline())));
+        }
+    }
+
     fn expired(&self) -> Status {
-        let within = match self.limit {
-            Limit::Call(t, _) => format!(
-                "by the call's deadline (grpc-timeout {:.3} s)",
-                t.as_secs_f64()
-            ),
-            Limit::PerMessage(t) => format!(
-                "within {:.3} s of its first byte (--default-timeout-secs; the call sent no \
-                 grpc-timeout)",
-                t.as_secs_f64()
-            ),
-        };
+        let within =
+            match self.limit {
+                Limit::Call(t, _) => format!(
+                    "by the call's deadline (grpc-timeout {:.3} s)",
+                    t.as_secs_f64()
+                ),
+                Limit::PerMessage(t) => {
+                    format!(
+                "within {:.3} s of {} (--default-timeout-secs; the call sent no grpc-timeout)",
+                t.as_secs_f64(),
+                if self.whole { "the call's start" } else { "its first byte" }
+            )
+                }
+            };
+        if self.held == 0 {
+            return Status::deadline_exceeded(format!(
+                "the request did not end {within}: a unary call's body must end (END_STREAM) \
+                 after its message; the call was ended"
+            ));
+        }
         Status::deadline_exceeded(format!(
             "a request message was not received whole {within}; {} of its {} bytes arrived; the \
              call was ended and its bytes freed",
-            self.held,
+            self.frame
+                .declared()
+                .map_or(0, |n| n - self.frame.remaining),
             self.frame.declared().map_or("?".into(), |n| n.to_string())
         ))
     }
@@ -204,6 +244,9 @@ impl http_body::Body for Receiving {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = self.get_mut();
+        if this.whole {
+            this.arm();
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -212,6 +255,10 @@ impl http_body::Body for Receiving {
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.deadline = None;
+                Poll::Ready(None)
             }
             Poll::Pending => {
                 let expired = this
@@ -253,9 +300,8 @@ struct Framing {
 }
 
 impl Framing {
-    /// Consumes `data`; `held` is how many bytes of the current message came before it.
-    /// Returns whether a message was completed, and the bytes of the unfinished message after.
-    fn advance(&mut self, mut data: &[u8], mut held: usize) -> (bool, usize) {
+    /// Consumes `data`; returns whether a message was completed.
+    fn advance(&mut self, mut data: &[u8]) -> bool {
         let mut completed = false;
         while !data.is_empty() {
             let k = if self.have < 5 {
@@ -272,12 +318,20 @@ impl Framing {
                 k
             };
             data = &data[k..];
-            held += k;
             if self.have == 5 && self.remaining == 0 {
-                (self.have, held, completed) = (0, 0, true);
+                (self.have, completed) = (0, true);
             }
         }
-        (completed, held)
+        completed
+    }
+
+    /// What the unfinished message costs the receiver: its header bytes so far, then (as tonic
+    /// reserves it on reading the header) the header and its declared length.
+    fn charge(&self) -> usize {
+        match self.declared() {
+            Some(len) => 5 + len,
+            None => self.have,
+        }
     }
 
     /// The current message's length, once its header is whole.
@@ -298,22 +352,25 @@ mod tests {
         m
     }
 
-    /// Messages split anywhere: what is held is exactly the unfinished message's bytes.
+    /// Messages split anywhere: the charge is the unfinished message's header bytes, then its
+    /// whole declared length; nothing once it is whole.
     #[test]
-    fn framing_holds_only_the_unfinished_message() {
+    fn framing_charges_the_unfinished_message() {
         let bytes = [message(3), message(0), message(10)].concat();
         for cut in 0..bytes.len() {
             let mut f = Framing::default();
-            let (_, held) = f.advance(&bytes[..cut], 0);
-            let (_, after) = f.advance(&bytes[cut..], held);
-            assert_eq!(after, 0, "cut at {cut}");
+            f.advance(&bytes[..cut]);
             let expected = match cut {
                 0 | 8 | 13 => 0,
-                c if c < 8 => c,
-                c if c < 13 => c - 8,
-                c => c - 13,
+                c @ 1..=4 => c,
+                5..=7 => 8,
+                c @ 9..=12 => c - 8,
+                c if c < 18 => c - 13,
+                _ => 15,
             };
-            assert_eq!(held, expected, "cut at {cut}");
+            assert_eq!(f.charge(), expected, "cut at {cut}");
+            f.advance(&bytes[cut..]);
+            assert_eq!(f.charge(), 0, "cut at {cut}");
         }
     }
 

@@ -34,6 +34,8 @@ fn max_entries() -> usize {
 /// message's field after its parent's) and its name for errors.
 pub trait Bounded {
     const ENTRIES: Option<(&'static [u32], &'static str)> = None;
+    /// The bound and its name, when it is not `max_pairs_per_request`.
+    const LIMIT: Option<(usize, &'static str)> = None;
 }
 
 impl Bounded for pb::ScoreRequest {
@@ -56,10 +58,16 @@ unbounded!(
     ListModelsResponse,
     GetModelRequest,
     ModelInfo,
-    LoadModelRequest,
     UnloadModelRequest,
     UnloadModelResponse
 );
+
+/// LoadModel is decoded before its token is checked: its replica devices are counted first,
+/// with room above the replica bound (64) so that validation names the count it was given.
+impl Bounded for pb::LoadModelRequest {
+    const ENTRIES: Option<(&'static [u32], &'static str)> = Some((&[3, 1], "options.devices"));
+    const LIMIT: Option<(usize, &'static str)> = Some((4096, "replicas; refused on the wire"));
+}
 
 #[derive(Debug, Clone)]
 pub struct BoundedCodec<T, U>(PhantomData<(T, U)>);
@@ -98,7 +106,8 @@ impl<U: Message + Default + Bounded> Decoder for BoundedDecoder<U> {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         if let Some((path, field)) = U::ENTRIES {
             use prost::bytes::Buf;
-            let limit = max_entries();
+            let (limit, name) =
+                U::LIMIT.unwrap_or_else(|| (max_entries(), "max_pairs_per_request"));
             // tonic hands the decoder one contiguous buffer holding the whole message; a message
             // the scan cannot see whole, or cannot parse, is refused rather than left to prost.
             let counted = match buf.chunk().len() == buf.remaining() {
@@ -108,8 +117,8 @@ impl<U: Message + Default + Bounded> Decoder for BoundedDecoder<U> {
             match counted {
                 Ok(n) if n > limit => {
                     return Err(Status::invalid_argument(format!(
-                        "`{field}` has more than {limit} entries (max_pairs_per_request); the \
-                         message was refused before decoding"
+                        "`{field}` has more than {limit} entries ({name}); the message was \
+                         refused before decoding"
                     )))
                 }
                 Ok(_) => {}

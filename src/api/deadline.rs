@@ -32,6 +32,10 @@ fn timeout(metadata: &MetadataMap) -> Option<Duration> {
 /// A `grpc-timeout` value.
 pub fn parse_timeout(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    // At most 8 digits (gRPC's wire format): nothing a client sends can overflow an instant.
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
     let n: u64 = digits.parse().ok()?;
     let timeout = match unit {
         "H" => Duration::from_secs(n.saturating_mul(3600)),
@@ -60,5 +64,11 @@ mod tests {
         );
         md.insert("grpc-timeout", "12x".parse().unwrap());
         assert!(deadline(&md).is_none());
+        md.insert("grpc-timeout", "999999999H".parse().unwrap()); // 9 digits
+        assert!(deadline(&md).is_none());
+        assert_eq!(
+            parse_timeout("99999999H"),
+            Some(Duration::from_secs(99_999_999 * 3600))
+        );
     }
 }

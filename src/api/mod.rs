@@ -62,8 +62,14 @@ pub async fn serve_with_health_port(
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let (health_stop, health_stopped) = tokio::sync::oneshot::channel::<()>();
+    // Request bodies on every port are held to a deadline and one byte budget.
+    let receive = body::ReceiveLayer {
+        budget: Arc::new(body::Budget::new(opts.transport.max_receiving_bytes)),
+        default_timeout: opts.transport.default_timeout,
+    };
     if let Some(h) = health_listener {
         let plain = tonic::transport::Server::builder()
+            .layer(receive.clone())
             .add_service(health_service.clone())
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(h).with_nodelay(Some(true)),
@@ -124,10 +130,7 @@ pub async fn serve_with_health_port(
         builder = builder.tls_config(tls)?;
     }
     let server = builder
-        .layer(body::ReceiveLayer {
-            budget: Arc::new(body::Budget::new(opts.transport.max_receiving_bytes)),
-            default_timeout: opts.transport.default_timeout,
-        })
+        .layer(receive)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(scoring)

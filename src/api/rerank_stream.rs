@@ -179,8 +179,8 @@ async fn add(
     s.add(engine, documents, return_documents).await
 }
 
-/// The largest final message the documents received so far could need: with
-/// `return_documents`, the `top_n` largest documents (all when `top_n` is 0) with their ids.
+/// The largest final message the documents received so far could need: the `top_n` largest
+/// results (all when `top_n` is 0), each with its id and, with `return_documents`, its text.
 /// The stream fails as soon as that cannot fit in one response message, before any more work,
 /// rather than after every document was scored.
 struct FinalSize {
@@ -209,11 +209,14 @@ impl FinalSize {
     }
 
     fn add(&mut self, index: usize, d: &pb::Document) -> Result<(), ServeError> {
-        if !self.return_documents {
-            return Ok(()); // ids alone: bounded by max_pairs_per_request x max_id_bytes
-        }
-        // A RankedDocument: text, id, index, score and their tags and lengths.
-        let size = d.text.len() + d.id.len() + 24;
+        // A RankedDocument: id, index, score, the text with return_documents, and their tags
+        // and lengths.
+        let text = if self.return_documents {
+            d.text.len()
+        } else {
+            0
+        };
+        let size = text + d.id.len() + 24;
         self.largest.push(Reverse(size));
         self.bytes += size;
         if self.largest.len() > self.top_n {
@@ -224,10 +227,10 @@ impl FinalSize {
         let limit = super::MAX_RESPONSE_BYTES - FINAL_OVERHEAD;
         if self.bytes > limit {
             return Err(ServeError::OutOfRange(format!(
-                "with return_documents, the final ranking could need {} bytes at documents[{index}] \
-                 (the {} largest documents received, with their ids); a response message holds \
-                 at most {limit}; set top_n lower, or leave return_documents off and look the \
-                 texts up by id or index",
+                "the final ranking could need {} bytes at documents[{index}] (the {} largest \
+                 results received: ids, and texts with return_documents); a response message \
+                 holds at most {limit}; set top_n lower, or leave return_documents off and look \
+                 the texts up by id or index",
                 self.bytes,
                 self.largest.len()
             )));

@@ -314,7 +314,8 @@ impl Fetcher<'_> {
         if have == meta.size {
             return Ok(());
         }
-        let mut pace = self.hub.pace(Some(meta.size - have));
+        // Paced for the whole file: a storage host that ignores Range sends all of it.
+        let mut pace = self.hub.pace(Some(meta.size));
         let response = self.hub.get(&meta.url, file, have, &pace)?;
         if have > 0 && !resumes_at(&response, have) {
             out.set_len(0).map_err(|e| self.io(partial, e))?; // Range not honoured: restart

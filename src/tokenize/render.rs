@@ -280,7 +280,11 @@ fn range(lower: isize, upper: Option<isize>, step: Option<isize>) -> Result<Valu
 /// minijinja's formatter for `{{ value }}`, after checking the stop signal and counting the
 /// value's bytes against the render's output bound, captured output included.
 fn counted_formatter(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
-    let len = value.as_str().map_or(0, str::len);
+    // Strings by their bytes; anything else (lists, maps, numbers) by its display, which is
+    // what the formatter writes.
+    let len = value
+        .as_str()
+        .map_or_else(|| value.to_string().len(), str::len);
     let refused = WATCHED.with(|w| {
         let mut w = w.borrow_mut();
         let w = w.as_mut()?;
