@@ -49,6 +49,8 @@ pub struct Entry {
     /// Set (under the state's write lock) when the entry is unloaded while it loads: the load
     /// stops at its next check and its result is discarded.
     cancel: Cancel,
+    /// An abandoned load whose thread has not ended yet (counted in `Registry::abandoned`).
+    winding_down: std::sync::atomic::AtomicBool,
 }
 
 impl Entry {
@@ -81,6 +83,7 @@ impl Entry {
             config,
             state: RwLock::new(state),
             cancel: Cancel::default(),
+            winding_down: Default::default(),
         })
     }
 }
@@ -91,7 +94,14 @@ pub struct Registry {
     changes: watch::Sender<u64>,
     /// The Hub transfer bounds set by the server's flags; None: the environment's.
     transfer: RwLock<Option<Transfer>>,
+    /// Abandoned loads whose threads still run (a load busy in libtorch checks its cancel flag
+    /// only between replicas): new loads wait until fewer than [`MAX_ABANDONED`] remain, so
+    /// LoadModel / UnloadModel in a loop cannot stack loads without bound.
+    abandoned: std::sync::atomic::AtomicUsize,
 }
+
+/// Abandoned loads that may still be winding down when a new load begins.
+const MAX_ABANDONED: usize = 2;
 
 impl Default for Registry {
     fn default() -> Self {
@@ -99,6 +109,7 @@ impl Default for Registry {
             models: DashMap::new(),
             changes: watch::Sender::new(0),
             transfer: RwLock::new(None),
+            abandoned: Default::default(),
         }
     }
 }
@@ -143,6 +154,13 @@ impl Registry {
     /// Registers `config` as loading. A name already present is refused unless its earlier
     /// load failed.
     pub fn begin(&self, config: ModelConfig) -> Result<Arc<Entry>, ServeError> {
+        let abandoned = self.abandoned.load(std::sync::atomic::Ordering::Acquire);
+        if abandoned >= MAX_ABANDONED {
+            return Err(ServeError::Unavailable(format!(
+                "{abandoned} abandoned loads (UnloadModel of a loading model) are still winding \
+                 down, the most allowed; retry when they end"
+            )));
+        }
         let entry = Entry::new(config.clone(), State::Loading);
         match self.models.entry(config.name.clone()) {
             dashmap::Entry::Occupied(mut o) if matches!(o.get().state(), State::Failed(_)) => {
@@ -183,6 +201,13 @@ impl Registry {
         let on_failure = Arc::new(move || changes.send_modify(|n| *n += 1));
         let started = start(&entry.config, &self.hub_config(), &entry.cancel, on_failure);
         let result = settle(entry, started);
+        if entry
+            .winding_down
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            self.abandoned
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
         self.changed();
         result
     }
@@ -204,6 +229,14 @@ impl Registry {
             let mut state = entry.write();
             if !matches!(*state, State::Pending | State::Loading) {
                 return false;
+            }
+            if matches!(*state, State::Loading) {
+                // Its thread runs on until its next check; `finish` counts it out.
+                entry
+                    .winding_down
+                    .store(true, std::sync::atomic::Ordering::Release);
+                self.abandoned
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             }
             entry.cancel.cancel();
             *state = State::Unloading;
@@ -423,4 +456,38 @@ fn stop_all(queue: &Queue, workers: &mut Vec<JoinHandle<()>>, reason: String) ->
         let _ = w.join();
     }
     reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(name: &str) -> ModelConfig {
+        format!("{name}=/nonexistent/{name}").parse().unwrap()
+    }
+
+    /// Abandoned loads whose threads still run are counted: past MAX_ABANDONED a new load is
+    /// refused (LoadModel/UnloadModel in a loop cannot stack loads), and each abandoned load
+    /// that ends makes room again. A cancelled name is free at once.
+    #[test]
+    fn abandoned_loads_are_bounded_until_they_end() {
+        let registry = Registry::default();
+        let loading: Vec<_> = (0..MAX_ABANDONED)
+            .map(|i| registry.begin(config(&format!("m{i}"))).unwrap())
+            .collect();
+        for entry in &loading {
+            assert!(registry.cancel_load(entry));
+        }
+        let err = registry.begin(config("next")).err().expect("refused");
+        assert!(matches!(err, ServeError::Unavailable(_)), "{err}");
+        // The abandoned loads end (here: at once, their directory does not exist).
+        for entry in &loading {
+            assert!(matches!(
+                registry.finish(entry),
+                Err(ServeError::FailedPrecondition(_))
+            ));
+        }
+        let entry = registry.begin(config("m0")).unwrap();
+        assert!(matches!(registry.finish(&entry), Err(_)));
+    }
 }
