@@ -40,6 +40,15 @@ pub enum RuntimeError {
     Torch(#[from] tch::TchError),
 }
 
+/// What a caught panic says (its `&str` or `String` payload).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
 /// A libtorch error's message without its C++ backtrace and build paths: the first non-empty
 /// line, cut before "Exception raised from". Every tch error text that reaches a message goes
 /// through here.

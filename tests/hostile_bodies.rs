@@ -248,6 +248,15 @@ async fn send_message(
     (response, stream)
 }
 
+/// The status a call ends with, printed with how long it took to come from now.
+async fn ended(what: &str, response: h2::client::ResponseFuture) -> (Code, String, Duration) {
+    let start = Instant::now();
+    let (code, message) = grpc_status(response).await;
+    let took = start.elapsed();
+    println!("{what}: {code:?} after {took:?}: {message}");
+    (code, message, took)
+}
+
 /// The gRPC status of a response (trailers-only, or in the trailers).
 async fn grpc_status(response: h2::client::ResponseFuture) -> (Code, String) {
     let response = response.await.unwrap();
@@ -326,10 +335,8 @@ async fn stalled_bodies_end_on_time_within_one_budget() {
     let mut h2 = h2_connect(&server).await;
     let (response, stream) = stall(&mut h2, None, 24 << 20, 15 << 20).await;
     let _keep = stream.expect("the server takes 15 MiB within the budget");
-    let stalled = Instant::now();
-    let (code, message) = grpc_status(response).await;
-    let waited = stalled.elapsed();
-    println!("stalled at 15 of 24 MiB, default timeout 3 s: {code:?} after {waited:?}: {message}");
+    let (code, message, waited) =
+        ended("stalled at 15 of 24 MiB, default timeout 3 s", response).await;
     assert_eq!(code, Code::DeadlineExceeded, "{message}");
     assert!(
         message.contains("not received whole within 3.000 s")
@@ -341,29 +348,19 @@ async fn stalled_bodies_end_on_time_within_one_budget() {
     // A stream message that stalls ends its stream the same way.
     let (response, stream) = stall_on(&mut h2, "ScoreStream", None, 24 << 20, 15 << 20).await;
     let _keep_stream = stream.expect("the server takes 15 MiB within the budget");
-    let stalled = Instant::now();
-    let (code, message) = grpc_status(response).await;
-    println!(
-        "ScoreStream stalled: {code:?} after {:?}: {message}",
-        stalled.elapsed()
-    );
+    let (code, message, waited) = ended("ScoreStream stalled", response).await;
     assert_eq!(code, Code::DeadlineExceeded, "{message}");
     assert!(message.contains("not received whole"), "{message}");
-    assert!(stalled.elapsed() < Duration::from_secs(4));
+    assert!(waited < Duration::from_secs(4));
 
     // A unary call whose message is whole but whose body never ends (no END_STREAM) is held to
     // the same limit; an out-of-range grpc-timeout (over 8 digits) is ignored, not a panic.
     let request = score("held open").encode_to_vec();
     let (response, _open) = send_message(&mut h2, None, &request, false).await;
-    let open = Instant::now();
-    let (code, message) = grpc_status(response).await;
-    println!(
-        "a whole message, no END_STREAM: {code:?} after {:?}: {message}",
-        open.elapsed()
-    );
+    let (code, message, waited) = ended("a whole message, no END_STREAM", response).await;
     assert_eq!(code, Code::DeadlineExceeded, "{message}");
     assert!(message.contains("did not end within 3.000 s"), "{message}");
-    assert!(open.elapsed() < Duration::from_secs(4));
+    assert!(waited < Duration::from_secs(4));
     let (response, _) = send_message(&mut h2, Some("999999999999S"), &request, true).await;
     let (code, message) = grpc_status(response).await;
     assert_eq!(code, Code::Ok, "{message}");
@@ -378,8 +375,7 @@ async fn stalled_bodies_end_on_time_within_one_budget() {
     }
     let (response, stream) = stall(&mut h2, Some("60S"), 15 << 20, 14 << 20).await;
     assert!(stream.is_err(), "the fifth stream was not stopped");
-    let (code, message) = grpc_status(response).await;
-    println!("fifth stream: {code:?}: {message}");
+    let (code, message, _) = ended("fifth stream", response).await;
     assert_eq!(code, Code::ResourceExhausted, "{message}");
     assert!(message.contains("--max-receiving-mib 64"), "{message}");
     let peak = server.peak_mib() - before;
@@ -405,18 +401,13 @@ async fn stalled_bodies_end_on_time_within_one_budget() {
             }
         }
     };
-    let stalled = Instant::now();
-    let (code, message) = grpc_status(response).await;
-    println!(
-        "grpc-timeout 1.5 s: {code:?} after {:?}: {message}",
-        stalled.elapsed()
-    );
+    let (code, message, waited) = ended("grpc-timeout 1.5 s", response).await;
     assert_eq!(code, Code::DeadlineExceeded, "{message}");
     assert!(
         message.contains("by the call's deadline (grpc-timeout 1.500 s)"),
         "{message}"
     );
-    assert!(stalled.elapsed() < Duration::from_secs(3));
+    assert!(waited < Duration::from_secs(3));
     assert!(c.score(score("still serving")).await.is_ok());
 }
 

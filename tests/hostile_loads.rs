@@ -106,6 +106,21 @@ fn score(model: &str) -> pb::ScoreRequest {
     }
 }
 
+/// A LoadModel call of the (trickling) id `org/tiny` as `byid`, running in the background.
+fn load_in_background(
+    models: &ModelsClient<Channel>,
+) -> tokio::task::JoinHandle<Result<tonic::Response<pb::ModelInfo>, tonic::Status>> {
+    let mut loader = models.clone();
+    tokio::spawn(async move {
+        let req = admin(pb::LoadModelRequest {
+            name: "byid".into(),
+            path: "org/tiny".into(),
+            ..Default::default()
+        });
+        loader.load_model(req).await
+    })
+}
+
 /// The state GetModel reports for `name`; None when it is not known.
 async fn state(models: &mut ModelsClient<Channel>, name: &str) -> Option<pb::ModelState> {
     let req = admin(pb::GetModelRequest { name: name.into() });
@@ -226,15 +241,7 @@ async fn a_trickling_id_keeps_no_model_waiting_and_can_be_unloaded() {
     client.score(score("slow")).await.unwrap();
 
     // A LoadModel call of a trickling id, abandoned by an UnloadModel call.
-    let mut loader = models.clone();
-    let load = tokio::spawn(async move {
-        let req = admin(pb::LoadModelRequest {
-            name: "byid".into(),
-            path: "org/tiny".into(),
-            ..Default::default()
-        });
-        loader.load_model(req).await
-    });
+    let load = load_in_background(&models);
     wait_state(&mut models, "byid", |s| s == Some(pb::ModelState::Loading)).await;
     let unload = admin(pb::UnloadModelRequest {
         name: "byid".into(),
@@ -287,15 +294,7 @@ async fn sigterm_during_a_load_exits_within_the_grace_period() {
         .await
         .expect("the weights download never began");
     let mut models = ModelsClient::new(server.channel.clone());
-    let mut loader = models.clone();
-    let load = tokio::spawn(async move {
-        let req = admin(pb::LoadModelRequest {
-            name: "byid".into(),
-            path: "org/tiny".into(),
-            ..Default::default()
-        });
-        loader.load_model(req).await
-    });
+    let load = load_in_background(&models);
     wait_state(&mut models, "byid", |s| s == Some(pb::ModelState::Loading)).await;
     let started = Instant::now();
     let pid = server.child.id().to_string();

@@ -120,9 +120,10 @@ pub struct ServeArgs {
     /// Deadline in seconds of Score and Rerank calls that send no grpc-timeout.
     #[arg(long, env = "CROSSRANK_DEFAULT_TIMEOUT_SECS", default_value_t = 300)]
     default_timeout_secs: u64,
-    /// MiB of request messages being received at once over all calls (each counts from its first
-    /// byte until it is whole; see README, "Limits"); a call that would pass it is refused with
-    /// RESOURCE_EXHAUSTED. At least the largest message.
+    /// MiB of request messages being received at once over all calls (each counts its declared
+    /// length from its header until it is whole; see README, "Limits"); a call that would pass it
+    /// is refused with RESOURCE_EXHAUSTED. Below --max-message-bytes, the largest messages are
+    /// always refused.
     #[arg(long, env = "CROSSRANK_MAX_RECEIVING_MIB", default_value_t = 256)]
     max_receiving_mib: usize,
     /// Close connections gracefully after this many seconds (0: never); spreads long-lived gRPC

@@ -110,11 +110,7 @@ pub fn supervised(cfg: &ReplicaConfig, queue: &Queue, work: impl FnOnce()) {
     let Err(panic) = catch_unwind(AssertUnwindSafe(work)) else {
         return;
     };
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into());
+    let what = crate::error::panic_message(&*panic);
     let reason = format!("replica {} died: {what}", cfg.index);
     tracing::error!(model = %cfg.name, %reason, "replica thread died; the model is FAILED");
     let start = Instant::now();

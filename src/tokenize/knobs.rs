@@ -36,11 +36,7 @@ pub fn read(path: &Path) -> Result<Tokenizer> {
         Ok(Ok(tokenizer)) => tokenizer,
         Ok(Err(e)) => return Err(err(e.to_string())),
         Err(panic) => {
-            let why = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("no message");
+            let why = crate::error::panic_message(&*panic);
             return Err(err(format!("the tokenizers crate failed on it: {why}")));
         }
     };

@@ -207,11 +207,7 @@ impl PairTokenizer {
     pub fn encode_with(&self, texts: &Texts, ctl: &Control) -> Result<Vec<Encoded>, Stop> {
         let run = std::panic::AssertUnwindSafe(|| self.encode_unguarded(texts, ctl));
         std::panic::catch_unwind(run).unwrap_or_else(|panic| {
-            let why = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("no message");
+            let why = crate::error::panic_message(&*panic);
             Err(Stop::Failed(RuntimeError::Tokenize(format!(
                 "the model's tokenizer failed on this input (its tokenizer.json is not one the \
                  tokenizers crate handles): {why}"
