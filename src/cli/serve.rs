@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use crossrank::api::{serve_with_health_port, tls_config, ServerOptions, Transport};
+use crossrank::api::{serve_on, tls_config, Listeners, ServerOptions, Transport};
 use crossrank::config::{ModelConfig, ServeConfig};
 use crossrank::engine::Engine;
 use crossrank::telemetry::tracing::TraceOptions;
@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// PEM roots for client certificates: mutual TLS, clients without a valid one are refused.
     #[arg(long, env = "CROSSRANK_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Serve the REST dialects (Cohere v1/v2, Jina, TEI; see README, "HTTP API") on this port on
+    /// --host, with TLS when --tls-cert is given; 0 picks a free one. Off when unset.
+    #[arg(long, env = "CROSSRANK_HTTP_PORT")]
+    http_port: Option<u16>,
     /// Also serve grpc.health.v1 alone, in plaintext, on this port on --host (for Kubernetes
     /// gRPC probes, which cannot speak TLS); 0 picks a free one.
     #[arg(long, env = "CROSSRANK_HEALTH_PORT")]
@@ -304,11 +308,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let http_port = args.http_port.or(config.http_port);
+        let http = match http_port {
+            Some(port) => {
+                let l = bind(&args.host, port, "--http-port").await?;
+                let scheme = if opts.tls.is_some() { "https" } else { "http" };
+                println!("crossrank http on {scheme}://{}", l.local_addr()?);
+                Some(l)
+            }
+            None => None,
+        };
+        let listeners = Listeners {
+            grpc: listener,
+            health,
+            http,
+        };
         let failed = Arc::new(Mutex::new(None));
         let names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
         let keep = args.keep_serving_on_load_failure;
         let stop = stop_when(engine.clone(), names, keep, failed.clone());
-        serve_with_health_port(listener, health, engine, config.models, opts, stop).await?;
+        serve_on(listeners, engine, config.models, opts, stop)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
         println!("crossrank stopped");
         let failure = failed.lock().unwrap_or_else(|e| e.into_inner()).take();
         match failure {
