@@ -6,11 +6,9 @@ use std::process::Output;
 
 use common::server::{model, TestServer};
 use crossrank::api::pb;
-use crossrank::api::{serve_on, Listeners, ServerOptions};
+use crossrank::api::ServerOptions;
 use crossrank::config::{ModelConfig, RequestLimits};
-use crossrank::engine::Engine;
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 async fn bench(server: &TestServer, args: &[&str]) -> Output {
     let addr = format!("http://{}", server.addr);
@@ -39,35 +37,12 @@ fn parse_report(out: Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A server in this process with the REST port beside gRPC, serving once every model is ready;
-/// returns the REST port's URL (and a sender that stops the server when dropped).
-async fn http_server(models: Vec<ModelConfig>) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
-    let listeners = Listeners {
-        grpc,
-        health: None,
-        http: Some(http),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let engine = Engine::new(RequestLimits::default());
-    tokio::spawn(serve_on(
-        listeners,
-        engine,
-        models,
-        ServerOptions::default(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    common::wait_health(channel, "", 1).await;
-    (format!("http://{http_addr}"), stop)
+/// A server with the REST port beside gRPC, and the REST port's URL.
+async fn http_server(models: Vec<ModelConfig>) -> (TestServer, String) {
+    let server =
+        TestServer::start_http(models, ServerOptions::default(), RequestLimits::default()).await;
+    let url = format!("http://{}", server.http_addr.unwrap());
+    (server, url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +165,7 @@ async fn a_failing_warm_up_stops_the_run_with_the_status() {
 /// machine's CPU named; as JSON and as text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_mode_reranks_through_the_rest_port() {
-    let (url, _stop) = http_server(vec![model("bert=bert")]).await;
+    let (_server, url) = http_server(vec![model("bert=bert")]).await;
     let pid = std::process::id().to_string();
     let args = [
         "--protocol",
@@ -209,7 +184,10 @@ async fn http_mode_reranks_through_the_rest_port() {
         pid.as_str(),
     ];
     let r = parse_report(run_bench(&[&args[..], &["--json", "-"]].concat()).await);
-    assert_eq!((r["protocol"].as_str(), r["shape"].as_str()), (Some("http"), Some("rerank")));
+    assert_eq!(
+        (r["protocol"].as_str(), r["shape"].as_str()),
+        (Some("http"), Some("rerank"))
+    );
     assert_eq!(r["requests_ok"], 8, "{r}");
     assert_eq!(r["requests_failed"], 0, "{r}");
     assert_eq!(r["pairs"], 8 * 7, "{r}");
@@ -220,9 +198,19 @@ async fn http_mode_reranks_through_the_rest_port() {
     assert!(r["host"]["cores"].as_u64().unwrap() >= 1, "{r}");
 
     let out = run_bench(&args).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    for part in ["rerank x7 over http", "8 ok  0 failed", "cpu         server ", "us/pair", "host "] {
+    for part in [
+        "rerank x7 over http",
+        "8 ok  0 failed",
+        "cpu         server ",
+        "us/pair",
+        "host ",
+    ] {
         assert!(text.contains(part), "no {part:?} in\n{text}");
     }
 }
@@ -231,9 +219,25 @@ async fn http_mode_reranks_through_the_rest_port() {
 /// the run naming the status, and shapes /v2/rerank cannot carry are refused before sending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_mode_reports_failures_by_status() {
-    let (url, _stop) = http_server(vec![model("small=bert,max_queue_pairs=4")]).await;
-    let http = ["--protocol", "http", "--http-url", url.as_str(), "--shape", "rerank"];
-    let args = ["--size", "6", "--requests", "5", "--warmup", "0", "--json", "-"];
+    let (_server, url) = http_server(vec![model("small=bert,max_queue_pairs=4")]).await;
+    let http = [
+        "--protocol",
+        "http",
+        "--http-url",
+        url.as_str(),
+        "--shape",
+        "rerank",
+    ];
+    let args = [
+        "--size",
+        "6",
+        "--requests",
+        "5",
+        "--warmup",
+        "0",
+        "--json",
+        "-",
+    ];
     let r = parse_report(run_bench(&[&http[..], &args].concat()).await);
     assert_eq!(r["requests_ok"], 0, "{r}");
     let refused = &r["errors"]["HTTP 429"];
@@ -248,7 +252,10 @@ async fn http_mode_reports_failures_by_status() {
 
     let out = run_bench(&["--protocol", "http", "--shape", "score"]).await;
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("--shape rerank"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("--shape rerank"),
+        "{err}"
+    );
 }
 
 fn lines(path: &std::path::Path) -> Vec<Value> {

@@ -107,7 +107,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--scores-out needs --shape score");
     }
     if args.protocol == Protocol::Http && args.shape != Shape::Rerank {
-        bail!("--protocol http sends /v2/rerank: give --shape rerank (not {:?})", args.shape);
+        bail!(
+            "--protocol http sends /v2/rerank: give --shape rerank (not {:?})",
+            args.shape
+        );
     }
     if args.protocol == Protocol::Http && args.chaos > 0.0 {
         bail!("--chaos {} needs --protocol grpc", args.chaos);

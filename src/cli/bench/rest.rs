@@ -85,9 +85,9 @@ struct ErrorBody {
 impl Rest {
     /// Connects to `target`; fails when nothing listens there.
     pub async fn connect(target: Target) -> anyhow::Result<Self> {
-        let conn = open(&target)
-            .await
-            .map_err(|f| anyhow::anyhow!("connecting to http://{}: {}", target.authority, f.message))?;
+        let conn = open(&target).await.map_err(|f| {
+            anyhow::anyhow!("connecting to http://{}: {}", target.authority, f.message)
+        })?;
         Ok(Self {
             target,
             conn: Some(conn),
@@ -107,7 +107,10 @@ impl Rest {
             }
         };
         if status != http::StatusCode::OK {
-            return Err(Failure::new(&format!("HTTP {}", status.as_u16()), example(&body)));
+            return Err(Failure::new(
+                &format!("HTTP {}", status.as_u16()),
+                example(&body),
+            ));
         }
         check_ranking(&body, plan.size)
     }
@@ -171,7 +174,10 @@ fn request(
         .header(http::header::HOST, &target.authority)
         .header(http::header::CONTENT_TYPE, "application/json")
         // grpc-timeout's form in milliseconds, as tonic sends a gRPC deadline.
-        .header("x-request-timeout", format!("{}m", timeout.as_millis().max(1)))
+        .header(
+            "x-request-timeout",
+            format!("{}m", timeout.as_millis().max(1)),
+        )
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| Failure::new("BAD_REQUEST", e.to_string()))
 }
@@ -185,7 +191,12 @@ fn check_ranking(body: &[u8], size: usize) -> Result<(), Failure> {
     for r in &answer.results {
         match seen.get_mut(r.index) {
             Some(s) if !*s => *s = true,
-            _ => return Err(bad(format!("result index {} is repeated or past {size}", r.index))),
+            _ => {
+                return Err(bad(format!(
+                    "result index {} is repeated or past {size}",
+                    r.index
+                )))
+            }
         }
     }
     if answer.results.len() != size {
@@ -234,7 +245,10 @@ mod tests {
 
     #[test]
     fn error_examples_prefer_the_message() {
-        assert_eq!(example(br#"{"message":"too big","detail":"too big"}"#), "too big");
+        assert_eq!(
+            example(br#"{"message":"too big","detail":"too big"}"#),
+            "too big"
+        );
         assert_eq!(example(b"plain"), "plain");
     }
 }
