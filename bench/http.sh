@@ -4,10 +4,11 @@
 # serves both ports; for each model and concurrency the two protocols alternate for BENCH_REPS
 # rounds (which goes first flips every round), each run reporting the server's CPU per pair (from
 # /proc, --server-pid) and its latency. Prints per-protocol medians, the HTTP/gRPC ratios of every
-# round and the targets. About 10 minutes on 2 cores once built.
+# round and the targets. About 15 minutes on a quiet 2-core machine once built.
 #
 # Usage: bench/http.sh [THREADS=2]
-#   BENCH_SECONDS=20 per run, BENCH_REPS=3 rounds, BENCH_CONCURRENCY="1 4", BENCH_MODELS="null minilm",
+#   BENCH_PLAN="null:1 null:4 minilm:1" (model:clients runs), BENCH_REPS=3 rounds,
+#   BENCH_SECONDS=20 per null-model run, BENCH_MINILM_REQUESTS=30 per MiniLM run,
 #   BENCH_DOCS=100 documents per Rerank; CROSSRANK_BENCH_OUT keeps the raw reports (default: a
 #   temporary folder).
 set -euo pipefail
@@ -15,9 +16,9 @@ source "$(dirname "$0")/../scripts/env.sh"
 cd "$CROSSRANK_ROOT"
 threads=${1:-2}
 secs=${BENCH_SECONDS:-20}
+minilm_requests=${BENCH_MINILM_REQUESTS:-30}
 reps=${BENCH_REPS:-3}
-concurrency=${BENCH_CONCURRENCY:-1 4}
-models=${BENCH_MODELS:-null minilm}
+plan=${BENCH_PLAN:-null:1 null:4 minilm:1}
 docs=${BENCH_DOCS:-100}
 out=${CROSSRANK_BENCH_OUT:-$(mktemp -d)}
 mkdir -p "$out"
@@ -47,17 +48,19 @@ grpc=$(sed -n 's/^crossrank listening on //p' "$out/server.out")
 http=$(sed -n 's/^crossrank http on //p' "$out/server.out")
 python scripts/wait_serving.py "$grpc"
 
-for model in $models; do
-  for c in $concurrency; do
-    for rep in $(seq 1 "$reps"); do
-      order="grpc http"
-      [ $((rep % 2)) -eq 0 ] && order="http grpc"
-      for proto in $order; do
-        echo "== $model c$c round $rep: $proto" >&2
-        $cr bench --protocol "$proto" --addr "http://$grpc" --http-url "$http" --server-pid "$server" \
-          --model "$model" --shape rerank --size "$docs" --concurrency "$c" --duration "$secs" \
-          --warmup 4 --json "$out/$model-c$c-$proto-$rep.json" >&2
-      done
+for run in $plan; do
+  model=${run%%:*} c=${run#*:}
+  # A MiniLM Rerank of 100 takes seconds: a count of requests, not a duration, sets its length.
+  length=(--duration "$secs")
+  [ "$model" = minilm ] && length=(--requests "$minilm_requests")
+  for rep in $(seq 1 "$reps"); do
+    order="grpc http"
+    [ $((rep % 2)) -eq 0 ] && order="http grpc"
+    for proto in $order; do
+      echo "== $model c$c round $rep: $proto" >&2
+      $cr bench --protocol "$proto" --addr "http://$grpc" --http-url "$http" --server-pid "$server" \
+        --model "$model" --shape rerank --size "$docs" --concurrency "$c" "${length[@]}" \
+        --warmup 4 --json "$out/$model-c$c-$proto-$rep.json" >&2
     done
   done
 done
