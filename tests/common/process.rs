@@ -12,6 +12,8 @@ pub struct ServerProcess {
     pub metrics_addr: String,
     /// The plaintext health-only port, with --health-port.
     pub health_addr: Option<String>,
+    /// The REST port's address (host:port), with --http-port.
+    pub http_addr: Option<String>,
     pub channel: Channel,
     pub log: PathBuf,
     _logs: tempfile::TempDir,
@@ -90,6 +92,13 @@ impl ServerProcess {
                 .unwrap_or_else(|| panic!("unexpected: {line}"))
                 .to_owned()
         });
+        let http_addr = args.contains(&"--http-port").then(|| {
+            let line = next();
+            line.strip_prefix("crossrank http on ")
+                .and_then(|url| url.split_once("://"))
+                .map(|(_, addr)| addr.to_owned())
+                .unwrap_or_else(|| panic!("unexpected: {line}"))
+        });
         std::thread::spawn(move || lines.for_each(drop));
         let channel = match &tls {
             Some(tls) => {
@@ -113,6 +122,7 @@ impl ServerProcess {
             addr,
             metrics_addr,
             health_addr,
+            http_addr,
             channel,
             log,
             _logs: logs,
@@ -126,6 +136,17 @@ impl ServerProcess {
             .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or_else(|| panic!("no {key} in /proc/PID/status"))
+    }
+
+    /// The REST port's address; panics when the server was started without --http-port.
+    pub fn http(&self) -> &str {
+        self.http_addr.as_deref().expect("started without --http-port")
+    }
+
+    /// File descriptors the server has open (sockets included).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map_or(0, |d| d.count())
     }
 
     /// Resident memory now, in MiB.

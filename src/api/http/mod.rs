@@ -8,6 +8,7 @@ mod call;
 mod cohere;
 mod error;
 mod meta;
+mod opening;
 pub mod openapi;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use super::grpc::Budget;
 use super::ServerOptions;
 use crate::engine::Engine;
 use body::BodyLimits;
+use opening::Opening;
 pub use error::Dialect;
 
 /// What every REST handler shares.
@@ -39,7 +41,7 @@ impl Http {
             .unwrap_or_else(|| engine.limits.max_request_bytes().min(64 << 20));
         let body = BodyLimits {
             max_bytes,
-            max_elements: engine.limits.max_pairs_per_request.saturating_add(1),
+            max_entries: engine.limits.max_pairs_per_request,
         };
         Self {
             engine,
@@ -66,7 +68,7 @@ pub fn router(state: Arc<Http>) -> axum::Router {
 /// Serves the REST routes on `listener` until the engine drains, then lets open calls finish
 /// (the caller bounds that by the grace period). At most `max_connections` connections are
 /// served at once; a connection that does not send a request's headers within
-/// `header_timeout` is closed.
+/// `header_timeout` is closed (before its first bytes by [`Opening`], after them by hyper).
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
@@ -120,6 +122,7 @@ pub async fn serve(
             let _permit = permit;
             match tls {
                 None => {
+                    let stream = Opening::new(stream, handshake_timeout);
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
@@ -129,6 +132,7 @@ pub async fn serve(
                     else {
                         return;
                     };
+                    let stream = Opening::new(stream, handshake_timeout);
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
