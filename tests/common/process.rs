@@ -12,7 +12,7 @@ pub struct ServerProcess {
     pub metrics_addr: String,
     /// The plaintext health-only port, with --health-port.
     pub health_addr: Option<String>,
-    /// The REST port's address (host:port), with --http-port.
+    /// The REST port (`host:port`), with --http-port.
     pub http_addr: Option<String>,
     pub channel: Channel,
     pub log: PathBuf,
@@ -94,10 +94,10 @@ impl ServerProcess {
         });
         let http_addr = args.contains(&"--http-port").then(|| {
             let line = next();
-            line.strip_prefix("crossrank http on ")
-                .and_then(|url| url.split_once("://"))
-                .map(|(_, addr)| addr.to_owned())
+            line.strip_prefix("crossrank http on http://")
+                .or_else(|| line.strip_prefix("crossrank http on https://"))
                 .unwrap_or_else(|| panic!("unexpected: {line}"))
+                .to_owned()
         });
         std::thread::spawn(move || lines.for_each(drop));
         let channel = match &tls {

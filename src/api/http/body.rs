@@ -90,7 +90,7 @@ pub fn check_json_type(headers: &HeaderMap) -> Result<(), HttpFailure> {
         return Ok(());
     }
     Err(HttpFailure::NotJson(format!(
-        "`Content-Type` is {:?}; send application/json",
+        "`Content-Type` is {}; send application/json",
         crate::api::grpc::log_value(value.to_str().unwrap_or("(not text)"))
     )))
 }
