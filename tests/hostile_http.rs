@@ -9,8 +9,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::rest::{call, closed_within, documents, post_json, request, rerank, serve_ce, Reader, Response};
 use common::process::ServerProcess;
+use common::rest::{
+    call, closed_within, documents, post_json, request, rerank, serve_ce, Reader, Response,
+};
 use crossrank::api::pb;
 use crossrank::api::pb::cross_encoder_client::CrossEncoderClient;
 use serde_json::{json, Value};
@@ -43,7 +45,10 @@ async fn a_1_gib_content_length_is_refused_unread() {
     let exchange = async {
         let mut conn = TcpStream::connect(server.http()).await.unwrap();
         conn.write_all(&head).await.unwrap();
-        let r = Reader::default().response(&mut conn).await.expect("an answer");
+        let r = Reader::default()
+            .response(&mut conn)
+            .await
+            .expect("an answer");
         closed_within(&mut conn, Duration::from_secs(5)).await;
         r
     };
@@ -78,7 +83,10 @@ async fn trickle(addr: &str, headers: &[(&str, &str)], first: usize) -> (Respons
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
-    let r = Reader::default().response(&mut rd).await.expect("an answer");
+    let r = Reader::default()
+        .response(&mut rd)
+        .await
+        .expect("an answer");
     let took = start.elapsed();
     writer.abort();
     (r, took)
@@ -103,9 +111,16 @@ async fn a_body_that_never_ends_is_cut_off() {
     let before = server.rss_mib();
     server.reset_peak();
 
-    let declared = [JSON, ("content-length", "4194304"), ("x-request-timeout", "1.5")];
+    let declared = [
+        JSON,
+        ("content-length", "4194304"),
+        ("x-request-timeout", "1.5"),
+    ];
     let (r, took) = trickle(addr, &declared, 1 << 20).await;
-    println!("declared 4 MiB, trickled, x-request-timeout 1.5: {} after {took:?}", r.status);
+    println!(
+        "declared 4 MiB, trickled, x-request-timeout 1.5: {} after {took:?}",
+        r.status
+    );
     assert_eq!(r.status, 504, "{r:?}");
     let m = r.message();
     assert!(
@@ -115,7 +130,10 @@ async fn a_body_that_never_ends_is_cut_off() {
     assert!((1200..2500).contains(&took.as_millis()), "took {took:?}");
 
     let (r, took) = trickle(addr, &declared[..2], 1 << 20).await;
-    println!("declared 4 MiB, trickled, default timeout 3 s: {} after {took:?}", r.status);
+    println!(
+        "declared 4 MiB, trickled, default timeout 3 s: {} after {took:?}",
+        r.status
+    );
     assert_eq!(r.status, 504, "{r:?}");
     assert!(r.message().contains("(--default-timeout-secs 3)"), "{r:?}");
     assert!((2500..4000).contains(&took.as_millis()), "took {took:?}");
@@ -124,7 +142,12 @@ async fn a_body_that_never_ends_is_cut_off() {
     let exchange = async {
         let conn = TcpStream::connect(addr).await.unwrap();
         let (mut rd, mut wr) = conn.into_split();
-        let head = request("POST", "/v2/rerank", &[JSON, ("transfer-encoding", "chunked")], None);
+        let head = request(
+            "POST",
+            "/v2/rerank",
+            &[JSON, ("transfer-encoding", "chunked")],
+            None,
+        );
         wr.write_all(&head).await.unwrap();
         let writer = tokio::spawn(async move {
             let mut chunk = format!("{:x}\r\n", 1 << 20).into_bytes();
@@ -132,7 +155,10 @@ async fn a_body_that_never_ends_is_cut_off() {
             chunk.extend(b"\r\n");
             while wr.write_all(&chunk).await.is_ok() {}
         });
-        let r = Reader::default().response(&mut rd).await.expect("an answer");
+        let r = Reader::default()
+            .response(&mut rd)
+            .await
+            .expect("an answer");
         writer.abort();
         r
     };
@@ -145,7 +171,12 @@ async fn a_body_that_never_ends_is_cut_off() {
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut conn = TcpStream::connect(addr).await.unwrap();
-        let head = request("POST", "/v2/rerank", &[JSON, ("content-length", "6291456")], None);
+        let head = request(
+            "POST",
+            "/v2/rerank",
+            &[JSON, ("content-length", "6291456")],
+            None,
+        );
         conn.write_all(&head).await.unwrap();
         conn.write_all(&[b' '; 1024]).await.unwrap();
         held.push(conn);
@@ -155,7 +186,11 @@ async fn a_body_that_never_ends_is_cut_off() {
     let head = request(
         "POST",
         "/v2/rerank",
-        &[JSON, ("content-length", "6291456"), ("x-request-timeout", "0.3")],
+        &[
+            JSON,
+            ("content-length", "6291456"),
+            ("x-request-timeout", "0.3"),
+        ],
         None,
     );
     let mut third = call(addr, &head).await;
@@ -183,7 +218,8 @@ fn post_bytes(body: &[u8]) -> Vec<u8> {
 /// Bytes that are not the JSON they claim to be, each refused 400 before the model sees them,
 /// naming what is wrong and where: invalid UTF-8 in a string, 10^5 `[` (refused by the scan at
 /// the 33rd, without recursion), a 10^6-element array (refused by the scan, memory flat), 2,049
-/// documents (named with the count and the limit).
+/// documents (named with the count and the limit), a million keys in one document (refused by
+/// the scan's count of values, which a full request of documents with a few keys passes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_that_are_not_the_json_they_claim() {
     let server = start(&[]).await;
@@ -201,7 +237,9 @@ async fn bodies_that_are_not_the_json_they_claim() {
 
     let deep = "[".repeat(100_000);
     let before = server.rss_mib();
-    let (r, took, extra) = server.measured(call(addr, &post_bytes(deep.as_bytes()))).await;
+    let (r, took, extra) = server
+        .measured(call(addr, &post_bytes(deep.as_bytes())))
+        .await;
     rss("10^5 nested [", before, extra, took);
     assert_eq!(r.status, 400, "{r:?}");
     assert_eq!(
@@ -236,6 +274,45 @@ async fn bodies_that_are_not_the_json_they_claim() {
         r.message(),
         "`documents` has 2049 entries; the limit is 2048 (max_pairs_per_request)"
     );
+
+    // 16 MB of keys in one document object: parsed, they took +440 MiB and 11 s (a parsed
+    // value costs ~100 bytes however short it was sent); the scan now counts values.
+    let mut keys = br#"{"model": "ce", "query": "q", "documents": [{"text": "a""#.to_vec();
+    let mut n = 0;
+    while keys.len() < 16 << 20 {
+        keys.extend_from_slice(format!(", \"k{n:07}\": 0").as_bytes());
+        n += 1;
+    }
+    keys.extend_from_slice(b"}]}");
+    let request = request("POST", "/v1/rerank", &[JSON], Some(&keys));
+    let before = server.rss_mib();
+    let (r, took, extra) = server.measured(call(addr, &request)).await;
+    rss(
+        "a document object with 1.3 million keys (16 MB)",
+        before,
+        extra,
+        took,
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let m = r.message();
+    assert!(
+        m.starts_with("the body holds more than 32768 JSON values")
+            && m.contains("the limit is 32768 (16 for each of max_pairs_per_request's 2048"),
+        "{m}"
+    );
+    assert!(extra < 40.0, "peak RSS grew by {extra:.1} MiB");
+
+    // A full request of documents as objects with a few keys each is within the count.
+    let docs: Vec<Value> = (0..2048)
+        .map(|i| json!({"text": format!("document {i}"), "id": i, "title": "t", "url": "u"}))
+        .collect();
+    let body = json!({"model": "ce", "query": "q", "documents": docs, "top_n": 2});
+    let r = call(addr, &post_json("/v1/rerank", &[], &body)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let best = &r.json()["results"][0];
+    let i = best["index"].as_u64().unwrap();
+    assert_eq!(best["document"]["id"], i, "{best}");
+    assert_eq!(best["document"]["title"], "t", "{best}");
 }
 
 /// A Rerank through gRPC of `query` and `docs`: its error message.
@@ -275,15 +352,24 @@ async fn every_refusal_names_its_cause() {
 
     let r = call(addr, &request("GET", "/v2/rerank", &[], None)).await;
     check(&r, 405, &["GET is not allowed on \"/v2/rerank\""]);
-    println!("405 headers: {:?}", r.headers);
+    assert_eq!(r.header("allow"), Some("POST"));
     let r = call(addr, &post_json("/health", &[], &json!({}))).await;
     check(&r, 405, &["POST is not allowed on \"/health\""]);
     let r = call(addr, &post_json("/v3/rerank", &[], &rerank(1))).await;
     check(&r, 404, &["no route \"/v3/rerank\"", "/v2/rerank"]);
 
     let body = serde_json::to_vec(&rerank(1)).unwrap();
-    let plain = request("POST", "/v2/rerank", &[("content-type", "text/plain")], Some(&body));
-    check(&call(addr, &plain).await, 415, &["\"text/plain\"", "application/json"]);
+    let plain = request(
+        "POST",
+        "/v2/rerank",
+        &[("content-type", "text/plain")],
+        Some(&body),
+    );
+    check(
+        &call(addr, &plain).await,
+        415,
+        &["\"text/plain\"", "application/json"],
+    );
 
     let text = r#"{"model": "ce", "query": "q", "documents": ["a"] "top_n": 1}"#;
     let column = text.find("\"top_n\"").unwrap() + 1;
@@ -292,7 +378,14 @@ async fn every_refusal_names_its_cause() {
     let text = r#"{"model": "ce", "query": 5, "documents": ["a"]}"#;
     let column = text.find('5').unwrap() + 1;
     let r = call(addr, &post_bytes(text.as_bytes())).await;
-    check(&r, 400, &["invalid type: integer `5`", &format!("line 1 column {column}")]);
+    check(
+        &r,
+        400,
+        &[
+            "invalid type: integer `5`",
+            &format!("line 1 column {column}"),
+        ],
+    );
     let r = call(addr, &post_bytes(b"")).await;
     check(&r, 400, &["the request body is empty"]);
 
@@ -305,12 +398,23 @@ async fn every_refusal_names_its_cause() {
     let long = "x".repeat(65537);
     let body = json!({"model": "ce", "query": long, "documents": ["a"]});
     let r = call(addr, &post_json("/v2/rerank", &[], &body)).await;
-    let m = check(&r, 400, &["`query` is 65537 bytes; the limit is 65536 (max_text_bytes)"]);
+    let m = check(
+        &r,
+        400,
+        &["`query` is 65537 bytes; the limit is 65536 (max_text_bytes)"],
+    );
     assert_eq!(m, grpc_refusal(&server, "ce", &long, &documents(1)).await);
     let docs = vec!["a".to_owned(), long.clone()];
     let body = json!({"model": "ce", "query": "q", "documents": docs});
     let r = call(addr, &post_json("/v1/rerank", &[], &body)).await;
-    let m = check(&r, 400, &["documents", "65537 bytes; the limit is 65536 (max_text_bytes)"]);
+    let m = check(
+        &r,
+        400,
+        &[
+            "documents",
+            "65537 bytes; the limit is 65536 (max_text_bytes)",
+        ],
+    );
     assert_eq!(m, grpc_refusal(&server, "ce", "q", &docs).await);
     let name = "m".repeat(300);
     let body = json!({"model": name, "query": "q", "documents": ["a"]});
@@ -318,13 +422,24 @@ async fn every_refusal_names_its_cause() {
     let m = check(&r, 400, &["`model` is 300 bytes; the limit is"]);
     assert_eq!(m, grpc_refusal(&server, &name, "q", &documents(1)).await);
     let grpc = grpc_refusal(&server, "ce", "q", &documents(2049)).await;
-    for m in [grpc, call(addr, &post_json("/v2/rerank", &[], &rerank(2049))).await.message()] {
+    for m in [
+        grpc,
+        call(addr, &post_json("/v2/rerank", &[], &rerank(2049)))
+            .await
+            .message(),
+    ] {
         assert!(
-            m.starts_with("`documents` has ") && m.contains("2048") && m.contains("(max_pairs_per_request)"),
+            m.starts_with("`documents` has ")
+                && m.contains("2048")
+                && m.contains("(max_pairs_per_request)"),
             "{m}"
         );
     }
-    let r = call(addr, &post_json("/v2/rerank", &[], &json!({"query": "q", "documents": []}))).await;
+    let r = call(
+        addr,
+        &post_json("/v2/rerank", &[], &json!({"query": "q", "documents": []})),
+    )
+    .await;
     check(&r, 400, &["`documents` is empty"]);
     let body = json!({"model": "ce", "query": "q", "documents": ["a"], "top_n": 0});
     let r = call(addr, &post_json("/v2/rerank", &[], &body)).await;

@@ -8,7 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::process::ServerProcess;
-use common::rest::{call, closed_within, documents, post_json, request, rerank, serve_ce, Reader, Response};
+use common::rest::{
+    call, closed_within, documents, post_json, request, rerank, serve_ce, Reader, Response,
+};
 use crossrank::api::pb;
 use crossrank::api::pb::cross_encoder_client::CrossEncoderClient;
 use serde_json::Value;
@@ -47,7 +49,10 @@ fn raise_open_files(n: u64) -> u64 {
 fn server_open_file_limit(server: &ServerProcess) -> String {
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
     let line = limits.lines().find(|l| l.starts_with("Max open files"));
-    line.unwrap().split_whitespace().collect::<Vec<_>>().join(" ")
+    line.unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// 10,000 idle connections (never sending a byte) held by a server allowed 10,240: its RSS
@@ -93,15 +98,19 @@ async fn ten_thousand_idle_connections() {
         for conn in futures::future::join_all(batch).await {
             idle.push(conn.expect("connect"));
         }
-    }
-    // The kernel completes connections before the server accepts them: wait for its sockets.
-    while server.open_fds() < fds + IDLE {
-        assert!(
-            opened.elapsed() < Duration::from_secs(120),
-            "the server holds {} of the connections",
-            server.open_fds() - fds
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The kernel completes a connection before the server accepts it, and one completed
+        // while the accept queue (1,024) is full may be dropped on the server's side: wait for
+        // the server's sockets before opening more (less a few: the warm-up call's connection
+        // may have been among those counted before).
+        while server.open_fds() + 4 < fds + idle.len() {
+            assert!(
+                opened.elapsed() < Duration::from_secs(120),
+                "the server holds {} of the {} connections",
+                server.open_fds() - fds,
+                idle.len()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     let held = server.rss_mib();
     println!(
@@ -116,11 +125,17 @@ async fn ten_thousand_idle_connections() {
     let r = call(&addr, &http_rerank).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["results"].as_array().unwrap().len(), 3);
-    println!("with them open, a gRPC and an HTTP call took {:?}", served.elapsed());
+    println!(
+        "with them open, a gRPC and an HTTP call took {:?}",
+        served.elapsed()
+    );
     let peak = server.peak_mib() - before;
     println!("10,000 idle connections: RSS {before:.1} MiB before, peak +{peak:.1} MiB");
-    assert!(peak < 160.0, "peak RSS grew by {peak:.1} MiB");
-    assert_eq!(server.open_fds(), fds + IDLE, "connections were dropped");
+    assert!(peak < 100.0, "peak RSS grew by {peak:.1} MiB");
+    assert!(
+        server.open_fds() + 4 >= fds + IDLE,
+        "connections were dropped"
+    );
     drop(idle);
 }
 
@@ -160,7 +175,10 @@ async fn connections_past_the_limit_wait() {
         .expect("the fifth connection was not served after one closed")
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
-    println!("the fifth connection was served {:?} after one of the four closed", closed.elapsed());
+    println!(
+        "the fifth connection was served {:?} after one of the four closed",
+        closed.elapsed()
+    );
 }
 
 /// Connections that do not send a request's headers in time are closed at
@@ -225,11 +243,28 @@ async fn slow_headers_are_cut_off() {
 async fn pipelined_requests_are_answered_in_order() {
     let server = start(&[]).await;
     let mut all = Vec::new();
-    all.extend(post_json("/v2/rerank", &[("x-request-id", "one")], &rerank(3)));
+    all.extend(post_json(
+        "/v2/rerank",
+        &[("x-request-id", "one")],
+        &rerank(3),
+    ));
     all.extend(request("GET", "/health", &[("x-request-id", "two")], None));
-    all.extend(post_json("/v1/rerank", &[("x-request-id", "three")], &rerank(2)));
-    all.extend(request("POST", "/v2/rerank", &[JSON, ("x-request-id", "four")], Some(b"{")));
-    all.extend(post_json("/v2/rerank", &[("x-request-id", "five")], &rerank(1)));
+    all.extend(post_json(
+        "/v1/rerank",
+        &[("x-request-id", "three")],
+        &rerank(2),
+    ));
+    all.extend(request(
+        "POST",
+        "/v2/rerank",
+        &[JSON, ("x-request-id", "four")],
+        Some(b"{"),
+    ));
+    all.extend(post_json(
+        "/v2/rerank",
+        &[("x-request-id", "five")],
+        &rerank(1),
+    ));
     let mut conn = TcpStream::connect(server.http()).await.unwrap();
     conn.write_all(&all).await.unwrap();
     let mut reader = Reader::default();
@@ -245,7 +280,8 @@ async fn pipelined_requests_are_answered_in_order() {
     assert_eq!(answers[1].json()["status"], "ok");
     assert_eq!(answers[2].header("x-request-id"), Some("three"));
     assert_eq!(count(&answers[2]), 2);
-    assert_eq!(answers[2].json()["results"][0]["document"]["text"].as_str().is_some(), true);
+    let document = &answers[2].json()["results"][0]["document"];
+    assert!(document["text"].is_string(), "{document}");
     assert_eq!(answers[3].header("x-request-id"), Some("four"));
     assert_eq!(answers[4].header("x-request-id"), Some("five"));
     assert_eq!(count(&answers[4]), 1);
@@ -286,7 +322,14 @@ async fn h2c_with_prior_knowledge() {
     let mut client = client.ready().await.unwrap();
     let calls = (1..=4).map(|n| {
         let mut client = client.clone();
-        async move { h2_post(&mut client, "/v2/rerank", serde_json::to_vec(&rerank(n)).unwrap()).await }
+        async move {
+            h2_post(
+                &mut client,
+                "/v2/rerank",
+                serde_json::to_vec(&rerank(n)).unwrap(),
+            )
+            .await
+        }
     });
     let answers = futures::future::join_all(calls).await;
     for (n, (status, body)) in (1..=4).zip(&answers) {
@@ -302,7 +345,10 @@ async fn h2c_with_prior_knowledge() {
         query: "what is a cross-encoder".into(),
         documents: documents(4)
             .into_iter()
-            .map(|text| pb::Document { id: String::new(), text })
+            .map(|text| pb::Document {
+                id: String::new(),
+                text,
+            })
             .collect(),
         ..Default::default()
     };

@@ -10,8 +10,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::collector::Collector;
-use common::rest::{call, closed_within, post_json, request, rerank, serve_ce as start, Reader, Response};
 use common::process::ServerProcess;
+use common::rest::{
+    call, closed_within, post_json, request, rerank, serve_ce as start, Reader, Response,
+};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -156,11 +158,21 @@ async fn request_ids_are_echoed_and_timing_headers_sent() {
         (post_json("/v1/rerank", &[id], &rerank(1)), 200),
         (post_json("/v2/rerank", &[id], &unknown), 404),
         (
-            request("POST", "/v2/rerank", &[id, ("content-type", "application/json")], Some(b"[")),
+            request(
+                "POST",
+                "/v2/rerank",
+                &[id, ("content-type", "application/json")],
+                Some(b"["),
+            ),
             400,
         ),
         (
-            request("POST", "/v1/rerank", &[id, ("content-type", "text/csv")], Some(b"a,b")),
+            request(
+                "POST",
+                "/v1/rerank",
+                &[id, ("content-type", "text/csv")],
+                Some(b"a,b"),
+            ),
             415,
         ),
     ];
@@ -185,9 +197,17 @@ async fn request_ids_are_echoed_and_timing_headers_sent() {
         assert!(total >= queue + inference, "total {total} ms");
     }
     let long = "i".repeat(257);
-    let r = call(addr, &post_json("/v2/rerank", &[("x-request-id", &long)], &rerank(1))).await;
+    let r = call(
+        addr,
+        &post_json("/v2/rerank", &[("x-request-id", &long)], &rerank(1)),
+    )
+    .await;
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.header("x-request-id"), None, "an id past max_id_bytes was echoed");
+    assert_eq!(
+        r.header("x-request-id"),
+        None,
+        "an id past max_id_bytes was echoed"
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -217,13 +237,24 @@ async fn traceparent_continues_the_callers_trace() {
             let names: Vec<_> = spans.iter().map(|s| &s.name).collect();
             panic!("no span of the REST call in {names:?}")
         });
-    assert_eq!(hex(&http.trace_id), trace_id, "the call's span is in the caller's trace");
-    assert_eq!(hex(&http.parent_span_id), caller, "its parent is the caller's span");
+    assert_eq!(
+        hex(&http.trace_id),
+        trace_id,
+        "the call's span is in the caller's trace"
+    );
+    assert_eq!(
+        hex(&http.parent_span_id),
+        caller,
+        "its parent is the caller's span"
+    );
     let tokenize = spans
         .iter()
         .find(|s| s.name == "tokenize" && hex(&s.trace_id) == trace_id)
         .unwrap();
-    assert_eq!(tokenize.parent_span_id, http.span_id, "tokenize is the call's child");
+    assert_eq!(
+        tokenize.parent_span_id, http.span_id,
+        "tokenize is the call's child"
+    );
 }
 
 /// /metrics counts REST calls by route, dialect, model and status class (the model as
@@ -235,7 +266,12 @@ async fn http_requests_are_counted_for_prometheus() {
     let addr = server.http();
     let unknown = json!({"model": "nope", "query": "q", "documents": ["a"]});
     let zero = json!({"model": "ce", "query": "q", "documents": ["a"], "top_n": 0});
-    let csv = request("POST", "/v1/rerank", &[("content-type", "text/csv")], Some(b"a"));
+    let csv = request(
+        "POST",
+        "/v1/rerank",
+        &[("content-type", "text/csv")],
+        Some(b"a"),
+    );
     let traffic = [
         (post_json("/v2/rerank", &[], &rerank(2)), 200),
         (post_json("/v2/rerank", &[], &rerank(1)), 200),
@@ -312,7 +348,10 @@ async fn sigterm_stops_the_port_and_finishes_in_flight_calls() {
     assert_eq!(r.status, 200, "{r:?}");
 
     // SAFETY: kill sends a signal to the child this test started; nothing is shared.
-    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
+        0
+    );
     let signalled = Instant::now();
     while TcpStream::connect(&addr).await.is_ok() {
         assert!(
@@ -321,7 +360,10 @@ async fn sigterm_stops_the_port_and_finishes_in_flight_calls() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    println!("the port stopped accepting {:?} after SIGTERM", signalled.elapsed());
+    println!(
+        "the port stopped accepting {:?} after SIGTERM",
+        signalled.elapsed()
+    );
 
     partial.write_all(rest).await.unwrap();
     let r = Reader::default().response(&mut partial).await.unwrap();

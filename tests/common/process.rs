@@ -140,13 +140,14 @@ impl ServerProcess {
 
     /// The REST port's address; panics when the server was started without --http-port.
     pub fn http(&self) -> &str {
-        self.http_addr.as_deref().expect("started without --http-port")
+        self.http_addr
+            .as_deref()
+            .expect("started without --http-port")
     }
 
     /// File descriptors the server has open (sockets included).
     pub fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map_or(0, |d| d.count())
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
     }
 
     /// Resident memory now, in MiB.

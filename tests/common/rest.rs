@@ -13,7 +13,10 @@ use super::process::ServerProcess;
 /// `crossrank serve` with model `ce` (the tiny BERT fixture, `model_opts` after its directory,
 /// e.g. ",max_wait_ms=300"), the REST port on 127.0.0.1:0 and `extra` flags.
 pub async fn serve_ce(model_opts: &str, extra: &[&str]) -> ServerProcess {
-    let model = format!("ce={}{model_opts}", super::fixtures().join("bert").display());
+    let model = format!(
+        "ce={}{model_opts}",
+        super::fixtures().join("bert").display()
+    );
     let mut args = vec!["--model", model.as_str(), "--http-port", "0"];
     args.extend_from_slice(extra);
     ServerProcess::start(&args).await

@@ -18,6 +18,12 @@ use crate::engine::ServeError;
 /// Nesting of JSON values in a request (every route's shape needs 4).
 pub const MAX_JSON_DEPTH: usize = 32;
 
+/// JSON values a body may hold per entry of max_pairs_per_request. A parsed value costs ~100
+/// bytes or more however few bytes it was sent in (`"k":0,` is 6): without a bound, 16 MB of
+/// keys in one document object took +440 MiB to parse. A full request of documents as objects
+/// of `text` and a few other keys needs about 4 per entry.
+pub const VALUES_PER_ENTRY: usize = 16;
+
 /// Why a body could not be had.
 #[derive(Debug)]
 pub enum BodyError {
@@ -146,11 +152,15 @@ pub async fn read(
             Err(_) => return Err(late(buf.len()).into()),
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                return Err(ServeError::ClientGone(format!("reading the request body failed: {e}")).into())
+                return Err(
+                    ServeError::ClientGone(format!("reading the request body failed: {e}")).into(),
+                )
             }
             Ok(Some(Ok(frame))) => frame,
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         let total = buf.len() + data.len();
         if total > limits.max_bytes {
             return Err(too_large(&format!("more than {}", limits.max_bytes)).into());
@@ -166,7 +176,9 @@ pub async fn read(
 /// Parses `bytes` as `T` after [`scan`] found them within the limits.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8], limits: &BodyLimits) -> Result<T, HttpFailure> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(HttpFailure::Empty("the request body is empty; send a JSON object".into()));
+        return Err(HttpFailure::Empty(
+            "the request body is empty; send a JSON object".into(),
+        ));
     }
     scan(bytes, limits.max_entries)?;
     // JSON is UTF-8 (RFC 8259); checked whole here, the error names the byte, where the
@@ -174,7 +186,12 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], limits: &BodyLimits) -> Result<T
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let at = e.valid_up_to();
         let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
-        let column = at - bytes[..at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        let column = at
+            - bytes[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
         HttpFailure::Malformed(format!(
             "the body is not UTF-8 at byte {at} (line {line} column {column}); send JSON as UTF-8"
         ))
@@ -193,12 +210,16 @@ struct Open<'a> {
     key: Option<&'a [u8]>,
 }
 
-/// One pass over the bytes, before parsing: nesting at most [`MAX_JSON_DEPTH`] and no array
+/// One pass over the bytes, before parsing: nesting at most [`MAX_JSON_DEPTH`], no array
 /// with more than `max_entries + 1` elements (one more than a valid request has, so that the
-/// request's validation names the exact count), so neither the parser's recursion nor its
-/// allocations can be driven past what a valid request needs. Strings are skipped whole; what
-/// is not JSON is left to the parser.
+/// request's validation names the exact count), and at most [`VALUES_PER_ENTRY`] values per
+/// entry in all (counted as commas and containers: every value but a container's first
+/// follows a comma), so neither the parser's recursion nor its allocations can be driven past
+/// what a valid request needs. Strings are skipped whole; what is not JSON is left to the
+/// parser.
 pub fn scan(bytes: &[u8], max_entries: usize) -> Result<(), HttpFailure> {
+    let max_values = max_entries.saturating_mul(VALUES_PER_ENTRY);
+    let mut values = 0;
     let mut open: Vec<Open> = Vec::new();
     // The last string read, and the key of the value being read (a string and then ':').
     let (mut last, mut key) = (None, None);
@@ -223,7 +244,11 @@ pub fn scan(bytes: &[u8], max_entries: usize) -> Result<(), HttpFailure> {
                     )));
                 }
                 let array = bytes[i] == b'[';
-                open.push(Open { array, commas: 0, key: key.take() });
+                open.push(Open {
+                    array,
+                    commas: 0,
+                    key: key.take(),
+                });
             }
             b']' | b'}' => {
                 open.pop();
@@ -241,6 +266,16 @@ pub fn scan(bytes: &[u8], max_entries: usize) -> Result<(), HttpFailure> {
             }
             _ => {}
         }
+        if matches!(bytes[i], b',' | b'[' | b'{') {
+            values += 1;
+            if values > max_values {
+                return Err(HttpFailure::Malformed(format!(
+                    "the body holds more than {max_values} JSON values (at byte {i}); the limit \
+                     is {max_values} ({VALUES_PER_ENTRY} for each of max_pairs_per_request's \
+                     {max_entries} entries); the body was refused before parsing"
+                )));
+            }
+        }
         i += 1;
     }
     Ok(())
@@ -248,7 +283,10 @@ pub fn scan(bytes: &[u8], max_entries: usize) -> Result<(), HttpFailure> {
 
 fn too_many(key: Option<&[u8]>, max_entries: usize, at: usize) -> HttpFailure {
     let name = match key {
-        Some(k) => format!("`{}`", log_value(&String::from_utf8_lossy(k)).trim_matches('"')),
+        Some(k) => format!(
+            "`{}`",
+            log_value(&String::from_utf8_lossy(k)).trim_matches('"')
+        ),
         None => "a JSON array".to_owned(),
     };
     HttpFailure::Malformed(format!(
@@ -276,10 +314,27 @@ mod tests {
         assert!(scan(br#"{"a": 1, "b": 2, "c": 3, "d": 4}"#, 2).is_ok());
     }
 
+    /// Values are counted over the whole body, in objects too.
+    #[test]
+    fn scan_bounds_values() {
+        let members: Vec<String> = (0..32).map(|i| format!("\"k{i}\": 0")).collect();
+        let body = format!("{{{}}}", members.join(", "));
+        assert!(scan(body.as_bytes(), 2).is_ok(), "32 values for 2 entries");
+        let body = format!("{{{}, \"k\": 0}}", members.join(", "));
+        let HttpFailure::Malformed(m) = scan(body.as_bytes(), 2).unwrap_err() else {
+            panic!("not Malformed")
+        };
+        assert!(
+            m.starts_with("the body holds more than 32 JSON values"),
+            "{m}"
+        );
+    }
+
     /// The refusal names the key whose array is too long, not the keys or strings around it.
     #[test]
     fn scan_names_the_array() {
-        let body = br#"{"query": "documents", "model": "m", "documents": [{"text": "a"}, "b", "c"]}"#;
+        let body =
+            br#"{"query": "documents", "model": "m", "documents": [{"text": "a"}, "b", "c"]}"#;
         let HttpFailure::Malformed(m) = scan(body, 1).unwrap_err() else {
             panic!("not Malformed")
         };
@@ -311,7 +366,10 @@ mod tests {
     fn json_content_types() {
         let mut h = HeaderMap::new();
         assert!(check_json_type(&h).is_ok());
-        h.insert("content-type", "application/json; charset=utf-8".parse().unwrap());
+        h.insert(
+            "content-type",
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
         assert!(check_json_type(&h).is_ok());
         h.insert("content-type", "text/plain".parse().unwrap());
         assert!(check_json_type(&h).is_err());

@@ -82,14 +82,21 @@ impl Http {
             self.authorize(&parts.headers, dialect)?;
             body::check_json_type(&parts.headers).map_err(|f| ApiError::http(f, dialect))?;
             let (deadline, timeout) = self.deadline(&parts.headers, dialect)?;
-            let limits = &self.body;
-            let bytes = body::read(&parts.headers, body, limits, &self.budget, deadline, &timeout)
-                .await
-                .map_err(|e| match e {
-                    BodyError::Http(f) => ApiError::http(f, dialect),
-                    BodyError::Serve(e) => ApiError::serve(&e, dialect),
-                })?;
-            let parsed: T = body::parse(&bytes, &self.body).map_err(|f| ApiError::http(f, dialect))?;
+            let bytes = body::read(
+                &parts.headers,
+                body,
+                &self.body,
+                &self.budget,
+                deadline,
+                &timeout,
+            )
+            .await
+            .map_err(|e| match e {
+                BodyError::Http(f) => ApiError::http(f, dialect),
+                BodyError::Serve(e) => ApiError::serve(&e, dialect),
+            })?;
+            let parsed: T =
+                body::parse(&bytes, &self.body).map_err(|f| ApiError::http(f, dialect))?;
             drop(bytes);
             let model = self.resolve_model(parsed.model(), dialect)?;
             let label = self.engine.model_label(&model);

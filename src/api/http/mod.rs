@@ -8,8 +8,8 @@ mod call;
 mod cohere;
 mod error;
 mod meta;
-mod opening;
 pub mod openapi;
+mod opening;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +23,8 @@ use super::grpc::Budget;
 use super::ServerOptions;
 use crate::engine::Engine;
 use body::BodyLimits;
-use opening::Opening;
 pub use error::Dialect;
+use opening::Opening;
 
 /// What every REST handler shares.
 pub struct Http {

@@ -62,13 +62,19 @@ impl<I: AsyncRead + Unpin> AsyncRead for Opening<I> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => match this.deadline.as_mut() {
-                Some(d) if d.as_mut().poll(cx).is_ready() => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no request line within --http-header-timeout-secs",
-                ))),
-                _ => Poll::Pending,
-            },
+            Poll::Pending => {
+                let late = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+                if late {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no request line within --http-header-timeout-secs",
+                    )));
+                }
+                Poll::Pending
+            }
         }
     }
 }
@@ -125,7 +131,10 @@ mod tests {
         client.write_all(b"GET /hea").await.unwrap();
         assert_eq!(opening.read(&mut buf).await.unwrap(), 8);
         let stalled = tokio::time::timeout(Duration::from_secs(1), opening.read(&mut buf));
-        assert!(stalled.await.is_err(), "the read ended though the watch was over");
+        assert!(
+            stalled.await.is_err(),
+            "the read ended though the watch was over"
+        );
 
         let (mut client, server) = tokio::io::duplex(64);
         let mut opening = Opening::new(server, Duration::from_millis(200));
@@ -134,6 +143,9 @@ mod tests {
         while got < H2_PREFACE.len() {
             got += opening.read(&mut buf[got..]).await.unwrap();
         }
-        assert!(opening.deadline.is_none(), "the whole preface ends the watch");
+        assert!(
+            opening.deadline.is_none(),
+            "the whole preface ends the watch"
+        );
     }
 }
