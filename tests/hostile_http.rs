@@ -167,44 +167,49 @@ async fn a_body_that_never_ends_is_cut_off() {
     assert_eq!(r.status, 413, "{r:?}");
     assert!(r.message().contains("the limit is 8388608"), "{r:?}");
 
-    // Three bodies of a declared 6 MiB at once: the third would pass 16 MiB.
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut conn = TcpStream::connect(addr).await.unwrap();
-        let head = request(
-            "POST",
-            "/v2/rerank",
-            &[JSON, ("content-length", "6291456")],
-            None,
-        );
-        conn.write_all(&head).await.unwrap();
-        conn.write_all(&[b' '; 1024]).await.unwrap();
-        held.push(conn);
-    }
-    // The two are held once the server has read their headers; a third is then refused (one
-    // sent before that waits for its body until its 0.3 s deadline, and is sent again).
+    // Three bodies of a declared 6 MiB at once, held open for 60 s: whichever comes third
+    // would pass 16 MiB and is refused at once; the other two wait for their bodies.
+    let (tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
     let head = request(
         "POST",
         "/v2/rerank",
         &[
             JSON,
             ("content-length", "6291456"),
-            ("x-request-timeout", "0.3"),
+            ("x-request-timeout", "60"),
         ],
         None,
     );
-    let mut third = call(addr, &head).await;
-    for _ in 0..20 {
-        if third.status != 504 {
-            break;
-        }
-        third = call(addr, &head).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (tx, head, addr) = (tx.clone(), head.clone(), addr.to_owned());
+        held.push(tokio::spawn(async move {
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            conn.write_all(&head).await.unwrap();
+            conn.write_all(&[b' '; 1024]).await.unwrap();
+            let r = Reader::default().response(&mut conn).await;
+            let _ = tx.send(r);
+            std::future::pending::<()>().await;
+        }));
     }
-    assert_eq!(third.status, 429, "{third:?}");
-    let m = third.message();
-    assert_eq!(third.header("retry-after"), Some("1"), "{third:?}");
-    assert!(m.contains("--max-receiving-mib (16777216 bytes)"), "{m}");
-    drop(held);
+    let refused = tokio::time::timeout(Duration::from_secs(10), answers.recv())
+        .await
+        .expect("none of three bodies of 6 MiB was refused")
+        .unwrap()
+        .expect("an answer");
+    assert_eq!(refused.status, 429, "{refused:?}");
+    assert_eq!(refused.header("retry-after"), Some("1"), "{refused:?}");
+    let m = refused.message();
+    assert!(
+        m.contains(
+            "the server is receiving 12582912 bytes of other requests; 6291456 more \
+             exceeds --max-receiving-mib (16777216 bytes)"
+        ),
+        "{m}"
+    );
+    let other = tokio::time::timeout(Duration::from_millis(500), answers.recv()).await;
+    assert!(other.is_err(), "a second body was answered: {other:?}");
+    held.iter().for_each(|h| h.abort());
     let peak = server.peak_mib() - before;
     println!("never-ending bodies: RSS {before:.1} MiB before, peak +{peak:.1} MiB");
     assert!(peak < 16.0 + 40.0, "peak RSS grew by {peak:.1} MiB");
