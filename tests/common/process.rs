@@ -12,6 +12,8 @@ pub struct ServerProcess {
     pub metrics_addr: String,
     /// The plaintext health-only port, with --health-port.
     pub health_addr: Option<String>,
+    /// The REST port (`host:port`), with --http-port.
+    pub http_addr: Option<String>,
     pub channel: Channel,
     pub log: PathBuf,
     _logs: tempfile::TempDir,
@@ -90,6 +92,13 @@ impl ServerProcess {
                 .unwrap_or_else(|| panic!("unexpected: {line}"))
                 .to_owned()
         });
+        let http_addr = args.contains(&"--http-port").then(|| {
+            let line = next();
+            line.strip_prefix("crossrank http on http://")
+                .or_else(|| line.strip_prefix("crossrank http on https://"))
+                .unwrap_or_else(|| panic!("unexpected: {line}"))
+                .to_owned()
+        });
         std::thread::spawn(move || lines.for_each(drop));
         let channel = match &tls {
             Some(tls) => {
@@ -113,6 +122,7 @@ impl ServerProcess {
             addr,
             metrics_addr,
             health_addr,
+            http_addr,
             channel,
             log,
             _logs: logs,
