@@ -24,7 +24,7 @@ const TEXTS: [&str; 4] = [
 /// POSTs `body` as JSON to `path`; the status and the JSON answer (`Value::Null` if none).
 async fn post(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
     let response = reqwest::Client::new()
-        .post(format!("{}{path}", server.http_url()))
+        .post(format!("{}{path}", url(server)))
         .header("content-type", "application/json")
         .body(serde_json::to_vec(body).unwrap())
         .send()
@@ -35,17 +35,27 @@ async fn post(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
 
 async fn get(server: &TestServer, path: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
-        .get(format!("{}{path}", server.http_url()))
+        .get(format!("{}{path}", url(server)))
         .send()
         .await
         .unwrap();
     answer(response).await
 }
 
+fn url(server: &TestServer) -> String {
+    format!(
+        "http://{}",
+        server.http_addr.expect("started with the REST port")
+    )
+}
+
 async fn answer(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let bytes = response.bytes().await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn start(models: &[&str], opts: ServerOptions) -> TestServer {
@@ -67,8 +77,14 @@ fn assert_tei_error(got: &(u16, Value), status: u16, kind: &str, needles: &[&str
 /// index -> score of a TEI rerank answer, checking it is sorted best first.
 fn scores_by_index(ranks: &Value) -> Vec<f32> {
     let ranks = ranks.as_array().unwrap_or_else(|| panic!("{ranks}"));
-    let scores: Vec<f32> = ranks.iter().map(|r| r["score"].as_f64().unwrap() as f32).collect();
-    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "not sorted: {scores:?}");
+    let scores: Vec<f32> = ranks
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap() as f32)
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "not sorted: {scores:?}"
+    );
     let mut by_index = vec![f32::NAN; ranks.len()];
     for r in ranks {
         by_index[r["index"].as_u64().unwrap() as usize] = r["score"].as_f64().unwrap() as f32;
@@ -142,7 +158,10 @@ async fn rerank_scores_equal_grpc_rerank_and_score_logits() {
                       "truncate": null, "truncation_direction": "right"});
     let (status, ranks) = post(&server, "/rerank", &body).await;
     assert_eq!(status, 200, "{ranks}");
-    let pairs: Vec<(String, String)> = TEXTS.iter().map(|t| (QUERY.into(), t.to_string())).collect();
+    let pairs: Vec<(String, String)> = TEXTS
+        .iter()
+        .map(|t| (QUERY.into(), t.to_string()))
+        .collect();
     let logits: Vec<f32> = grpc_score(&server, &pairs, pb::Activation::None)
         .await
         .into_iter()
@@ -150,7 +169,11 @@ async fn rerank_scores_equal_grpc_rerank_and_score_logits() {
         .collect();
     assert_close(&scores_by_index(&ranks), &logits, 1e-5, "logits");
     for r in ranks.as_array().unwrap() {
-        assert_eq!(r["text"], TEXTS[r["index"].as_u64().unwrap() as usize], "{r}");
+        assert_eq!(
+            r["text"],
+            TEXTS[r["index"].as_u64().unwrap() as usize],
+            "{r}"
+        );
     }
     server.stop().await;
 }
@@ -182,12 +205,21 @@ fn sided() -> Sided {
 async fn left_and_right_truncation_match_the_python_reference() {
     let reference = sided();
     let server = start(&["bert=bert"], ServerOptions::default()).await;
-    let inputs: Vec<[&str; 2]> = reference.pairs.iter().map(|(a, b)| [a.as_str(), b.as_str()]).collect();
+    let inputs: Vec<[&str; 2]> = reference
+        .pairs
+        .iter()
+        .map(|(a, b)| [a.as_str(), b.as_str()])
+        .collect();
     for (direction, want) in [("Left", &reference.left), ("RIGHT", &reference.right)] {
         let body = json!({"inputs": inputs, "raw_scores": true, "truncation_direction": direction});
         let (status, rows) = post(&server, "/predict", &body).await;
         assert_eq!(status, 200, "{rows}");
-        let got: Vec<f32> = rows.as_array().unwrap().iter().map(|r| r[0]["score"].as_f64().unwrap() as f32).collect();
+        let got: Vec<f32> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[0]["score"].as_f64().unwrap() as f32)
+            .collect();
         let want: Vec<f32> = want.none.iter().map(|s| s[0]).collect();
         assert_close(&got, &want, 1e-4, direction);
         let (query, doc) = &reference.pairs[0];
@@ -202,7 +234,12 @@ async fn left_and_right_truncation_match_the_python_reference() {
     let (query, doc) = &reference.pairs[0];
     let body = json!({"query": query, "texts": ["short", doc], "truncate": false});
     let got = post(&server, "/rerank", &body).await;
-    assert_tei_error(&got, 422, "validation", &["pair 1", "max length of 40 tokens"]);
+    assert_tei_error(
+        &got,
+        422,
+        "validation",
+        &["pair 1", "max length of 40 tokens"],
+    );
     let body = json!({"inputs": [query, doc], "truncate": false});
     let got = post(&server, "/predict", &body).await;
     assert_tei_error(&got, 422, "validation", &["pair 0", "40 tokens"]);
@@ -215,18 +252,35 @@ async fn left_and_right_truncation_match_the_python_reference() {
 #[tokio::test]
 async fn predict_gives_every_label_as_grpc_score_does() {
     let server = start(&["nli=bert_3labels"], ServerOptions::default()).await;
-    let pairs: Vec<(String, String)> = TEXTS.iter().map(|t| (QUERY.into(), t.to_string())).collect();
-    let inputs: Vec<[&str; 2]> = pairs.iter().map(|(a, b)| [a.as_str(), b.as_str()]).collect();
+    let pairs: Vec<(String, String)> = TEXTS
+        .iter()
+        .map(|t| (QUERY.into(), t.to_string()))
+        .collect();
+    let inputs: Vec<[&str; 2]> = pairs
+        .iter()
+        .map(|(a, b)| [a.as_str(), b.as_str()])
+        .collect();
     let labels = ["contradiction", "entailment", "neutral"];
-    for (raw, activation) in [(false, pb::Activation::Softmax), (true, pb::Activation::None)] {
+    for (raw, activation) in [
+        (false, pb::Activation::Softmax),
+        (true, pb::Activation::None),
+    ] {
         let want = grpc_score(&server, &pairs, activation).await;
-        let (status, rows) = post(&server, "/predict", &json!({"inputs": inputs, "raw_scores": raw})).await;
+        let (status, rows) = post(
+            &server,
+            "/predict",
+            &json!({"inputs": inputs, "raw_scores": raw}),
+        )
+        .await;
         assert_eq!(status, 200, "{rows}");
         let rows = rows.as_array().unwrap();
         assert_eq!(rows.len(), pairs.len());
         for (row, want) in rows.iter().zip(&want) {
             let row = row.as_array().unwrap();
-            let scores: Vec<f32> = row.iter().map(|p| p["score"].as_f64().unwrap() as f32).collect();
+            let scores: Vec<f32> = row
+                .iter()
+                .map(|p| p["score"].as_f64().unwrap() as f32)
+                .collect();
             assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{row:?}");
             let mut by_label = vec![f32::NAN; labels.len()];
             for p in row {
@@ -240,16 +294,21 @@ async fn predict_gives_every_label_as_grpc_score_does() {
     assert_eq!(status, 200, "{one}");
     let one = one.as_array().unwrap();
     assert_eq!(one.len(), 3);
-    assert!(one[0].get("label").is_some(), "a single pair gives one flat list: {one:?}");
+    assert!(
+        one[0].get("label").is_some(),
+        "a single pair gives one flat list: {one:?}"
+    );
 
     let got = post(&server, "/predict", &json!({"inputs": "just one text"})).await;
     assert_tei_error(&got, 422, "validation", &["`inputs` is a single text"]);
-    let got = post(&server, "/predict", &json!({"inputs": [["a", "b"], "c"]})).await;
+    let got = post(&server, "/predict", &json!({"inputs": [["a", "b"], ["c"]]})).await;
     assert_tei_error(&got, 422, "validation", &["`inputs[1]` is a single text"]);
     let got = post(&server, "/predict", &json!({"inputs": []})).await;
     assert_tei_error(&got, 400, "empty", &["`inputs` cannot be empty"]);
-    let got = post(&server, "/predict", &json!({"inputs": 5})).await;
-    assert_tei_error(&got, 422, "validation", &["a text, a pair"]);
+    for bad in [json!(5), json!(["a", "b", "c"]), json!([["a", "b"], "c"])] {
+        let got = post(&server, "/predict", &json!({ "inputs": bad })).await;
+        assert_tei_error(&got, 422, "validation", &["line 1 column"]);
+    }
     server.stop().await;
 }
 
@@ -262,7 +321,10 @@ async fn a_jina_body_on_rerank_is_answered_in_jina_shape() {
     let (status, jina) = post(&server, "/rerank", &body).await;
     assert_eq!(status, 200, "{jina}");
     assert_eq!(jina["model"], "bert", "{jina}");
-    assert!(jina["usage"]["total_tokens"].as_u64().unwrap() > 0, "{jina}");
+    assert!(
+        jina["usage"]["total_tokens"].as_u64().unwrap() > 0,
+        "{jina}"
+    );
     let results = jina["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
     let want = grpc_rerank(&server, pb::Activation::ModelDefault).await;
@@ -274,7 +336,10 @@ async fn a_jina_body_on_rerank_is_answered_in_jina_shape() {
     }
     let (status, error) = post(&server, "/rerank", &json!({"query": "q", "documents": []})).await;
     assert_eq!(status, 400, "{error}");
-    assert!(error["detail"].as_str().unwrap().contains("documents"), "{error}");
+    assert!(
+        error["detail"].as_str().unwrap().contains("documents"),
+        "{error}"
+    );
     assert!(error.get("error_type").is_none(), "{error}");
     server.stop().await;
 }
@@ -293,13 +358,38 @@ async fn rerank_refusals_are_tei_errors_naming_the_field() {
         TestServer::start_http(vec![model("bert=bert")], ServerOptions::default(), limits).await;
     let got = post(&server, "/rerank", &json!({"query": "q", "texts": []})).await;
     assert_tei_error(&got, 400, "empty", &["`texts` cannot be empty"]);
-    let got = post(&server, "/rerank", &json!({"query": "q", "texts": ["a"], "truncation_direction": "Middle"})).await;
+    let got = post(
+        &server,
+        "/rerank",
+        &json!({"query": "q", "texts": ["a"], "truncation_direction": "Middle"}),
+    )
+    .await;
     assert_tei_error(&got, 422, "validation", &["truncation_direction", "Middle"]);
-    let got = post(&server, "/rerank", &json!({"query": "q", "texts": ["a", "b", "c", "d"]})).await;
-    assert_tei_error(&got, 422, "validation", &["`texts` has 4 entries", "limit is 3"]);
+    let got = post(
+        &server,
+        "/rerank",
+        &json!({"query": "q", "texts": ["a", "b", "c", "d"]}),
+    )
+    .await;
+    assert_tei_error(
+        &got,
+        422,
+        "validation",
+        &["`texts` has 4 entries", "limit is 3"],
+    );
     let long = "x".repeat(101);
-    let got = post(&server, "/rerank", &json!({"query": "q", "texts": ["a", long]})).await;
-    assert_tei_error(&got, 422, "validation", &["`texts[1]` is 101 bytes", "limit is 100"]);
+    let got = post(
+        &server,
+        "/rerank",
+        &json!({"query": "q", "texts": ["a", long]}),
+    )
+    .await;
+    assert_tei_error(
+        &got,
+        422,
+        "validation",
+        &["`texts[1]` is 101 bytes", "limit is 100"],
+    );
     let got = post(&server, "/rerank", &json!({"query": "q", "texts": "a"})).await;
     assert_tei_error(&got, 422, "validation", &["line 1 column"]);
     let got = post(&server, "/predict", &json!({"inputs": ["a", long]})).await;
@@ -318,9 +408,15 @@ async fn info_describes_the_served_model() {
     assert_eq!(status, 200, "{info}");
     assert_eq!(info["model_id"], "bert");
     assert_eq!(info["model_dtype"], "float32");
-    assert_eq!(info["model_type"]["reranker"]["id2label"], json!({"0": "LABEL_0"}));
+    assert_eq!(
+        info["model_type"]["reranker"]["id2label"],
+        json!({"0": "LABEL_0"})
+    );
     assert_eq!(info["max_input_length"], 40);
-    assert_eq!(info["max_client_batch_size"], RequestLimits::default().max_pairs_per_request);
+    assert_eq!(
+        info["max_client_batch_size"],
+        RequestLimits::default().max_pairs_per_request
+    );
     assert_eq!(info["max_batch_tokens"], 16_384);
     assert_eq!(info["auto_truncate"], true);
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
@@ -336,7 +432,12 @@ async fn info_describes_the_served_model() {
     let classes = &info["model_type"]["classifier"];
     assert_eq!(classes["id2label"]["1"], "entailment", "{info}");
     assert_eq!(classes["label2id"]["neutral"], 2, "{info}");
-    let ids: Vec<&str> = info["models"].as_array().unwrap().iter().map(|m| m["model_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = info["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["bert", "nli"]);
     server.stop().await;
 
@@ -344,6 +445,88 @@ async fn info_describes_the_served_model() {
     let (status, info) = get(&server, "/info").await;
     assert!((400..500).contains(&status), "{status} {info}");
     let message = info["error"].as_str().unwrap();
-    assert!(message.contains("bert") && message.contains("nli"), "{message}");
+    assert!(
+        message.contains("bert") && message.contains("nli"),
+        "{message}"
+    );
+    server.stop().await;
+}
+
+/// The OpenAPI document lists the TEI routes with their request, answer and error schemas.
+#[tokio::test]
+async fn openapi_lists_the_tei_routes() {
+    let server = start(&["bert=bert"], ServerOptions::default()).await;
+    let (status, doc) = get(&server, "/openapi.json").await;
+    assert_eq!(status, 200, "{doc}");
+    if let Ok(path) = std::env::var("CROSSRANK_DUMP_OPENAPI") {
+        std::fs::write(path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    }
+    assert!(
+        doc["paths"]["/rerank"]["post"]["requestBody"].is_object(),
+        "{doc}"
+    );
+    assert!(
+        doc["paths"]["/predict"]["post"]["requestBody"].is_object(),
+        "{doc}"
+    );
+    assert!(
+        doc["paths"]["/info"]["get"]["responses"]["200"].is_object(),
+        "{doc}"
+    );
+    let schemas = &doc["components"]["schemas"];
+    for name in [
+        "RerankRequest",
+        "PredictRequest",
+        "InputsSchema",
+        "Info",
+        "TeiError",
+    ] {
+        assert!(schemas[name].is_object(), "no schema {name}");
+    }
+    server.stop().await;
+}
+
+/// The document cap reaches the tokenizer through the engine: with `max_tokens_per_doc: 1`
+/// documents that share their first token score the same, without it they differ; an LLM
+/// reranker (chat template) refuses a cap naming why, and takes left truncation.
+#[tokio::test]
+async fn the_document_cap_and_left_truncation_reach_the_engine() {
+    let server = start(&["bert=bert", "llm=causal"], ServerOptions::default()).await;
+    let docs = ["the cat sat on the mat", "the dog ran in the park"];
+    let scores = |body: &Value| {
+        let results = body["results"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"));
+        let mut by_index = [f32::NAN; 2];
+        for r in results {
+            by_index[r["index"].as_u64().unwrap() as usize] =
+                r["relevance_score"].as_f64().unwrap() as f32;
+        }
+        by_index
+    };
+    let body = json!({"model": "bert", "query": QUERY, "documents": docs, "max_tokens_per_doc": 1});
+    let (status, capped) = post(&server, "/v2/rerank", &body).await;
+    assert_eq!(status, 200, "{capped}");
+    let capped = scores(&capped);
+    assert!((capped[0] - capped[1]).abs() <= 1e-6, "{capped:?}");
+    let body =
+        json!({"model": "bert", "query": QUERY, "documents": docs, "max_tokens_per_doc": null});
+    let (status, whole) = post(&server, "/v2/rerank", &body).await;
+    assert_eq!(status, 200, "{whole}");
+    let whole = scores(&whole);
+    assert!((whole[0] - whole[1]).abs() > 1e-4, "{whole:?}");
+
+    let body = json!({"model": "llm", "query": QUERY, "documents": docs, "max_tokens_per_doc": 5});
+    let (status, error) = post(&server, "/v2/rerank", &body).await;
+    assert_eq!(status, 400, "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("max_tokens_per_doc") && message.contains("chat template"),
+        "{message}"
+    );
+    let body =
+        json!({"model": "llm", "query": QUERY, "texts": docs, "truncation_direction": "left"});
+    let (status, ranks) = post(&server, "/rerank", &body).await;
+    assert_eq!(status, 200, "{ranks}");
     server.stop().await;
 }

@@ -26,6 +26,15 @@ struct Case {
 #[derive(Deserialize)]
 struct Reference {
     cases: Vec<Case>,
+    chat_left: Vec<ChatRow>,
+}
+
+/// What sentence-transformers feeds the LLM reranker fixture with truncation_side left.
+#[derive(Deserialize)]
+struct ChatRow {
+    query: String,
+    doc: String,
+    ids: Vec<u32>,
 }
 
 fn reference() -> Reference {
@@ -121,4 +130,45 @@ fn a_cap_alone_does_not_mark_a_pair_truncated() {
         let whole = model.tokenizer.encode_with(&pairs, &ctl(None)).unwrap();
         assert!(whole[0].truncated && whole[1].truncated, "left {left}");
     }
+}
+
+/// An LLM reranker (chat template) cut from the left gets exactly what sentence-transformers
+/// feeds it with the tokenizer's truncation_side set to left: the prompt's start dropped, its
+/// tail intact; a cap on document tokens is refused for it.
+#[test]
+fn a_chat_template_model_is_cut_from_the_left_as_sentence_transformers_does() {
+    let rows = reference().chat_left;
+    let model = load("causal");
+    let pairs: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.query.clone(), r.doc.clone()))
+        .collect();
+    let left = Control {
+        cut: Cut {
+            doc_tokens: None,
+            left: true,
+        },
+        ..Default::default()
+    };
+    let texts = Texts::Pairs(pairs);
+    let got = model.tokenizer.encode_with(&texts, &left).unwrap();
+    let right = model
+        .tokenizer
+        .encode_with(&texts, &Control::default())
+        .unwrap();
+    let mut cut = 0;
+    for (i, (row, (g, r))) in rows.iter().zip(got.iter().zip(&right)).enumerate() {
+        assert_eq!(g.ids, row.ids, "pair {i}");
+        cut += usize::from(g.truncated && g.ids != r.ids);
+    }
+    assert!(cut > 0, "no pair was cut differently from the left");
+    let capped = Control {
+        cut: Cut {
+            doc_tokens: Some(8),
+            left: false,
+        },
+        ..Default::default()
+    };
+    let err = model.tokenizer.encode_with(&texts, &capped).unwrap_err();
+    assert!(format!("{err:?}").contains("chat template"), "{err:?}");
 }

@@ -41,7 +41,8 @@ pub struct RerankRequest {
     pub truncate: Option<bool>,
     /// `Right` (default) or `Left`, in any case: which end of a text truncation drops.
     pub truncation_direction: Option<String>,
-    /// Not TEI's: picks a model when several are loaded.
+    /// Not TEI's: picks a model when several are loaded (read by [`RerankBody`]).
+    #[allow(dead_code)]
     pub model: Option<String>,
 }
 
@@ -121,19 +122,24 @@ impl NamesModel for RerankBody {
     responses((status = 200, body = RerankAnswers), (status = "4XX", body = RerankErrors),
               (status = "5XX", body = RerankErrors)))]
 pub async fn rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
-    h.handle("/rerank", Dialect::Tei, req, |h, call, body: RerankBody| async move {
-        if body.jina {
-            let call = Call {
-                dialect: Dialect::Cohere,
-                ..call
-            };
-            let r: V1Request = parse_raw(&body.raw, Dialect::Cohere)?;
-            return cohere::v1_answer(h, call, r).await;
-        }
-        let r: RerankRequest = parse_raw(&body.raw, Dialect::Tei)?;
-        drop(body);
-        tei_rerank(&h, &call, r).await
-    })
+    h.handle(
+        "/rerank",
+        Dialect::Tei,
+        req,
+        |h, call, body: RerankBody| async move {
+            if body.jina {
+                let call = Call {
+                    dialect: Dialect::Cohere,
+                    ..call
+                };
+                let r: V1Request = parse_raw(&body.raw, Dialect::Cohere)?;
+                return cohere::v1_answer(h, call, r).await;
+            }
+            let r: RerankRequest = parse_raw(&body.raw, Dialect::Tei)?;
+            drop(body);
+            tei_rerank(&h, &call, r).await
+        },
+    )
     .await
 }
 
@@ -143,11 +149,7 @@ fn parse_raw<T: serde::de::DeserializeOwned>(
     dialect: Dialect,
 ) -> Result<T, ApiError> {
     serde_json::from_str(raw.get()).map_err(|e| {
-        let f = HttpFailure::Malformed(format!(
-            "the body is not valid for this route at line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ));
+        let f = HttpFailure::Malformed(format!("the body is not valid for this route: {e}"));
         ApiError::http(f, dialect)
     })
 }
@@ -158,7 +160,11 @@ async fn tei_rerank(h: &Http, call: &Call, r: RerankRequest) -> Result<Answer, A
     nonempty("texts", r.texts.len())?;
     check_count("texts", r.texts.len(), limits).map_err(fail)?;
     check_text("query", &r.query, limits).map_err(fail)?;
-    check_texts(r.texts.iter().enumerate().map(|(i, t)| (i, None, t)), limits).map_err(fail)?;
+    check_texts(
+        r.texts.iter().enumerate().map(|(i, t)| (i, None, t)),
+        limits,
+    )
+    .map_err(fail)?;
     let activation = match r.raw_scores.unwrap_or(false) {
         true => ActivationChoice::None,
         false => ActivationChoice::Sigmoid,

@@ -60,11 +60,28 @@ pub enum Sequence {
 pub enum InputsSchema {
     /// One text (refused: a cross-encoder scores pairs).
     Text(String),
-    /// One pair, `[text_a, text_b]`.
-    Pair([String; 2]),
-    /// A batch of pairs (`[text]` entries are single texts, refused).
-    Batch(Vec<Vec<String>>),
+    /// One pair, `[text_a, text_b]` (a list of one string is one text).
+    Pair(OneOrTwo),
+    /// A batch: pairs (and single texts, refused).
+    Batch(Vec<OneOrTwo>),
 }
+
+/// A list of one or two strings (schema only).
+#[derive(Serialize)]
+pub struct OneOrTwo(Vec<String>);
+
+impl utoipa::PartialSchema for OneOrTwo {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, Object, Type};
+        ArrayBuilder::new()
+            .items(Object::with_type(Type::String))
+            .min_items(Some(1))
+            .max_items(Some(2))
+            .into()
+    }
+}
+
+impl ToSchema for OneOrTwo {}
 
 const EXPECTING: &str = "a text, a pair [\"a\", \"b\"], or a batch of pairs [[\"a\", \"b\"], ...]";
 
@@ -297,9 +314,17 @@ mod tests {
         assert!(is_batch);
         let err = super::pairs(PredictInput::Batch(vec![pair("a", "b"), text("c")])).unwrap_err();
         assert_eq!(err.status, http::StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(err.message.contains("`inputs[1]` is a single text"), "{}", err.message);
+        assert!(
+            err.message.contains("`inputs[1]` is a single text"),
+            "{}",
+            err.message
+        );
         let err = super::pairs(PredictInput::One(text("c"))).unwrap_err();
-        assert!(err.message.contains("`inputs` is a single text"), "{}", err.message);
+        assert!(
+            err.message.contains("`inputs` is a single text"),
+            "{}",
+            err.message
+        );
         let err = super::pairs(PredictInput::Batch(vec![])).unwrap_err();
         assert_eq!((err.status.as_u16(), err.kind), (400, "empty"));
     }
