@@ -141,15 +141,11 @@ pub async fn read(
             Err(_) => return Err(timeout(buf.len()).into()),
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                return Err(
-                    ServeError::ClientGone(format!("reading the request body failed: {e}")).into(),
-                )
+                return Err(ServeError::ClientGone(format!("reading the request body failed: {e}")).into())
             }
             Ok(Some(Ok(frame))) => frame,
         };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
+        let Ok(data) = frame.into_data() else { continue };
         let total = buf.len() + data.len();
         if total > limits.max_bytes {
             return Err(too_large(&format!("more than {}", limits.max_bytes)).into());
@@ -165,9 +161,7 @@ pub async fn read(
 /// Parses `bytes` as `T` after [`scan`] found them within the limits.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8], limits: &BodyLimits) -> Result<T, HttpFailure> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(HttpFailure::Empty(
-            "the request body is empty; send a JSON object".into(),
-        ));
+        return Err(HttpFailure::Empty("the request body is empty; send a JSON object".into()));
     }
     scan(bytes, limits.max_elements)?;
     serde_json::from_slice(bytes).map_err(|e| {
@@ -247,10 +241,7 @@ mod tests {
     fn json_content_types() {
         let mut h = HeaderMap::new();
         assert!(check_json_type(&h).is_ok());
-        h.insert(
-            "content-type",
-            "application/json; charset=utf-8".parse().unwrap(),
-        );
+        h.insert("content-type", "application/json; charset=utf-8".parse().unwrap());
         assert!(check_json_type(&h).is_ok());
         h.insert("content-type", "text/plain".parse().unwrap());
         assert!(check_json_type(&h).is_err());

@@ -88,8 +88,7 @@ impl Http {
                     BodyError::Http(f) => ApiError::http(f, dialect),
                     BodyError::Serve(e) => ApiError::serve(&e, dialect),
                 })?;
-            let parsed: T =
-                body::parse(&bytes, &self.body).map_err(|f| ApiError::http(f, dialect))?;
+            let parsed: T = body::parse(&bytes, &self.body).map_err(|f| ApiError::http(f, dialect))?;
             drop(bytes);
             let model = self.resolve_model(parsed.model(), dialect)?;
             let label = self.engine.model_label(&model);

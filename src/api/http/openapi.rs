@@ -25,20 +25,9 @@ pub struct TeiError {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(
-        title = "crossrank REST API",
-        description = "Cohere v2/v1, Jina and TEI rerank routes over crossrank's engine"
-    ),
-    paths(
-        cohere::v2_rerank,
-        cohere::v1_rerank,
-        tei::rerank,
-        tei::predict::predict,
-        info::info,
-        meta::health,
-        meta::models,
-        meta::openapi
-    ),
+    info(title = "crossrank REST API", description = "Cohere v2/v1, Jina and TEI rerank routes over crossrank's engine"),
+    paths(cohere::v2_rerank, cohere::v1_rerank, tei::rerank, tei::predict::predict, info::info,
+          meta::health, meta::models, meta::openapi),
     components(schemas(CohereError, TeiError))
 )]
 struct Api;
