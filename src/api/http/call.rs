@@ -180,7 +180,11 @@ impl Http {
     }
 
     /// The model a call is for: its `model` field, else `--default-model`, else the only model.
-    fn resolve_model(&self, named: Option<&str>, dialect: Dialect) -> Result<String, ApiError> {
+    pub(super) fn resolve_model(
+        &self,
+        named: Option<&str>,
+        dialect: Dialect,
+    ) -> Result<String, ApiError> {
         if let Some(name) = named.filter(|n| !n.is_empty()) {
             crate::engine::request::check_model_name(name)
                 .map_err(|e| ApiError::serve(&e, dialect))?;

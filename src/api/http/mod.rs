@@ -7,9 +7,11 @@ mod body;
 mod call;
 mod cohere;
 mod error;
+mod info;
 mod meta;
 pub mod openapi;
 mod opening;
+mod tei;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +59,9 @@ pub fn router(state: Arc<Http>) -> axum::Router {
     axum::Router::new()
         .route("/v2/rerank", post(cohere::v2_rerank))
         .route("/v1/rerank", post(cohere::v1_rerank))
+        .route("/rerank", post(tei::rerank))
+        .route("/predict", post(tei::predict::predict))
+        .route("/info", get(info::info))
         .route("/health", get(meta::health))
         .route("/v1/models", get(meta::models))
         .route("/openapi.json", get(meta::openapi))
