@@ -137,6 +137,10 @@ impl RequestLimits {
 pub struct ServeConfig {
     pub models: Vec<ModelConfig>,
     pub limits: RequestLimits,
+    /// The REST port (`http_port` in the file, `--http-port`); off when unset.
+    pub http_port: Option<u16>,
+    /// The model of REST calls that name none (TEI's routes), when several are loaded.
+    pub default_model: Option<String>,
 }
 
 /// The TOML file's shape.
@@ -147,6 +151,8 @@ struct FileConfig {
     limits: RequestLimits,
     #[serde(default)]
     models: Vec<ModelOptions>,
+    http_port: Option<u16>,
+    default_model: Option<String>,
 }
 
 /// A model's options as given (a TOML `[[models]]` table, a `--model` flag or a LoadModel
@@ -188,6 +194,8 @@ impl ServeConfig {
         let config = Self {
             models,
             limits: file.limits,
+            http_port: file.http_port,
+            default_model: file.default_model,
         };
         config.check()?;
         Ok(config)

@@ -156,7 +156,7 @@ impl Registry {
     pub fn begin(&self, config: ModelConfig) -> Result<Arc<Entry>, ServeError> {
         let abandoned = self.abandoned.load(std::sync::atomic::Ordering::Acquire);
         if abandoned >= MAX_ABANDONED {
-            return Err(ServeError::Unavailable(format!(
+            return Err(ServeError::NotReady(format!(
                 "{abandoned} abandoned loads (UnloadModel of a loading model) are still winding \
                  down, the most allowed; retry when they end"
             )));
@@ -167,7 +167,7 @@ impl Registry {
                 o.insert(entry.clone());
             }
             dashmap::Entry::Occupied(_) => {
-                return Err(ServeError::AlreadyExists(format!(
+                return Err(ServeError::AlreadyLoaded(format!(
                     "model {:?} is already loaded or loading; UnloadModel it first",
                     config.name
                 )))
@@ -275,15 +275,15 @@ impl Registry {
         let entry = self.entry(name)?;
         match entry.state() {
             State::Ready(model) => Ok(model),
-            State::Loading | State::Pending => Err(ServeError::Unavailable(format!(
+            State::Loading | State::Pending => Err(ServeError::NotReady(format!(
                 "model {:?} is still loading",
                 entry.config.name
             ))),
-            State::Unloading => Err(ServeError::Unavailable(format!(
+            State::Unloading => Err(ServeError::NotReady(format!(
                 "model {:?} is unloading",
                 entry.config.name
             ))),
-            State::Failed(_) => Err(ServeError::Unavailable(format!(
+            State::Failed(_) => Err(ServeError::ModelFailed(format!(
                 "model {:?} is FAILED: it failed to load or a replica died (the reason is in the \
                  server's log, and in GetModel for admin token holders)",
                 entry.config.name
@@ -300,7 +300,7 @@ impl Registry {
         self.models
             .get(name)
             .map(|e| e.value().clone())
-            .ok_or_else(|| ServeError::NotFound {
+            .ok_or_else(|| ServeError::UnknownModel {
                 model: name.to_owned(),
                 loaded: self.names(),
             })
@@ -332,7 +332,7 @@ impl Registry {
             State::Failed(_) => {}
             other => {
                 entry.set(other);
-                return Err(ServeError::FailedPrecondition(format!(
+                return Err(ServeError::Conflict(format!(
                     "model {:?} is already unloading",
                     entry.config.name
                 )));
@@ -380,7 +380,7 @@ fn settle(
             model.stop();
         }
         tracing::info!(model = %name, "abandoned load ended; its result is discarded");
-        return Err(ServeError::FailedPrecondition(format!(
+        return Err(ServeError::Conflict(format!(
             "model {name:?} was unloaded while it loaded (UnloadModel or shutdown); the load \
              was abandoned"
         )));
@@ -395,7 +395,7 @@ fn settle(
         Err(reason) => {
             tracing::error!(model = %name, %reason, "model failed to load");
             *state = State::Failed(reason.clone());
-            Err(ServeError::FailedPrecondition(format!(
+            Err(ServeError::LoadFailed(format!(
                 "model {name:?} failed to load: {reason}"
             )))
         }
@@ -479,12 +479,12 @@ mod tests {
             assert!(registry.cancel_load(entry));
         }
         let err = registry.begin(config("next")).err().expect("refused");
-        assert!(matches!(err, ServeError::Unavailable(_)), "{err}");
+        assert!(matches!(err, ServeError::NotReady(_)), "{err}");
         // The abandoned loads end (here: at once, their directory does not exist).
         for entry in &loading {
             assert!(matches!(
                 registry.finish(entry),
-                Err(ServeError::FailedPrecondition(_))
+                Err(ServeError::Conflict(_))
             ));
         }
         let entry = registry.begin(config("m0")).unwrap();

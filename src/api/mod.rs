@@ -1,19 +1,12 @@
-//! gRPC transport: the only module that knows tonic. Handlers convert proto messages to core
-//! requests, call the [`Engine`](crate::engine::Engine) and convert back; errors become statuses
-//! in one place (`status`).
+//! The transports: gRPC ([`grpc`], the only module that knows tonic) and the REST dialects
+//! ([`http`]), both over one [`Engine`]; [`serve`] runs them together and shuts them down
+//! together.
 
-mod body;
-mod codec;
-mod convert;
-mod deadline;
-mod health;
-mod models;
+pub mod deadline;
+pub mod grpc;
+pub mod http;
 mod options;
-mod rerank_stream;
-mod scoring;
-mod status;
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -21,121 +14,81 @@ use tokio::net::TcpListener;
 
 use crate::config::ModelConfig;
 use crate::engine::Engine;
-use crate::registry::State;
-use health::Health;
-pub use options::{tls_config, ServerOptions, Transport};
+pub use grpc::{pb, MAX_RESPONSE_BYTES};
+pub use options::{tls_config, HttpOptions, ServerOptions, Transport};
 
-/// The largest response message (gRPC's encoding limit of every service).
-pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// Why a server stopped before its shutdown.
+pub type ServeFailed = Box<dyn std::error::Error + Send + Sync>;
 
-/// Generated protobuf and gRPC code for `crossrank.v1`.
-pub mod pb {
-    tonic::include_proto!("crossrank.v1");
-    /// Descriptor set for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("crossrank_descriptor");
+/// The ports a server listens on.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    /// grpc.health.v1 alone, in plaintext: with TLS on the gRPC port, Kubernetes gRPC probes
+    /// (which cannot speak TLS) use this port.
+    pub health: Option<TcpListener>,
+    /// The REST dialects (`--http-port`).
+    pub http: Option<TcpListener>,
 }
 
-/// Serves on `listener` until `shutdown` completes: loads `models` in the background (health
-/// "" turns SERVING when all are ready), then on shutdown turns health NOT_SERVING, refuses new
-/// calls with UNAVAILABLE, lets in-flight calls finish within the grace period (open streams end
-/// with UNAVAILABLE once what they sent is answered), and drains and stops every model.
+/// Serves on `listener` until `shutdown` completes ([`serve_on`] with gRPC alone).
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
     models: Vec<ModelConfig>,
     opts: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    serve_with_health_port(listener, None, engine, models, opts, shutdown).await
+) -> Result<(), ServeFailed> {
+    let listeners = Listeners {
+        grpc: listener,
+        health: None,
+        http: None,
+    };
+    serve_on(listeners, engine, models, opts, shutdown).await
 }
 
-/// [`serve`], plus grpc.health.v1 alone in plaintext on `health_listener`: with TLS on the gRPC
-/// port, Kubernetes gRPC probes (which cannot speak TLS) use this port.
-pub async fn serve_with_health_port(
-    listener: TcpListener,
-    health_listener: Option<TcpListener>,
+/// Serves every port of `listeners` until `shutdown` completes, then refuses new calls
+/// (UNAVAILABLE, HTTP 503), lets in-flight calls finish within the grace period, and drains and
+/// stops every model.
+pub async fn serve_on(
+    listeners: Listeners,
     engine: Arc<Engine>,
     models: Vec<ModelConfig>,
     opts: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    let (health_stop, health_stopped) = tokio::sync::oneshot::channel::<()>();
-    // Request bodies on every port are held to a deadline and one byte budget.
-    let receive = body::ReceiveLayer {
-        budget: Arc::new(body::Budget::new(opts.transport.max_receiving_bytes)),
-        default_timeout: opts.transport.default_timeout,
-    };
-    if let Some(h) = health_listener {
-        let plain = tonic::transport::Server::builder()
-            .layer(receive.clone())
-            .add_service(health_service.clone())
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(h).with_nodelay(Some(true)),
-                async {
-                    let _ = health_stopped.await;
-                },
-            );
-        tokio::spawn(plain);
-    }
-    let health = Health::new(reporter);
-    health.overall(false).await;
-    health.live().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the descriptor sets are generated at build time and valid. This is a bug.");
-    codec::allow_entries(engine.limits.max_pairs_per_request);
-    let n = opts
-        .max_message_bytes
-        .unwrap_or_else(|| engine.limits.max_request_bytes().min(64 << 20));
-    let scoring = pb::cross_encoder_server::CrossEncoderServer::new(scoring::Scoring {
-        engine: engine.clone(),
-        default_timeout: opts.transport.default_timeout,
-    })
-    .max_decoding_message_size(n)
-    .max_encoding_message_size(MAX_RESPONSE_BYTES);
-    let models_service = pb::models_server::ModelsServer::new(models::Models {
-        engine: engine.clone(),
-        health: health.clone(),
-        admin_token: opts.admin_token.clone(),
-        model_root: opts.model_root.clone(),
-        hub_load: opts.hub_load,
-    })
-    .max_decoding_message_size(1 << 20)
-    .max_encoding_message_size(MAX_RESPONSE_BYTES);
-
+) -> Result<(), ServeFailed> {
+    // Announced before `shutdown` is first polled: it may wait on their loads.
     for m in &models {
         engine.registry.announce(m);
-        health.model_serving(&m.name, false).await; // known, NOT_SERVING, until loaded
     }
-    tokio::spawn(load_all(engine.clone(), health.clone(), models));
-
-    let (drain_engine, drain_health) = (engine.clone(), health.clone());
-    let on_shutdown = async move {
+    let drain = engine.clone();
+    tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: refusing new calls, finishing in-flight ones");
-        drain_engine.start_draining();
-        drain_health.overall(false).await;
-        for name in drain_engine.registry.names() {
-            drain_health.model_serving(&name, false).await;
-        }
+        drain.start_draining();
+    });
+    // Request bodies on every port share one byte budget.
+    let budget = Arc::new(grpc::Budget::new(opts.transport.max_receiving_bytes));
+    let http = listeners
+        .http
+        .map(|l| http::serve(l, engine.clone(), opts.clone(), budget.clone()));
+    let grpc = grpc::serve(
+        listeners.grpc,
+        listeners.health,
+        engine.clone(),
+        models,
+        opts.clone(),
+        budget,
+    );
+    let both = async move {
+        let http = async move {
+            match http {
+                Some(h) => h.await.map_err(ServeFailed::from),
+                None => Ok(()),
+            }
+        };
+        let grpc = async move { grpc.await.map_err(ServeFailed::from) };
+        tokio::try_join!(grpc, http).map(|_| ())
     };
-    // TCP_NODELAY: without it a small response can wait ~40 ms for a delayed ACK (Nagle).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = opts.transport.builder();
-    if let Some(tls) = opts.tls.clone() {
-        builder = builder.tls_config(tls)?;
-    }
-    let server = builder
-        .layer(receive)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(scoring)
-        .add_service(models_service)
-        .serve_with_incoming_shutdown(incoming, on_shutdown);
     let grace = opts.grace_period;
     let grace_engine = engine.clone();
     let grace_over = async move {
@@ -143,58 +96,9 @@ pub async fn serve_with_health_port(
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        r = server => r?,
+        r = both => r?,
         _ = grace_over => tracing::warn!(?grace, "grace period over; closing remaining calls"),
     }
     let _ = tokio::task::spawn_blocking(move || engine.registry.unload_all()).await;
-    let _ = health_stop.send(());
     Ok(())
-}
-
-/// Loads every configured model at once, each on a blocking thread of its own (a slow one,
-/// say a Hub id, keeps no other waiting), while health follows the registry: each model turns
-/// SERVING as it becomes ready, "" once all are.
-async fn load_all(engine: Arc<Engine>, health: Health, models: Vec<ModelConfig>) {
-    for config in models {
-        let e = engine.clone();
-        tokio::task::spawn_blocking(move || e.registry.load_announced(&config.name));
-    }
-    follow(engine, health).await;
-}
-
-/// Keeps health in step with the registry: loads, UnloadModel and replicas that die change each
-/// model's status and "" (SERVING while every model is ready); unloaded models are forgotten.
-/// At shutdown everything turns NOT_SERVING, and that is the last word.
-async fn follow(engine: Arc<Engine>, health: Health) {
-    let mut changes = engine.registry.subscribe();
-    let mut known: HashSet<String> = engine.registry.names().into_iter().collect();
-    let mut serving = false;
-    loop {
-        let draining = engine.is_draining();
-        let entries = engine.registry.entries();
-        let mut all = !entries.is_empty() && !draining;
-        let mut now = HashSet::new();
-        for e in &entries {
-            let ready = !draining && matches!(e.state(), State::Ready(_));
-            all &= ready;
-            health.model_serving(&e.config.name, ready).await;
-            now.insert(e.config.name.clone());
-        }
-        for gone in known.difference(&now) {
-            health.forget(gone).await;
-        }
-        known = now;
-        if all && !serving {
-            tracing::info!("all models ready: SERVING");
-        }
-        serving = all;
-        health.overall(all).await;
-        if draining {
-            return;
-        }
-        tokio::select! {
-            r = changes.changed() => if r.is_err() { return },
-            () = engine.draining() => {}
-        }
-    }
 }

@@ -21,6 +21,32 @@ pub struct ServerOptions {
     pub transport: Transport,
     /// TLS on the gRPC port (and mutual TLS when it names client roots).
     pub tls: Option<ServerTlsConfig>,
+    /// The REST port's settings.
+    pub http: HttpOptions,
+    /// TLS on the REST port: the gRPC port's certificate and client roots, as rustls takes them.
+    pub http_tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+/// Settings of the REST port (`--http-port`).
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// The model of calls that name none (TEI's routes) when several are loaded.
+    pub default_model: Option<String>,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers (also while idle between
+    /// requests), after which it is closed.
+    pub header_timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            default_model: None,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for ServerOptions {
@@ -33,6 +59,8 @@ impl Default for ServerOptions {
             grace_period: Duration::from_secs(30),
             transport: Transport::default(),
             tls: None,
+            http: HttpOptions::default(),
+            http_tls: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use crossrank::api::{serve_with_health_port, tls_config, ServerOptions, Transport};
+use crossrank::api::{serve_on, tls_config, HttpOptions, Listeners, ServerOptions, Transport};
 use crossrank::config::{ModelConfig, ServeConfig};
 use crossrank::engine::Engine;
 use crossrank::telemetry::tracing::TraceOptions;
@@ -29,6 +29,21 @@ pub struct ServeArgs {
     /// PEM roots for client certificates: mutual TLS, clients without a valid one are refused.
     #[arg(long, env = "CROSSRANK_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Serve the REST dialects (Cohere v1/v2, Jina, TEI; see README, "HTTP API") on this port on
+    /// --host, with TLS when --tls-cert is given; 0 picks a free one. Off when unset.
+    #[arg(long, env = "CROSSRANK_HTTP_PORT")]
+    http_port: Option<u16>,
+    /// The model of REST calls that name none (TEI's /rerank and /predict) when several are
+    /// loaded [default: the config file's `default_model`].
+    #[arg(long, env = "CROSSRANK_DEFAULT_MODEL")]
+    default_model: Option<String>,
+    /// REST connections served at once; further ones wait in the listen backlog.
+    #[arg(long, env = "CROSSRANK_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    http_max_connections: usize,
+    /// Seconds a REST connection may take to send a request's headers (also while idle between
+    /// requests, and for the TLS handshake) before it is closed.
+    #[arg(long, env = "CROSSRANK_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    http_header_timeout_secs: u64,
     /// Also serve grpc.health.v1 alone, in plaintext, on this port on --host (for Kubernetes
     /// gRPC probes, which cannot speak TLS); 0 picks a free one.
     #[arg(long, env = "CROSSRANK_HEALTH_PORT")]
@@ -203,6 +218,9 @@ impl ServeArgs {
         if self.max_concurrent_streams == 0 || self.concurrency_per_connection == 0 {
             bail!("--max-concurrent-streams and --concurrency-per-connection must be positive");
         }
+        if self.http_max_connections == 0 || self.http_header_timeout_secs == 0 {
+            bail!("--http-max-connections and --http-header-timeout-secs must be positive");
+        }
         if self.default_timeout_secs == 0 || self.http2_keepalive_timeout_secs == 0 {
             bail!("--default-timeout-secs and --http2-keepalive-timeout-secs must be positive");
         }
@@ -295,6 +313,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             grace_period: Duration::from_secs(args.grace_period_secs),
             transport,
             tls,
+            http: HttpOptions {
+                default_model: args.default_model.clone().or(config.default_model.clone()),
+                max_connections: args.http_max_connections,
+                header_timeout: Duration::from_secs(args.http_header_timeout_secs),
+            },
+            http_tls: None,
         };
         let health = match args.health_port {
             Some(port) => {
@@ -304,11 +328,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let http_port = args.http_port.or(config.http_port);
+        let http = match http_port {
+            Some(port) => {
+                let l = bind(&args.host, port, "--http-port").await?;
+                let scheme = if opts.tls.is_some() { "https" } else { "http" };
+                println!("crossrank http on {scheme}://{}", l.local_addr()?);
+                Some(l)
+            }
+            None => None,
+        };
+        let listeners = Listeners {
+            grpc: listener,
+            health,
+            http,
+        };
         let failed = Arc::new(Mutex::new(None));
         let names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
         let keep = args.keep_serving_on_load_failure;
         let stop = stop_when(engine.clone(), names, keep, failed.clone());
-        serve_with_health_port(listener, health, engine, config.models, opts, stop).await?;
+        serve_on(listeners, engine, config.models, opts, stop)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
         println!("crossrank stopped");
         let failure = failed.lock().unwrap_or_else(|e| e.into_inner()).take();
         match failure {

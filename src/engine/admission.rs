@@ -41,7 +41,7 @@ impl ByteBudget {
                 used: self.used.clone(),
                 bytes,
             }),
-            Err(used) => Err(ServeError::ResourceExhausted(format!(
+            Err(used) => Err(ServeError::Overloaded(format!(
                 "the server is tokenizing {used} bytes of other requests; {bytes} more exceeds \
                  max_tokenizing_bytes {}",
                 self.limit
@@ -71,7 +71,7 @@ mod tests {
         let a = budget.take(70).unwrap();
         let err = budget.take(40).err().unwrap();
         assert!(
-            matches!(&err, ServeError::ResourceExhausted(m) if m.contains("70 bytes") && m.contains("40 more") && m.contains("100")),
+            matches!(&err, ServeError::Overloaded(m) if m.contains("70 bytes") && m.contains("40 more") && m.contains("100")),
             "{err:?}"
         );
         let b = budget.take(30).unwrap();

@@ -1,29 +1,56 @@
-//! Errors of the serving core, one variant per kind of gRPC status the transport maps them to.
+//! Errors of the serving core, by what went wrong, not by how a protocol says it: `api::grpc`
+//! maps each to a gRPC status and `api::http` to each dialect's HTTP status and body, once.
 
 /// Why a request failed. Messages name the field, the limit and the value where there is one.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ServeError {
+    /// The request names a model that is not loaded.
     #[error("model {model:?} is not loaded; loaded models: {}", if loaded.is_empty() { "none".to_string() } else { loaded.join(", ") })]
-    NotFound { model: String, loaded: Vec<String> },
+    UnknownModel { model: String, loaded: Vec<String> },
+    /// A field breaks a rule or a limit (the message names the field, the limit and the value).
     #[error("{0}")]
-    InvalidArgument(String),
+    Invalid(String),
+    /// The model cannot do what was asked (Rerank of a several-label model, say).
     #[error("{0}")]
-    FailedPrecondition(String),
+    Unsupported(String),
+    /// The model's queue or the tokenizing budget is full; a retry later may succeed.
     #[error("{0}")]
-    AlreadyExists(String),
+    Overloaded(String),
+    /// The server is shutting down: retry on another replica.
     #[error("{0}")]
-    Unavailable(String),
+    ShuttingDown(String),
+    /// The model is loading or unloading, or too much loading work is winding down.
     #[error("{0}")]
-    ResourceExhausted(String),
+    NotReady(String),
+    /// The model failed to load, or a replica died: it cannot serve until reloaded.
+    #[error("{0}")]
+    ModelFailed(String),
+    /// libtorch failed on a batch.
+    #[error("{0}")]
+    InferenceFailed(String),
     #[error("{0}")]
     DeadlineExceeded(String),
-    #[error("{0}")]
-    Internal(String),
     /// A result that would not fit its message (the final ranking of a stream).
     #[error("{0}")]
-    OutOfRange(String),
+    TooLarge(String),
+    /// A model-management call that conflicts with the model's state (already unloading,
+    /// unloaded while it loaded, a model root that cannot be used).
+    #[error("{0}")]
+    Conflict(String),
+    /// LoadModel of a name that is loaded or loading.
+    #[error("{0}")]
+    AlreadyLoaded(String),
+    /// A model that failed to load (LoadModel's answer).
+    #[error("{0}")]
+    LoadFailed(String),
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// The client's connection failed or was closed while its request was read.
+    #[error("{0}")]
+    ClientGone(String),
+    /// A bug or a broken model file (a tokenizer that does not match the weights).
+    #[error("{0}")]
+    Internal(String),
 }

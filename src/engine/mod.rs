@@ -126,7 +126,7 @@ impl Engine {
     /// The ready model for a call, or why there is none.
     pub fn model(&self, name: &str) -> Result<Arc<LoadedModel>, ServeError> {
         if self.is_draining() {
-            return Err(ServeError::Unavailable(
+            return Err(ServeError::ShuttingDown(
                 "the server is shutting down".into(),
             ));
         }
@@ -137,7 +137,7 @@ impl Engine {
         options
             .activation
             .resolve(model.spec.default_activation, model.spec.labels.len())
-            .map_err(ServeError::InvalidArgument)
+            .map_err(ServeError::Invalid)
     }
 
     pub async fn score(
@@ -286,7 +286,7 @@ async fn tokenize(
     .await
     .map_err(|e| ServeError::Internal(format!("tokenizer task failed: {e}")))?;
     result.map_err(|stop| match stop {
-        Stop::Truncated(i) => ServeError::InvalidArgument(format!(
+        Stop::Truncated(i) => ServeError::Invalid(format!(
             "pair {} is longer than the model's max length of {} tokens and truncation is REJECT",
             first_index + i,
             model.tokenizer.max_length()
@@ -294,7 +294,7 @@ async fn tokenize(
         Stop::Cancelled => ServeError::DeadlineExceeded(
             "the deadline passed while the request was being tokenized".into(),
         ),
-        Stop::Failed(e) => ServeError::InvalidArgument(e.to_string()),
+        Stop::Failed(e) => ServeError::Invalid(e.to_string()),
     })
 }
 
@@ -328,7 +328,7 @@ fn check_vocabulary(model: &LoadedModel, encoded: &[Encoded]) -> Result<(), Serv
 pub fn check_rerankable(model: &LoadedModel) -> Result<(), ServeError> {
     let labels = model.spec.labels.len();
     if labels != 1 {
-        return Err(ServeError::FailedPrecondition(format!(
+        return Err(ServeError::Unsupported(format!(
             "model {:?} has {labels} labels; Rerank needs a one-label model (use Score)",
             model.name
         )));
@@ -354,11 +354,11 @@ fn rejected(model: &str, r: Rejected) -> ServeError {
         metrics().reject(model, "overload");
     }
     match r {
-        Rejected::Full { queued, asked, limit } => ServeError::ResourceExhausted(format!(
+        Rejected::Full { queued, asked, limit } => ServeError::Overloaded(format!(
             "model {model:?} is overloaded: {queued} pairs queued + {asked} requested exceeds max_queue_pairs {limit}"
         )),
-        Rejected::Closed => ServeError::Unavailable(format!("model {model:?} is unloading")),
-        Rejected::Failed => ServeError::Unavailable(format!(
+        Rejected::Closed => ServeError::NotReady(format!("model {model:?} is unloading")),
+        Rejected::Failed => ServeError::ModelFailed(format!(
             "model {model:?} stopped serving: a replica thread died (the reason is in the \
              server's log and in GetModel for admin token holders)"
         )),
@@ -368,8 +368,8 @@ fn rejected(model: &str, r: Rejected) -> ServeError {
 pub fn pair_outcome(outcome: Result<Vec<f32>, PairError>) -> Result<Vec<f32>, ServeError> {
     outcome.map_err(|e| match e {
         PairError::DeadlineExceeded => deadline_exceeded(),
-        PairError::Inference(m) => ServeError::Internal(format!("inference failed: {m}")),
-        PairError::Stopped(_) => ServeError::Unavailable(
+        PairError::Inference(m) => ServeError::InferenceFailed(format!("inference failed: {m}")),
+        PairError::Stopped(_) => ServeError::ModelFailed(
             "the model stopped serving before this pair ran: a replica thread died (see the \
              server's log)"
                 .into(),

@@ -22,6 +22,11 @@ pub struct Options {
     /// The system message for chat-template models: `None` the model's default, `Some("")`
     /// none.
     pub instruction: Option<String>,
+    /// Each document (the second text of a pair) is cut to this many tokens before pairing.
+    pub max_tokens_per_doc: Option<usize>,
+    /// Truncation removes tokens from the start of a text instead of its end (TEI's
+    /// `truncation_direction: Left`).
+    pub truncate_left: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -101,7 +106,7 @@ impl ValidRerank {
 
 pub fn check_min_score(min_score: Option<f32>) -> Result<(), ServeError> {
     match min_score {
-        Some(m) if m.is_nan() => Err(ServeError::InvalidArgument(
+        Some(m) if m.is_nan() => Err(ServeError::Invalid(
             "`min_score` is NaN; give a number or leave it unset".into(),
         )),
         _ => Ok(()),
@@ -110,12 +115,12 @@ pub fn check_min_score(min_score: Option<f32>) -> Result<(), ServeError> {
 
 pub fn check_count(field: &str, n: usize, limits: &RequestLimits) -> Result<(), ServeError> {
     if n == 0 {
-        return Err(ServeError::InvalidArgument(format!(
+        return Err(ServeError::Invalid(format!(
             "`{field}` is empty; at least one is needed"
         )));
     }
     if n > limits.max_pairs_per_request {
-        return Err(ServeError::InvalidArgument(format!(
+        return Err(ServeError::Invalid(format!(
             "`{field}` has {n} entries; the limit is {} (max_pairs_per_request)",
             limits.max_pairs_per_request
         )));
@@ -126,7 +131,7 @@ pub fn check_count(field: &str, n: usize, limits: &RequestLimits) -> Result<(), 
 /// `request_id` or a `Document.id`: bounded, and never echoed back when too long.
 pub fn check_id(field: &str, id: &str, limits: &RequestLimits) -> Result<(), ServeError> {
     if id.len() > limits.max_id_bytes {
-        return Err(ServeError::InvalidArgument(format!(
+        return Err(ServeError::Invalid(format!(
             "`{field}` is {} bytes; the limit is {} (max_id_bytes)",
             id.len(),
             limits.max_id_bytes
@@ -138,7 +143,7 @@ pub fn check_id(field: &str, id: &str, limits: &RequestLimits) -> Result<(), Ser
 /// The `model` field: at most as long as a configured name can be.
 pub fn check_model_name(name: &str) -> Result<(), ServeError> {
     if name.len() > MAX_MODEL_NAME_BYTES {
-        return Err(ServeError::InvalidArgument(format!(
+        return Err(ServeError::Invalid(format!(
             "`model` is {} bytes; the limit is {MAX_MODEL_NAME_BYTES}",
             name.len()
         )));
@@ -148,7 +153,7 @@ pub fn check_model_name(name: &str) -> Result<(), ServeError> {
 
 pub fn check_text(field: &str, text: &str, limits: &RequestLimits) -> Result<(), ServeError> {
     if text.len() > limits.max_text_bytes {
-        return Err(ServeError::InvalidArgument(format!(
+        return Err(ServeError::Invalid(format!(
             "`{field}` is {} bytes; the limit is {} (max_text_bytes)",
             text.len(),
             limits.max_text_bytes

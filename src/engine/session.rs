@@ -42,11 +42,16 @@ impl Session {
         let model = engine.model(&options.model)?;
         let instruction = options.instruction.as_deref();
         if instruction.is_some_and(|i| !i.is_empty()) && !model.tokenizer.uses_chat_template() {
-            return Err(ServeError::InvalidArgument(format!(
+            return Err(ServeError::Invalid(format!(
                 "`instruction` is set, but model {} has no chat template: instructions apply to \
                  models that render pairs through one (LLM rerankers)",
                 model.name
             )));
+        }
+        if options.max_tokens_per_doc.is_some() || options.truncate_left {
+            return Err(ServeError::Unsupported(
+                "`max_tokens_per_doc` and left truncation are not supported yet".into(),
+            ));
         }
         let how = Submit {
             activation: Engine::activation(&model, options)?,
@@ -106,7 +111,7 @@ impl Session {
             None => self.rx.recv().await,
         };
         let Some(r) = next else {
-            return Some(Err(ServeError::Unavailable(
+            return Some(Err(ServeError::ModelFailed(
                 "the model stopped before answering".into(),
             )));
         };

@@ -42,6 +42,21 @@ pub struct StateLabels {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub dialect: String,
+    pub model: String,
+    /// "2xx", "4xx", "5xx", or "cancelled" when the client left first.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub dialect: String,
+}
+
 type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -62,6 +77,8 @@ pub struct Metrics {
     pub rejections: Family<ReasonLabels, Counter>,
     pub model_state: Family<StateLabels, Gauge>,
     pub replicas: Family<ModelLabel, Gauge>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_request_duration: Hist<RouteLabels>,
 }
 
 fn h<L: Clone + std::hash::Hash + Eq>(buckets: fn() -> Histogram) -> Hist<L> {
@@ -100,12 +117,24 @@ impl Metrics {
             rejections: Family::default(),
             model_state: Family::default(),
             replicas: Family::default(),
+            http_requests: Family::default(),
+            http_request_duration: h(seconds),
             registry: Registry::default(),
         };
         r.register(
             "requests",
             "RPCs finished, by model, method and gRPC code",
             m.requests.clone(),
+        );
+        r.register(
+            "http_requests",
+            "REST calls finished, by route, dialect, model and status class",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "REST call duration, headers received to answer",
+            m.http_request_duration.clone(),
         );
         r.register(
             "request_duration_seconds",
@@ -269,6 +298,53 @@ impl RequestGuard {
                 code: code.into(),
             })
             .inc();
+    }
+}
+
+/// One REST call in the metrics: counted as "cancelled" unless finished with its status.
+pub struct HttpGuard {
+    labels: HttpLabels,
+    start: Instant,
+    done: bool,
+}
+
+impl HttpGuard {
+    pub fn start(route: &str, dialect: &str, model: &str) -> Self {
+        Self {
+            labels: HttpLabels {
+                route: route.into(),
+                dialect: dialect.into(),
+                model: model.into(),
+                status: String::new(),
+            },
+            start: Instant::now(),
+            done: false,
+        }
+    }
+
+    pub fn finish(mut self, status: u16) {
+        self.record(format!("{}xx", status / 100));
+    }
+
+    fn record(&mut self, status: String) {
+        self.done = true;
+        let m = metrics();
+        self.labels.status = status;
+        m.http_requests.get_or_create(&self.labels).inc();
+        m.http_request_duration
+            .get_or_create(&RouteLabels {
+                route: self.labels.route.clone(),
+                dialect: self.labels.dialect.clone(),
+            })
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for HttpGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record("cancelled".into());
+        }
     }
 }
 

@@ -35,8 +35,12 @@ impl Budget {
         }
     }
 
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Takes `n` bytes, or none when that would pass the limit.
-    fn take(&self, n: usize) -> bool {
+    pub fn take(&self, n: usize) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(n).filter(|&total| total <= self.limit)
@@ -44,7 +48,7 @@ impl Budget {
             .is_ok()
     }
 
-    fn give(&self, n: usize) {
+    pub fn give(&self, n: usize) {
         self.used.fetch_sub(n, Ordering::AcqRel);
     }
 
@@ -94,9 +98,9 @@ impl<S: tower::Service<http::Request<Body>>> tower::Service<http::Request<Body>>
             .headers()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
-            .and_then(super::deadline::parse_timeout);
+            .and_then(crate::api::deadline::parse_timeout);
         // The call's own deadline, a little early, as its handler answers it.
-        let at = timeout.and_then(|t| Instant::now().checked_add(super::deadline::less_margin(t)));
+        let at = timeout.and_then(|t| Instant::now().checked_add(crate::api::deadline::less_margin(t)));
         let limit = match (timeout, at) {
             (Some(t), Some(at)) => Limit::Call(t, at),
             _ => Limit::PerMessage(self.limits.default_timeout),

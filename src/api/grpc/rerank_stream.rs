@@ -122,7 +122,7 @@ async fn drive(
         }
     }
     if let Some(Closed::Draining) = closed {
-        return Err(ServeError::Unavailable(format!(
+        return Err(ServeError::ShuttingDown(format!(
             "the server is shutting down: the stream was ended after the {} documents received, \
              whose scores were sent as partial scores; send the rest to another replica",
             s.received()
@@ -226,7 +226,7 @@ impl FinalSize {
         }
         let limit = super::MAX_RESPONSE_BYTES - FINAL_OVERHEAD;
         if self.bytes > limit {
-            return Err(ServeError::OutOfRange(format!(
+            return Err(ServeError::TooLarge(format!(
                 "the final ranking could need {} bytes at documents[{index}] (the {} largest \
                  results received: ids, and texts with return_documents); a response message \
                  holds at most {limit}; set top_n lower, or leave return_documents off and look \
@@ -248,7 +248,7 @@ fn partial_score(p: crate::engine::Partial) -> pb::PartialScore {
 }
 
 fn invalid(m: &str) -> ServeError {
-    ServeError::InvalidArgument(m.into())
+    ServeError::Invalid(m.into())
 }
 
 pub fn idle_timeout(idle: Duration) -> ServeError {
@@ -270,10 +270,10 @@ pub fn stream_error(status: Status, received: usize) -> ServeError {
         status.message()
     );
     match status.code() {
-        tonic::Code::ResourceExhausted => ServeError::ResourceExhausted(message),
-        tonic::Code::InvalidArgument => ServeError::InvalidArgument(message),
+        tonic::Code::ResourceExhausted => ServeError::Overloaded(message),
+        tonic::Code::InvalidArgument => ServeError::Invalid(message),
         tonic::Code::DeadlineExceeded => ServeError::DeadlineExceeded(message),
-        tonic::Code::Cancelled | tonic::Code::Unavailable => ServeError::Unavailable(message),
+        tonic::Code::Cancelled | tonic::Code::Unavailable => ServeError::ClientGone(message),
         _ => ServeError::Internal(message),
     }
 }

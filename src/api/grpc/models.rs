@@ -94,18 +94,18 @@ fn under_root(root: Option<&Path>, path: &str) -> Result<PathBuf, ServeError> {
         ));
     };
     if path.is_empty() {
-        return Err(ServeError::InvalidArgument(
+        return Err(ServeError::Invalid(
             "`path` is empty; give a model directory under the model root".into(),
         ));
     }
     let root = root.canonicalize().map_err(|e| {
-        ServeError::FailedPrecondition(format!(
+        ServeError::Conflict(format!(
             "the model root {} is unusable: {e}",
             root.display()
         ))
     })?;
     let dir = root.join(path).canonicalize().map_err(|e| {
-        ServeError::InvalidArgument(format!("`path` {path:?} under the model root: {e}"))
+        ServeError::Invalid(format!("`path` {path:?} under the model root: {e}"))
     })?;
     if !dir.starts_with(&root) {
         return Err(ServeError::PermissionDenied(format!(
@@ -188,7 +188,7 @@ impl Models {
     async fn finish_load(&self, entry: Arc<Entry>) -> Result<(), Status> {
         let registry = &self.engine.registry;
         let abandoned = || {
-            ServeError::FailedPrecondition(format!(
+            ServeError::Conflict(format!(
                 "model {:?} was unloaded while it loaded; the load was abandoned",
                 entry.config.name
             ))
@@ -203,7 +203,7 @@ impl Models {
             () = registry.cancelled(&entry) => return Err(abandoned().into()),
             () = self.engine.draining() => {
                 registry.cancel_load(&entry);
-                return Err(ServeError::Unavailable(format!(
+                return Err(ServeError::ShuttingDown(format!(
                     "the server is shutting down; the load of {:?} was abandoned",
                     entry.config.name
                 ))
@@ -234,7 +234,7 @@ fn model_config(r: pb::LoadModelRequest, path: PathBuf) -> Result<ModelConfig, S
     };
     options
         .into_config(Path::new(""))
-        .map_err(ServeError::InvalidArgument)
+        .map_err(ServeError::Invalid)
 }
 
 /// A model's description; its path and load error only for `full` (admin token holders): they

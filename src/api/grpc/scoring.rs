@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::deadline::{deadline, unary_deadline};
+use crate::api::deadline::{deadline, unary_deadline};
 use super::status::{self, log_value, observed, rpc_span};
 use super::{convert, pb, rerank_stream};
 use crate::engine::stream::{run_bounded, StreamEnd};

@@ -14,7 +14,7 @@ pub fn activation(value: i32) -> Result<ActivationChoice, ServeError> {
         Ok(pb::Activation::None) => Ok(ActivationChoice::None),
         Ok(pb::Activation::Sigmoid) => Ok(ActivationChoice::Sigmoid),
         Ok(pb::Activation::Softmax) => Ok(ActivationChoice::Softmax),
-        Err(_) => Err(ServeError::InvalidArgument(format!(
+        Err(_) => Err(ServeError::Invalid(format!(
             "`activation` is {value}, not a known Activation (0-3)"
         ))),
     }
@@ -24,7 +24,7 @@ pub fn truncation(value: i32) -> Result<Truncation, ServeError> {
     match pb::Truncation::try_from(value) {
         Ok(pb::Truncation::LongestFirst) => Ok(Truncation::LongestFirst),
         Ok(pb::Truncation::Reject) => Ok(Truncation::Reject),
-        Err(_) => Err(ServeError::InvalidArgument(format!(
+        Err(_) => Err(ServeError::Invalid(format!(
             "`truncation` is {value}, not a known Truncation (0-1)"
         ))),
     }
@@ -42,6 +42,7 @@ pub fn options(
         activation: activation(act)?,
         truncation: truncation(trunc)?,
         instruction,
+        ..Options::default()
     })
 }
 

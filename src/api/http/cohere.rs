@@ -1,0 +1,294 @@
+//! Cohere's rerank routes: `POST /v2/rerank`, and `POST /v1/rerank`, which Cohere's v1 API and
+//! Jina's share. Scores are the gRPC Rerank's (the model's default activation, as
+//! sentence-transformers' `CrossEncoder.rank`), ranked best first.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::call::{Answer, Call, NamesModel};
+use super::error::{ApiError, Dialect};
+use super::Http;
+use crate::engine::request::{Options, RerankFields, ValidRerank};
+use crate::engine::{RerankOutput, ServeError};
+
+/// A document: its text, or an object with `text` (other keys are echoed back with it).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Document {
+    Text(String),
+    Object(DocumentObject),
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct DocumentObject {
+    pub text: String,
+    /// Any other keys, returned unchanged with the document.
+    #[serde(flatten)]
+    #[schema(additional_properties)]
+    pub extra: Map<String, Value>,
+}
+
+impl Document {
+    fn into_parts(self) -> (String, Map<String, Value>) {
+        match self {
+            Self::Text(t) => (t, Map::new()),
+            Self::Object(o) => (o.text, o.extra),
+        }
+    }
+}
+
+/// `POST /v2/rerank` (Cohere v2). Unknown keys are ignored; `null` is the same as absent.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct V2Request {
+    /// Required by Cohere's API; here it may be left out when one model is loaded.
+    pub model: Option<String>,
+    pub query: String,
+    pub documents: Vec<Document>,
+    /// The best `top_n` results (absent or null: all).
+    pub top_n: Option<u64>,
+    /// Each document is cut to this many tokens before pairing (absent or null: no cap).
+    pub max_tokens_per_doc: Option<u64>,
+    /// Accepted (0 is the highest); not used for scheduling yet.
+    #[allow(dead_code)]
+    pub priority: Option<u64>,
+    pub return_documents: Option<bool>,
+}
+
+/// `POST /v1/rerank` (Cohere v1 and Jina).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct V1Request {
+    pub model: Option<String>,
+    pub query: String,
+    pub documents: Vec<Document>,
+    pub top_n: Option<u64>,
+    /// Return each result's document (default true, as Jina and vLLM).
+    pub return_documents: Option<bool>,
+    /// Accepted and ignored: documents are scored whole (cut to the model's length).
+    #[allow(dead_code)]
+    pub max_chunks_per_doc: Option<u64>,
+    /// Accepted and ignored (Cohere v1: which object keys to rank by); `text` is used.
+    #[allow(dead_code)]
+    pub rank_fields: Option<Vec<String>>,
+    pub max_tokens_per_doc: Option<u64>,
+    #[allow(dead_code)]
+    pub priority: Option<u64>,
+}
+
+impl NamesModel for V2Request {
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+}
+
+impl NamesModel for V1Request {
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct V2Result {
+    pub index: usize,
+    pub relevance_score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<DocumentObject>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiVersion {
+    pub version: &'static str,
+    pub is_experimental: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BilledUnits {
+    pub search_units: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Tokens {
+    pub input_tokens: usize,
+    pub output_tokens: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Meta {
+    pub api_version: ApiVersion,
+    pub billed_units: BilledUnits,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Tokens>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct V2Response {
+    pub id: String,
+    pub results: Vec<V2Result>,
+    pub meta: Meta,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Usage {
+    pub total_tokens: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct V1Response {
+    pub id: String,
+    pub model: String,
+    pub results: Vec<V2Result>,
+    pub usage: Usage,
+    pub meta: Meta,
+}
+
+/// What both routes ask of the engine.
+struct Rerank {
+    query: String,
+    documents: Vec<Document>,
+    top_n: Option<u64>,
+    max_tokens_per_doc: Option<u64>,
+    return_documents: bool,
+}
+
+#[utoipa::path(post, path = "/v2/rerank", request_body = V2Request,
+    responses((status = 200, body = V2Response), (status = "4XX", body = super::openapi::CohereError),
+              (status = "5XX", body = super::openapi::CohereError)))]
+pub async fn v2_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
+    h.handle("/v2/rerank", Dialect::Cohere, req, |h, call, r: V2Request| async move {
+        let rerank = Rerank {
+            query: r.query,
+            documents: r.documents,
+            top_n: r.top_n,
+            max_tokens_per_doc: r.max_tokens_per_doc,
+            return_documents: r.return_documents.unwrap_or(false),
+        };
+        let (out, extras) = run(&h, &call, rerank).await?;
+        let meta = meta("2", Some(out.usage.tokens));
+        let response = V2Response {
+            id: response_id(),
+            results: results(&out, extras),
+            meta,
+        };
+        Answer::json(&response, Some(out.timing))
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/rerank", request_body = V1Request,
+    responses((status = 200, body = V1Response), (status = "4XX", body = super::openapi::CohereError),
+              (status = "5XX", body = super::openapi::CohereError)))]
+pub async fn v1_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
+    h.handle("/v1/rerank", Dialect::Cohere, req, |h, call, r: V1Request| async move {
+        let rerank = Rerank {
+            query: r.query,
+            documents: r.documents,
+            top_n: r.top_n,
+            max_tokens_per_doc: r.max_tokens_per_doc,
+            return_documents: r.return_documents.unwrap_or(true),
+        };
+        let (out, extras) = run(&h, &call, rerank).await?;
+        let response = V1Response {
+            id: response_id(),
+            model: out.model.clone(),
+            usage: Usage {
+                total_tokens: out.usage.tokens,
+            },
+            results: results(&out, extras),
+            meta: meta("1", None),
+        };
+        Answer::json(&response, Some(out.timing))
+    })
+    .await
+}
+
+/// Validates and runs a rerank; with the extra keys of each document when they are returned.
+async fn run(
+    h: &Http,
+    call: &Call,
+    r: Rerank,
+) -> Result<(RerankOutput, Option<Vec<Map<String, Value>>>), ApiError> {
+    let fail = |e: ServeError| ApiError::serve(&e, call.dialect);
+    let options = Options {
+        model: call.model.clone(),
+        max_tokens_per_doc: positive("max_tokens_per_doc", r.max_tokens_per_doc).map_err(fail)?,
+        ..Options::default()
+    };
+    let top_n = positive("top_n", r.top_n).map_err(fail)?.unwrap_or(0);
+    let mut extras = r.return_documents.then(Vec::new);
+    let documents = r
+        .documents
+        .into_iter()
+        .map(|d| {
+            let (text, extra) = d.into_parts();
+            if let Some(e) = extras.as_mut() {
+                e.push(extra);
+            }
+            (String::new(), text)
+        })
+        .collect();
+    let fields = RerankFields {
+        query: r.query,
+        documents,
+        top_n,
+        return_documents: r.return_documents,
+        min_score: None,
+    };
+    let valid = ValidRerank::new(options, fields, &h.engine.limits).map_err(fail)?;
+    let out = h
+        .engine
+        .rerank(valid, Some(call.deadline))
+        .await
+        .map_err(fail)?;
+    Ok((out, extras))
+}
+
+/// An optional count that must be at least 1 when given.
+fn positive(field: &str, n: Option<u64>) -> Result<Option<usize>, ServeError> {
+    match n {
+        Some(0) => Err(ServeError::Invalid(format!(
+            "`{field}` is 0; give at least 1, or leave it out (or null) for no limit"
+        ))),
+        Some(n) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+        None => Ok(None),
+    }
+}
+
+fn results(out: &RerankOutput, mut extras: Option<Vec<Map<String, Value>>>) -> Vec<V2Result> {
+    out.results
+        .iter()
+        .map(|r| V2Result {
+            index: r.index,
+            relevance_score: r.score,
+            document: r.text.clone().map(|text| DocumentObject {
+                text,
+                extra: extras
+                    .as_mut()
+                    .map(|e| std::mem::take(&mut e[r.index]))
+                    .unwrap_or_default(),
+            }),
+        })
+        .collect()
+}
+
+fn meta(version: &'static str, input_tokens: Option<usize>) -> Meta {
+    Meta {
+        api_version: ApiVersion {
+            version,
+            is_experimental: false,
+        },
+        billed_units: BilledUnits { search_units: 1 },
+        tokens: input_tokens.map(|input_tokens| Tokens {
+            input_tokens,
+            output_tokens: 0,
+        }),
+    }
+}
+
+/// A response id: random, 128 bits, as hex.
+fn response_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}

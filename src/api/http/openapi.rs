@@ -1,0 +1,38 @@
+//! The OpenAPI 3.1 document of the REST port, generated from the request and response types by
+//! utoipa (served at `GET /openapi.json`).
+
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use super::{cohere, meta};
+
+/// The error body of Cohere and Jina routes (`detail` is what Jina's clients read).
+#[derive(Serialize, ToSchema)]
+pub struct CohereError {
+    pub message: String,
+    pub detail: String,
+}
+
+/// The error body of TEI routes.
+#[derive(Serialize, ToSchema)]
+pub struct TeiError {
+    pub error: String,
+    /// validation, empty, overloaded, backend, unhealthy, timeout or unauthorized.
+    pub error_type: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "crossrank REST API", description = "Cohere v2/v1, Jina and TEI rerank routes over crossrank's engine"),
+    paths(cohere::v2_rerank, cohere::v1_rerank, meta::health, meta::models, meta::openapi),
+    components(schemas(CohereError, TeiError))
+)]
+struct Api;
+
+/// The document, as JSON bytes (built once).
+pub fn document() -> &'static [u8] {
+    static DOC: OnceLock<Vec<u8>> = OnceLock::new();
+    DOC.get_or_init(|| Api::openapi().to_json().unwrap_or_default().into_bytes())
+}
