@@ -96,9 +96,9 @@ async fn openapi_document_is_valid() {
     println!("{out}");
 }
 
-/// schemathesis (every operation, every check, seeded and bounded to finish in about a minute
-/// on two cores) finds no server error, no undocumented status or body, no valid request
-/// refused and no invalid one accepted.
+/// schemathesis (every operation, every check, 100 examples each, deterministic) finds no server
+/// error, no undocumented status or body, no valid request refused and no invalid one accepted.
+/// About 10 s on two cores; on a failure its output names each case with a curl line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,16 +112,19 @@ async fn schemathesis_finds_nothing() {
         "--phases",
         "examples,coverage,fuzzing",
         "--max-examples",
-        "25",
+        "100",
         "--seed",
         "20260101",
-        "--generation-database",
-        "none",
+        "--generation-deterministic",
+        "--continue-on-failure",
         "--workers",
         "1",
         "--request-timeout",
         "60",
         "--no-color",
+        // Its sanitizer hides any field named like a secret, `max_tokens_per_doc` included.
+        "--output-sanitize",
+        "false",
         "--header",
         &format!("Authorization: Bearer {KEY}"),
     ]);
