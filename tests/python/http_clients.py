@@ -162,6 +162,21 @@ def langchain_errors(base: str, model: str, ctx: dict) -> None:
                  lambda: rerank.compress_documents(docs, ctx["query"]))
 
 
+def llama_tei_wrong_key(base: str, model: str, ctx: dict) -> None:
+    """The TEI postprocessor reads no status; a 401 must still not come back as a ranking."""
+    from llama_index.postprocessor.tei_rerank import TextEmbeddingInference
+
+    if ctx["api_key"] is None:
+        return
+    post = TextEmbeddingInference(base_url=base, top_n=ctx["top_n"], auth_token=WRONG_KEY)
+    try:
+        out = post.postprocess_nodes(nodes(ctx["documents"]), query_str=ctx["query"])
+    except Exception as e:  # noqa: BLE001 - it raises whatever the error body trips over
+        print(f"401 wrong key (llama_index TEI): {type(e).__name__} inside the postprocessor")
+        return
+    raise Mismatch(f"llama_index TEI with a wrong key returned {len(out)} nodes")
+
+
 def tei_errors(base: str, model: str, ctx: dict) -> None:
     """The TEI routes' error shape, with plain httpx (the TEI postprocessor reads no status)."""
     headers = {"Authorization": f"Bearer {ctx['api_key']}"} if ctx["api_key"] else {}
@@ -176,7 +191,8 @@ def tei_errors(base: str, model: str, ctx: dict) -> None:
 def main(base: str, model: str, expected: str) -> None:
     with open(expected) as f:
         ctx = json.load(f)
-    steps = [cohere_v2, cohere_v1, langchain, llama_tei, llama_cohere, cohere_errors, langchain_errors, tei_errors]
+    steps = [cohere_v2, cohere_v1, langchain, llama_tei, llama_cohere,
+             cohere_errors, langchain_errors, llama_tei_wrong_key, tei_errors]
     try:
         for step in steps:
             step(base.rstrip("/"), model, ctx)
