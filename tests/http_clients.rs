@@ -1,8 +1,9 @@
 //! The real Python REST SDKs against `crossrank serve --http-port 0` with data-plane keys:
 //! cohere's ClientV2 and v1 Client, LangChain's CohereRerank, LlamaIndex's TEI and Cohere
 //! postprocessors rank like sentence-transformers (within 1e-5) and exactly like our gRPC
-//! Rerank, and raise the typed errors the SDKs map 400, 401, 404, 422 and 429 to
-//! (tests/python/http_clients.py). The SDKs live in .venv-clients, made by scripts/setup.sh.
+//! Rerank, and raise the typed errors the SDKs map 400, 401, 404 and 429 to; the TEI routes'
+//! 400 and 422 bodies are read with httpx (tests/python/http_clients.py). The SDKs live in
+//! .venv-clients, made by scripts/setup.sh.
 
 mod common;
 

@@ -178,14 +178,22 @@ def llama_tei_wrong_key(base: str, model: str, ctx: dict) -> None:
 
 
 def tei_errors(base: str, model: str, ctx: dict) -> None:
-    """The TEI routes' error shape, with plain httpx (the TEI postprocessor reads no status)."""
+    """The TEI routes' error shape, with plain httpx (the TEI postprocessor reads no status):
+    no texts is 400 `empty` and a field out of its range 422 `validation`, as TEI answers."""
     headers = {"Authorization": f"Bearer {ctx['api_key']}"} if ctx["api_key"] else {}
-    r = httpx.post(f"{base}/rerank", json={"query": ctx["query"], "texts": []}, headers=headers, timeout=60)
-    body = r.json()
-    if r.status_code != 422 or not isinstance(body, dict) or not body.get("error") \
-            or str(body.get("error_type", "")).lower() != "validation":
-        raise Mismatch(f"TEI /rerank with no texts: {r.status_code} {r.text}; want 422 {{error, error_type: validation}}")
-    print(f"422 TEI /rerank with no texts: {body}")
+    cases = [
+        ("no texts", {"query": ctx["query"], "texts": []}, 400, "empty"),
+        ("truncation_direction Sideways",
+         {"query": ctx["query"], "texts": ctx["documents"], "truncation_direction": "Sideways"}, 422, "validation"),
+    ]
+    for name, body, status, error_type in cases:
+        r = httpx.post(f"{base}/rerank", json=body, headers=headers, timeout=60)
+        got = r.json()
+        if r.status_code != status or not isinstance(got, dict) or not got.get("error") \
+                or got.get("error_type") != error_type:
+            raise Mismatch(f"TEI /rerank with {name}: {r.status_code} {r.text}; "
+                           f"want {status} {{error, error_type: {error_type}}}")
+        print(f"{status} TEI /rerank with {name}: {got['error']}")
 
 
 def main(base: str, model: str, expected: str) -> None:
