@@ -36,7 +36,8 @@ fi
 
 # The real HTTP client SDKs (cohere, LangChain, LlamaIndex) and schemathesis, for tests/http_*.rs:
 # a separate venv without torch, so their pins never touch requirements.txt (whose hash rebuilds
-# the default model and the fixtures). About 80 s from a cold pip cache, 20 s from a warm one.
+# the default model and the fixtures). 1-1.5 min on 2 idle cores, pip cache warm or cold: most of
+# it is unpacking and compiling 118 packages, not downloading them (88 MB of wheels).
 want_clients=$(sha256sum requirements-clients.txt | cut -d' ' -f1)
 if [ ! -x .venv-clients/bin/python ]; then
   echo "setup: creating .venv-clients" >&2
