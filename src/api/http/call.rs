@@ -203,7 +203,10 @@ impl Http {
             names.len(),
             names.join(", ")
         ));
-        Err(ApiError::serve(&e, dialect))
+        // 400 in every dialect (TEI has no model field to be invalid).
+        let mut refused = ApiError::serve(&e, dialect);
+        refused.status = StatusCode::BAD_REQUEST;
+        Err(refused)
     }
 
     /// The data-plane key check (`--api-keys-file`); open when no keys are configured.

@@ -31,6 +31,7 @@ pub mod predict;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RerankRequest {
     pub query: String,
+    #[schema(min_items = 1)]
     pub texts: Vec<String>,
     /// true: the model's logit; false (default): its sigmoid, as TEI scores rerankers.
     pub raw_scores: Option<bool>,
@@ -40,6 +41,7 @@ pub struct RerankRequest {
     /// it is truncated.
     pub truncate: Option<bool>,
     /// `Right` (default) or `Left`, in any case: which end of a text truncation drops.
+    #[schema(pattern = "^([Ll][Ee][Ff][Tt]|[Rr][Ii][Gg][Hh][Tt])$")]
     pub truncation_direction: Option<String>,
     /// Not TEI's: picks a model when several are loaded (read by [`RerankBody`]).
     #[allow(dead_code)]
@@ -119,6 +121,7 @@ impl NamesModel for RerankBody {
 
 /// TEI's rerank (`texts`), or Jina's (`documents`), each answered in its own shape.
 #[utoipa::path(post, path = "/rerank", request_body = RerankBodies,
+    security((), ("bearer" = [])),
     responses((status = 200, body = RerankAnswers), (status = "4XX", body = RerankErrors),
               (status = "5XX", body = RerankErrors)))]
 pub async fn rerank(State(h): State<Arc<Http>>, req: Request) -> Response {

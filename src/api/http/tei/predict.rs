@@ -27,6 +27,7 @@ pub struct PredictRequest {
     /// false: a pair longer than the model's max length is refused (422); else it is truncated.
     pub truncate: Option<bool>,
     /// `Right` (default) or `Left`, in any case.
+    #[schema(pattern = "^([Ll][Ee][Ff][Tt]|[Rr][Ii][Gg][Hh][Tt])$")]
     pub truncation_direction: Option<String>,
     /// Not TEI's: picks a model when several are loaded.
     pub model: Option<String>,
@@ -58,12 +59,10 @@ pub enum Sequence {
 #[serde(untagged)]
 #[allow(dead_code)]
 pub enum InputsSchema {
-    /// One text (refused: a cross-encoder scores pairs).
-    Text(String),
     /// One pair, `[text_a, text_b]` (a list of one string is one text).
     Pair(OneOrTwo),
-    /// A batch: pairs (and single texts, refused).
-    Batch(Vec<OneOrTwo>),
+    /// A batch of pairs.
+    Batch(PairBatch),
 }
 
 /// A list of one or two strings (schema only).
@@ -75,13 +74,29 @@ impl utoipa::PartialSchema for OneOrTwo {
         use utoipa::openapi::schema::{ArrayBuilder, Object, Type};
         ArrayBuilder::new()
             .items(Object::with_type(Type::String))
-            .min_items(Some(1))
+            .min_items(Some(2))
             .max_items(Some(2))
             .into()
     }
 }
 
 impl ToSchema for OneOrTwo {}
+
+/// At least one pair (schema only).
+#[derive(Serialize)]
+pub struct PairBatch(Vec<OneOrTwo>);
+
+impl utoipa::PartialSchema for PairBatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::ArrayBuilder;
+        ArrayBuilder::new()
+            .items(<OneOrTwo as utoipa::PartialSchema>::schema())
+            .min_items(Some(1))
+            .into()
+    }
+}
+
+impl ToSchema for PairBatch {}
 
 const EXPECTING: &str = "a text, a pair [\"a\", \"b\"], or a batch of pairs [[\"a\", \"b\"], ...]";
 
@@ -166,6 +181,7 @@ pub enum PredictResponse {
 
 /// Scores pairs with every label of the model (`id2label`), TEI's way.
 #[utoipa::path(post, path = "/predict", request_body = PredictRequest,
+    security((), ("bearer" = [])),
     responses((status = 200, body = PredictResponse), (status = "4XX", body = TeiError),
               (status = "5XX", body = TeiError)))]
 pub async fn predict(State(h): State<Arc<Http>>, req: Request) -> Response {
