@@ -15,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
-        .codec_path("crate::api::codec::BoundedCodec")
+        .codec_path("crate::api::grpc::codec::BoundedCodec")
         .file_descriptor_set_path(out.join("crossrank_descriptor.bin"))
         .compile_protos(&["proto/crossrank/v1/crossrank.proto"], &["proto"])?;
 

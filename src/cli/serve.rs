@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use crossrank::api::keys::ApiKeys;
-use crossrank::api::{http_tls_config, serve_on, tls_config, Listeners, ServerOptions, Transport};
+use crossrank::api::{
+    http_tls_config, serve_on, tls_config, HttpOptions, Listeners, ServerOptions, Transport,
+};
 use crossrank::config::{ModelConfig, ServeConfig};
 use crossrank::engine::Engine;
 use crossrank::telemetry::tracing::TraceOptions;
@@ -34,6 +36,17 @@ pub struct ServeArgs {
     /// --host, with TLS when --tls-cert is given; 0 picks a free one. Off when unset.
     #[arg(long, env = "CROSSRANK_HTTP_PORT")]
     http_port: Option<u16>,
+    /// The model of REST calls that name none (TEI's /rerank and /predict) when several are
+    /// loaded [default: the config file's `default_model`].
+    #[arg(long, env = "CROSSRANK_DEFAULT_MODEL")]
+    default_model: Option<String>,
+    /// REST connections served at once; further ones wait in the listen backlog.
+    #[arg(long, env = "CROSSRANK_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    http_max_connections: usize,
+    /// Seconds a REST connection may take to send a request's headers (also while idle between
+    /// requests, and for the TLS handshake) before it is closed.
+    #[arg(long, env = "CROSSRANK_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    http_header_timeout_secs: u64,
     /// Also serve grpc.health.v1 alone, in plaintext, on this port on --host (for Kubernetes
     /// gRPC probes, which cannot speak TLS); 0 picks a free one.
     #[arg(long, env = "CROSSRANK_HEALTH_PORT")]
@@ -213,6 +226,9 @@ impl ServeArgs {
         if self.max_concurrent_streams == 0 || self.concurrency_per_connection == 0 {
             bail!("--max-concurrent-streams and --concurrency-per-connection must be positive");
         }
+        if self.http_max_connections == 0 || self.http_header_timeout_secs == 0 {
+            bail!("--http-max-connections and --http-header-timeout-secs must be positive");
+        }
         if self.default_timeout_secs == 0 || self.http2_keepalive_timeout_secs == 0 {
             bail!("--default-timeout-secs and --http2-keepalive-timeout-secs must be positive");
         }
@@ -323,6 +339,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             grace_period: Duration::from_secs(args.grace_period_secs),
             transport,
             tls,
+            http: HttpOptions {
+                default_model: args.default_model.clone().or(config.default_model.clone()),
+                max_connections: args.http_max_connections,
+                header_timeout: Duration::from_secs(args.http_header_timeout_secs),
+            },
             http_tls,
             api_keys,
         };

@@ -12,7 +12,7 @@ pub struct ServerProcess {
     pub metrics_addr: String,
     /// The plaintext health-only port, with --health-port.
     pub health_addr: Option<String>,
-    /// The REST port's HOST:PORT, with --http-port.
+    /// The REST port (`host:port`), with --http-port.
     pub http_addr: Option<String>,
     pub channel: Channel,
     pub log: PathBuf,
@@ -74,24 +74,31 @@ impl ServerProcess {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        // One address line per listener (gRPC, metrics, then health and http when asked for).
-        let count = 2 + usize::from(args.contains(&"--health-port"))
-            + usize::from(args.contains(&"--http-port"));
-        let printed: Vec<String> = (0..count).map(|_| lines.next().unwrap().unwrap()).collect();
-        let find = |prefix: &str| {
-            printed
-                .iter()
-                .find_map(|l| l.strip_prefix(prefix))
-                .map(str::to_owned)
-        };
-        let addr = find("crossrank listening on ")
-            .unwrap_or_else(|| panic!("no gRPC address in {printed:?}"));
-        let metrics_addr = find("crossrank metrics on http://")
-            .and_then(|s| s.strip_suffix("/metrics").map(str::to_owned))
-            .unwrap_or_else(|| panic!("no metrics address in {printed:?}"));
-        let health_addr = find("crossrank health on ");
-        let http_addr = find("crossrank http on http://")
-            .or_else(|| find("crossrank http on https://"));
+        let mut next = || lines.next().unwrap().unwrap();
+        let first = next();
+        let addr = first
+            .strip_prefix("crossrank listening on ")
+            .unwrap_or_else(|| panic!("unexpected: {first}"))
+            .to_owned();
+        let second = next();
+        let metrics_addr = second
+            .strip_prefix("crossrank metrics on http://")
+            .and_then(|s| s.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("unexpected: {second}"))
+            .to_owned();
+        let health_addr = args.contains(&"--health-port").then(|| {
+            let line = next();
+            line.strip_prefix("crossrank health on ")
+                .unwrap_or_else(|| panic!("unexpected: {line}"))
+                .to_owned()
+        });
+        let http_addr = args.contains(&"--http-port").then(|| {
+            let line = next();
+            line.strip_prefix("crossrank http on http://")
+                .or_else(|| line.strip_prefix("crossrank http on https://"))
+                .unwrap_or_else(|| panic!("unexpected: {line}"))
+                .to_owned()
+        });
         std::thread::spawn(move || lines.for_each(drop));
         let channel = match &tls {
             Some(tls) => {

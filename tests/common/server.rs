@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crossrank::api::pb::cross_encoder_client::CrossEncoderClient;
 use crossrank::api::pb::models_client::ModelsClient;
-use crossrank::api::{serve, ServerOptions};
+use crossrank::api::{serve_on, Listeners, ServeFailed, ServerOptions};
 use crossrank::config::{ModelConfig, RequestLimits};
 use crossrank::engine::Engine;
 use tokio::sync::oneshot;
@@ -15,11 +15,13 @@ use tonic_health::pb::HealthCheckRequest;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The REST port, when started with [`TestServer::start_http`].
+    pub http_addr: Option<SocketAddr>,
     /// The server's core, for observing queues from tests.
     pub engine: std::sync::Arc<Engine>,
     pub channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
-    pub handle: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    pub handle: tokio::task::JoinHandle<Result<(), ServeFailed>>,
 }
 
 /// `NAME=DIR,...` with DIR a fixture model name.
@@ -51,16 +53,44 @@ impl TestServer {
         server
     }
 
+    /// [`start`](Self::start) with the REST port on 127.0.0.1:0 too.
+    pub async fn start_http(
+        models: Vec<ModelConfig>,
+        opts: ServerOptions,
+        limits: RequestLimits,
+    ) -> Self {
+        let server = Self::start_on(models, opts, limits, true).await;
+        server.wait_serving("").await;
+        server
+    }
+
     pub async fn start_unready(
         models: Vec<ModelConfig>,
         opts: ServerOptions,
         limits: RequestLimits,
     ) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(models, opts, limits, false).await
+    }
+
+    async fn start_on(
+        models: Vec<ModelConfig>,
+        opts: ServerOptions,
+        limits: RequestLimits,
+        http: bool,
+    ) -> Self {
+        let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+        let listener = bind().await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let http = if http { Some(bind().await.unwrap()) } else { None };
+        let http_addr = http.as_ref().map(|l| l.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();
         let engine = Engine::new(limits);
-        let handle = tokio::spawn(serve(listener, engine.clone(), models, opts, async {
+        let listeners = Listeners {
+            grpc: listener,
+            health: None,
+            http,
+        };
+        let handle = tokio::spawn(serve_on(listeners, engine.clone(), models, opts, async {
             let _ = rx.await;
         }));
         let channel = Channel::from_shared(format!("http://{addr}"))
@@ -70,6 +100,7 @@ impl TestServer {
             .unwrap();
         Self {
             addr,
+            http_addr,
             engine,
             channel,
             shutdown: Some(tx),

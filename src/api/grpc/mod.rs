@@ -3,7 +3,7 @@
 //! (`status`).
 
 mod body;
-mod codec;
+pub(crate) mod codec;
 mod convert;
 mod health;
 mod keys;

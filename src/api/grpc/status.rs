@@ -9,12 +9,17 @@ pub fn code(e: &ServeError) -> Code {
     match e {
         ServeError::UnknownModel { .. } => Code::NotFound,
         ServeError::Invalid(_) => Code::InvalidArgument,
-        ServeError::FailedPrecondition(_) => Code::FailedPrecondition,
-        ServeError::AlreadyExists(_) => Code::AlreadyExists,
-        ServeError::Unavailable(_) => Code::Unavailable,
+        ServeError::Unsupported(_) | ServeError::Conflict(_) | ServeError::LoadFailed(_) => {
+            Code::FailedPrecondition
+        }
+        ServeError::AlreadyLoaded(_) => Code::AlreadyExists,
+        ServeError::ShuttingDown(_)
+        | ServeError::NotReady(_)
+        | ServeError::ModelFailed(_)
+        | ServeError::ClientGone(_) => Code::Unavailable,
         ServeError::Overloaded(_) => Code::ResourceExhausted,
         ServeError::DeadlineExceeded(_) => Code::DeadlineExceeded,
-        ServeError::Internal(_) => Code::Internal,
+        ServeError::InferenceFailed(_) | ServeError::Internal(_) => Code::Internal,
         ServeError::TooLarge(_) => Code::OutOfRange,
         ServeError::Unauthenticated(_) => Code::Unauthenticated,
         ServeError::PermissionDenied(_) => Code::PermissionDenied,

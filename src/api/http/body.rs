@@ -89,7 +89,7 @@ pub fn check_json_type(headers: &HeaderMap) -> Result<(), HttpFailure> {
         return Ok(());
     }
     Err(HttpFailure::NotJson(format!(
-        "`Content-Type` is {:?}; send application/json",
+        "`Content-Type` is {}; send application/json",
         crate::api::grpc::log_value(value.to_str().unwrap_or("(not text)"))
     )))
 }
@@ -131,15 +131,14 @@ pub async fn read(
     held.grow(expected)?;
     let mut buf = BytesMut::with_capacity(expected);
     let mut body = body;
-    let timeout = || {
+    let timeout = |received: usize| {
         ServeError::DeadlineExceeded(format!(
-            "the request body did not arrive whole before the deadline ({} bytes received)",
-            buf.len()
+            "the request body did not arrive whole before the deadline ({received} bytes received)"
         ))
     };
     loop {
         let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
-            Err(_) => return Err(timeout().into()),
+            Err(_) => return Err(timeout(buf.len()).into()),
             Ok(None) => break,
             Ok(Some(Err(e))) => {
                 return Err(ServeError::ClientGone(format!("reading the request body failed: {e}")).into())

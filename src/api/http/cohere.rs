@@ -54,6 +54,7 @@ pub struct V2Request {
     /// Each document is cut to this many tokens before pairing (absent or null: no cap).
     pub max_tokens_per_doc: Option<u64>,
     /// Accepted (0 is the highest); not used for scheduling yet.
+    #[allow(dead_code)]
     pub priority: Option<u64>,
     pub return_documents: Option<bool>,
 }
@@ -68,10 +69,13 @@ pub struct V1Request {
     /// Return each result's document (default true, as Jina and vLLM).
     pub return_documents: Option<bool>,
     /// Accepted and ignored: documents are scored whole (cut to the model's length).
+    #[allow(dead_code)]
     pub max_chunks_per_doc: Option<u64>,
     /// Accepted and ignored (Cohere v1: which object keys to rank by); `text` is used.
+    #[allow(dead_code)]
     pub rank_fields: Option<Vec<String>>,
     pub max_tokens_per_doc: Option<u64>,
+    #[allow(dead_code)]
     pub priority: Option<u64>,
 }
 
