@@ -125,7 +125,10 @@ async fn http(
     tokio::task::spawn_blocking(move || {
         let client = reqwest::blocking::Client::new();
         let mut req = match body {
-            Some(b) => client.post(&url).json(&b),
+            Some(b) => client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(b.to_string()),
             None => client.get(&url),
         };
         if let Some(a) = authorization {
@@ -160,15 +163,27 @@ async fn scoring_needs_a_key_on_both_ports_and_the_rest_stays_open() {
     // gRPC: every CrossEncoder method, as Bearer or bare key.
     assert_eq!(grpc_score(&server, None).await, Code::Unauthenticated);
     let wrong = format!("Bearer {WRONG}");
-    assert_eq!(grpc_score(&server, Some(&wrong)).await, Code::Unauthenticated);
+    assert_eq!(
+        grpc_score(&server, Some(&wrong)).await,
+        Code::Unauthenticated
+    );
     let revoked = "Bearer key-old-0000";
-    assert_eq!(grpc_score(&server, Some(revoked)).await, Code::Unauthenticated);
-    assert_eq!(grpc_score(&server, Some("Bearer key-bravo-0002")).await, Code::Ok);
+    assert_eq!(
+        grpc_score(&server, Some(revoked)).await,
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        grpc_score(&server, Some("Bearer key-bravo-0002")).await,
+        Code::Ok
+    );
     assert_eq!(grpc_score(&server, Some("key-alpha-0001")).await, Code::Ok);
     let mut c = CrossEncoderClient::new(server.channel.clone());
     let err = c.rerank(keyed(rerank_request(), None)).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(err.message().contains("authorization: Bearer <key>"), "{err:?}");
+    assert!(
+        err.message().contains("authorization: Bearer <key>"),
+        "{err:?}"
+    );
     let ok = c.rerank(keyed(rerank_request(), Some("Bearer key-alpha-0001")));
     assert_eq!(ok.await.unwrap().into_inner().results.len(), 1);
     let stream = tokio_stream::iter(vec![score_request()]);
@@ -178,7 +193,10 @@ async fn scoring_needs_a_key_on_both_ports_and_the_rest_stays_open() {
         kind: Some(pb::rerank_stream_request::Kind::Header(Default::default())),
     };
     let stream = tokio_stream::iter(vec![header]);
-    let err = c.rerank_stream(keyed(stream, Some(&wrong))).await.unwrap_err();
+    let err = c
+        .rerank_stream(keyed(stream, Some(&wrong)))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
     // gRPC without a key: health (start() waited on it), reflection and Models.
@@ -190,14 +208,30 @@ async fn scoring_needs_a_key_on_both_ports_and_the_rest_stays_open() {
     assert!(reflection_lists_services(&server).await);
 
     // REST: 401 with `WWW-Authenticate: Bearer`, in each route's dialect.
-    for auth in [None, Some(wrong.as_str()), Some(WRONG), Some("Basic a2V5LWFscGhhLTAwMDE=")] {
+    for auth in [
+        None,
+        Some(wrong.as_str()),
+        Some(WRONG),
+        Some("Basic a2V5LWFscGhhLTAwMDE="),
+    ] {
         let r = http(&server, "/v2/rerank", Some(v2_body()), auth).await;
         assert_eq!(r.status, 401, "{auth:?}: {}", r.body);
         assert_eq!(r.www_authenticate.as_deref(), Some("Bearer"));
         let message: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        assert!(message["message"].as_str().unwrap().contains("authorization"), "{}", r.body);
+        assert!(
+            message["message"]
+                .as_str()
+                .unwrap()
+                .contains("authorization"),
+            "{}",
+            r.body
+        );
     }
-    for auth in ["Bearer key-alpha-0001", "bearer key-bravo-0002", "key-bravo-0002"] {
+    for auth in [
+        "Bearer key-alpha-0001",
+        "bearer key-bravo-0002",
+        "key-bravo-0002",
+    ] {
         let r = http(&server, "/v2/rerank", Some(v2_body()), Some(auth)).await;
         assert_eq!(r.status, 200, "{auth}: {}", r.body);
         let r = http(&server, "/v1/rerank", Some(v2_body()), Some(auth)).await;
@@ -216,7 +250,10 @@ async fn scoring_needs_a_key_on_both_ports_and_the_rest_stays_open() {
     assert_no_key_in(&server.stderr(), "the server's log");
     assert_no_key_in(&metrics, "the metrics");
     // Refusals were logged (debug level is on), without the keys.
-    assert!(server.stderr().contains("call refused"), "no refusal logged");
+    assert!(
+        server.stderr().contains("call refused"),
+        "no refusal logged"
+    );
 }
 
 /// grpc.reflection.v1 lists the services without a key.
@@ -239,7 +276,13 @@ async fn reflection_lists_services(server: &ServerProcess) -> bool {
 }
 
 fn assert_no_key_in(text: &str, what: &str) {
-    for key in ["key-alpha-0001", "key-bravo-0002", "key-old-0000", WRONG, "a2V5LWFscGhh"] {
+    for key in [
+        "key-alpha-0001",
+        "key-bravo-0002",
+        "key-old-0000",
+        WRONG,
+        "a2V5LWFscGhh",
+    ] {
         assert!(!text.contains(key), "{key} appears in {what}");
     }
 }
@@ -263,19 +306,33 @@ async fn until<F: std::future::Future<Output = bool>>(what: &str, mut done: impl
 async fn sighup_reloads_the_keys_and_a_bad_file_keeps_the_old_ones() {
     let keys = KeysFile::new("key-first-1\n");
     let server = start(&keys).await;
-    assert_eq!(grpc_score(&server, Some("Bearer key-first-1")).await, Code::Ok);
+    assert_eq!(
+        grpc_score(&server, Some("Bearer key-first-1")).await,
+        Code::Ok
+    );
 
     keys.replace("# rotated\nkey-second-2\n");
     hang_up(&server);
     until("the new key working", || async {
-        http(&server, "/v2/rerank", Some(v2_body()), Some("Bearer key-second-2"))
-            .await
-            .status
+        http(
+            &server,
+            "/v2/rerank",
+            Some(v2_body()),
+            Some("Bearer key-second-2"),
+        )
+        .await
+        .status
             == 200
     })
     .await;
-    assert_eq!(grpc_score(&server, Some("Bearer key-second-2")).await, Code::Ok);
-    assert_eq!(grpc_score(&server, Some("Bearer key-first-1")).await, Code::Unauthenticated);
+    assert_eq!(
+        grpc_score(&server, Some("Bearer key-second-2")).await,
+        Code::Ok
+    );
+    assert_eq!(
+        grpc_score(&server, Some("Bearer key-first-1")).await,
+        Code::Unauthenticated
+    );
     let r = http(&server, "/v2/rerank", Some(v2_body()), Some("key-first-1")).await;
     assert_eq!(r.status, 401);
 
@@ -288,8 +345,14 @@ async fn sighup_reloads_the_keys_and_a_bad_file_keeps_the_old_ones() {
     .await;
     let log = server.stderr();
     assert!(log.contains("line 2: the key has a space"), "{log}");
-    assert_eq!(grpc_score(&server, Some("Bearer key-second-2")).await, Code::Ok);
-    assert_eq!(grpc_score(&server, Some("Bearer key-third-3")).await, Code::Unauthenticated);
+    assert_eq!(
+        grpc_score(&server, Some("Bearer key-second-2")).await,
+        Code::Ok
+    );
+    assert_eq!(
+        grpc_score(&server, Some("Bearer key-third-3")).await,
+        Code::Unauthenticated
+    );
     for key in ["key-first-1", "key-second-2", "key-third-3", "fourth"] {
         assert!(!log.contains(key), "{key} appears in the log");
     }
@@ -300,7 +363,15 @@ async fn sighup_reloads_the_keys_and_a_bad_file_keeps_the_old_ones() {
 /// `crossrank serve ARGS` (with the bert fixture) that must exit; its status and stderr.
 fn serve_once(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_crossrank"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"])
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--metrics-port",
+            "0",
+        ])
         .args(["--model", &model_flag()])
         .args(args)
         .output()
@@ -320,7 +391,10 @@ fn bad_key_files_stop_the_server_at_start_naming_the_line() {
     let huge = format!("only-key\n{}", "#".repeat(4 << 20));
     let cases: [(&str, &str); 5] = [
         (&long, "line 3: the key is 257 bytes; the limit is 256"),
-        (&many, "line 10001: more than 10000 keys; the limit is 10000"),
+        (
+            &many,
+            "line 10001: more than 10000 keys; the limit is 10000",
+        ),
         (&huge, "larger than 4194304 bytes"),
         ("a-key\n\nb-key\na-key\n", "line 4: the same key as line 1"),
         ("# no keys yet\n", "holds no keys"),
@@ -335,11 +409,21 @@ fn bad_key_files_stop_the_server_at_start_naming_the_line() {
         }
         let (ok, _, err) = serve_once(&args);
         assert!(!ok, "served with a bad keys file: {want}");
-        assert!(err.contains("--api-keys-file") && err.contains(want), "{want}: {err}");
-        assert!(!err.contains("xxxxxxxx") && !err.contains("a-key"), "a key in {err}");
+        assert!(
+            err.contains("--api-keys-file") && err.contains(want),
+            "{want}: {err}"
+        );
+        assert!(
+            !err.contains("xxxxxxxx") && !err.contains("a-key"),
+            "a key in {err}"
+        );
     }
     let missing = serve_once(&["--api-keys-file", "/nonexistent/keys", "--check-config"]);
-    assert!(!missing.0 && missing.2.contains("/nonexistent/keys"), "{}", missing.2);
+    assert!(
+        !missing.0 && missing.2.contains("/nonexistent/keys"),
+        "{}",
+        missing.2
+    );
 
     // A good file; and the config file's `api_keys_file`, relative to the config's directory.
     let f = KeysFile::new(KEYS);

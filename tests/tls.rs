@@ -190,7 +190,11 @@ fn https_client(pki: &Pki, client_cert: bool) -> reqwest::blocking::Client {
 async fn tls_server(pki: &Pki, mutual: bool) -> (ServerProcess, String) {
     let d = pki.dir.path();
     let model = format!("ce={}", common::fixtures().join("bert").display());
-    let (cert, key, ca) = (path(d, "server.pem"), path(d, "server.key"), path(d, "ca.pem"));
+    let (cert, key, ca) = (
+        path(d, "server.pem"),
+        path(d, "server.key"),
+        path(d, "ca.pem"),
+    );
     let mut args = vec!["--model", &model, "--tls-cert", &cert, "--tls-key", &key];
     args.extend(["--health-port", "0", "--http-port", "0"]);
     if mutual {
@@ -209,10 +213,17 @@ async fn tls_server(pki: &Pki, mutual: bool) -> (ServerProcess, String) {
 }
 
 /// Status of `GET url` (or of a one-document `POST /v2/rerank` when `rerank`), or the error.
-fn call(client: &reqwest::blocking::Client, url: &str, rerank: bool) -> Result<u16, reqwest::Error> {
+fn call(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    rerank: bool,
+) -> Result<u16, reqwest::Error> {
     let req = if rerank {
         let body = serde_json::json!({"model": "ce", "query": "q", "documents": ["d"]});
-        client.post(format!("{url}/v2/rerank")).json(&body)
+        client
+            .post(format!("{url}/v2/rerank"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
     } else {
         client.get(format!("{url}/health"))
     };
@@ -250,8 +261,14 @@ async fn mutual_tls_on_the_http_port_refuses_clients_without_a_certificate() {
     let https = format!("https://localhost:{port}");
     let pki = tokio::task::spawn_blocking(move || {
         let anonymous = https_client(&pki, false);
-        assert!(call(&anonymous, &https, false).is_err(), "served without a certificate");
-        assert!(call(&anonymous, &https, true).is_err(), "served without a certificate");
+        assert!(
+            call(&anonymous, &https, false).is_err(),
+            "served without a certificate"
+        );
+        assert!(
+            call(&anonymous, &https, true).is_err(),
+            "served without a certificate"
+        );
         let client = https_client(&pki, true);
         assert_eq!(call(&client, &https, false).unwrap(), 200);
         assert_eq!(call(&client, &https, true).unwrap(), 200);

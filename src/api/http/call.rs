@@ -183,11 +183,17 @@ impl Http {
 
     /// The data-plane key check (`--api-keys-file`): the position of the key that
     /// `authorization` presents; open (`None`) when no keys are configured.
-    fn authorize(&self, headers: &HeaderMap, dialect: Dialect) -> Result<Option<KeyIndex>, ApiError> {
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        dialect: Dialect,
+    ) -> Result<Option<KeyIndex>, ApiError> {
         let Some(keys) = &self.opts.api_keys else {
             return Ok(None);
         };
-        let given = headers.get(http::header::AUTHORIZATION).map(HeaderValue::as_bytes);
+        let given = headers
+            .get(http::header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
         keys.check(given)
             .map(Some)
             .map_err(|e| ApiError::serve(&e, dialect))
@@ -212,7 +218,12 @@ fn timing_headers(h: &mut HeaderMap, t: &Timing, total: Duration) {
 
 /// The span of one REST call, a child of the caller's span when it sent a W3C `traceparent`,
 /// with the position of the caller's API key when keys are required (never the key).
-fn http_span(route: &str, model: &str, headers: &HeaderMap, key: Option<KeyIndex>) -> tracing::Span {
+fn http_span(
+    route: &str,
+    model: &str,
+    headers: &HeaderMap,
+    key: Option<KeyIndex>,
+) -> tracing::Span {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let span = tracing::info_span!(
         "http",
