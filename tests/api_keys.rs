@@ -9,10 +9,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use common::collector::Collector;
 use common::process::ServerProcess;
+use common::server::{model, TestServer};
+use crossrank::api::keys::ApiKeys;
 use crossrank::api::pb;
 use crossrank::api::pb::cross_encoder_client::CrossEncoderClient;
 use crossrank::api::pb::models_client::ModelsClient;
+use crossrank::api::ServerOptions;
+use crossrank::telemetry::tracing::{init, TraceOptions};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::json;
 use tonic::Code;
 
@@ -113,14 +121,25 @@ struct Reply {
     body: String,
 }
 
-/// One REST call (reqwest's blocking client, off the async runtime).
+/// One REST call to the server's REST port.
 async fn http(
     server: &ServerProcess,
     path: &str,
     body: Option<serde_json::Value>,
     authorization: Option<&str>,
 ) -> Reply {
-    let url = format!("http://{}{path}", server.http_addr.as_ref().unwrap());
+    let addr = server.http_addr.clone().unwrap();
+    http_at(addr, path, body, authorization).await
+}
+
+/// One REST call to `addr` (reqwest's blocking client, off the async runtime).
+async fn http_at(
+    addr: String,
+    path: &str,
+    body: Option<serde_json::Value>,
+    authorization: Option<&str>,
+) -> Reply {
+    let url = format!("http://{addr}{path}");
     let authorization = authorization.map(str::to_owned);
     tokio::task::spawn_blocking(move || {
         let client = reqwest::blocking::Client::new();
@@ -437,4 +456,62 @@ fn bad_key_files_stop_the_server_at_start_naming_the_line() {
     let (ok, out, err) = serve_once(&["--config", &config, "--check-config"]);
     assert!(ok && out.contains("api keys: 2 from "), "{out}{err}");
     assert!(!out.contains("key-alpha") && !err.contains("key-alpha"));
+}
+
+/// The span's `key_index` attribute, if it has one.
+fn key_index(span: &Span) -> Option<i64> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let a = span.attributes.iter().find(|a| a.key == "key_index")?;
+    match a.value.as_ref()?.value.as_ref()? {
+        Value::IntValue(i) => Some(*i),
+        other => panic!("key_index is {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_carry_the_key_index_and_never_the_key() {
+    let (collector, endpoint) = Collector::start().await;
+    let trace = TraceOptions {
+        filter: "info".into(),
+        json_logs: false,
+        otlp_endpoint: Some(endpoint),
+        service_name: "crossrank-test".into(),
+        sampling_ratio: 1.0,
+    };
+    let tracing = init(&trace).unwrap();
+    let keys = KeysFile::new(KEYS);
+    let opts = ServerOptions {
+        api_keys: Some(Arc::new(ApiKeys::load(&keys.path()).unwrap())),
+        ..Default::default()
+    };
+    let server = TestServer::start_http(vec![model("ce=bert")], opts, Default::default()).await;
+
+    let mut c = server.client();
+    c.score(keyed(score_request(), Some("Bearer key-alpha-0001")))
+        .await
+        .unwrap();
+    let addr = server.http_addr.unwrap().to_string();
+    let r = http_at(addr, "/v2/rerank", Some(v2_body()), Some("key-bravo-0002")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let rpc = "crossrank.v1.CrossEncoder/Score";
+    let spans = collector
+        .wait_for(
+            || tracing.flush(),
+            |s| s.name == "POST /v2/rerank" && key_index(s).is_some(),
+        )
+        .await;
+    let spans = match spans.iter().any(|s| s.name == rpc) {
+        true => spans,
+        false => {
+            collector
+                .wait_for(|| tracing.flush(), |s| s.name == rpc)
+                .await
+        }
+    };
+    let find = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
+    assert_eq!(key_index(find(rpc)), Some(0), "the first key is index 0");
+    assert_eq!(key_index(find("POST /v2/rerank")), Some(1));
+    let everything = format!("{spans:?}");
+    assert_no_key_in(&everything, "the exported spans");
 }

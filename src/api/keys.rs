@@ -30,6 +30,14 @@ pub const MAX_FILE_BYTES: u64 = 4 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyIndex(pub usize);
 
+impl KeyIndex {
+    /// As a span field: an i64, which OpenTelemetry exports as an integer (tracing-opentelemetry
+    /// turns unsigned fields into strings). Indexes are below [`MAX_KEYS`].
+    pub fn field(self) -> i64 {
+        self.0 as i64
+    }
+}
+
 type KeyDigest = [u8; 32];
 
 /// The keys of a file, as digests, in file order.

@@ -101,7 +101,7 @@ pub fn rpc_span<T>(method: &str, model: &str, req: &tonic::Request<T>) -> tracin
         key_index = tracing::field::Empty,
     );
     if let Some(key) = req.extensions().get::<crate::api::keys::KeyIndex>() {
-        span.record("key_index", key.0);
+        span.record("key_index", key.field());
     }
     let headers = req.metadata().clone().into_headers();
     let _ = span.set_parent(crate::telemetry::tracing::remote_context(&headers));

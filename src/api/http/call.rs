@@ -234,7 +234,7 @@ fn http_span(
         tokens = tracing::field::Empty,
         status = tracing::field::Empty,
         trace_id = tracing::field::Empty,
-        key_index = key.map(|k| k.0),
+        key_index = key.map(KeyIndex::field),
     );
     let _ = span.set_parent(crate::telemetry::tracing::remote_context(headers));
     record_trace_id(&span);
