@@ -57,6 +57,10 @@ pub async fn serve_on(
     opts: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeFailed> {
+    // Announced before `shutdown` is first polled: it may wait on their loads.
+    for m in &models {
+        engine.registry.announce(m);
+    }
     let drain = engine.clone();
     tokio::spawn(async move {
         shutdown.await;

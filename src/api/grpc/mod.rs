@@ -102,7 +102,6 @@ pub(super) async fn serve(
     .max_encoding_message_size(MAX_RESPONSE_BYTES);
 
     for m in &models {
-        engine.registry.announce(m);
         health.model_serving(&m.name, false).await; // known, NOT_SERVING, until loaded
     }
     tokio::spawn(load_all(engine.clone(), health.clone(), models));

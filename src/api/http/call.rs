@@ -82,14 +82,22 @@ impl Http {
         let result = async {
             let key = self.authorize(&parts.headers, dialect)?;
             body::check_json_type(&parts.headers).map_err(|f| ApiError::http(f, dialect))?;
-            let deadline = self.deadline(&parts.headers, dialect)?;
-            let bytes = body::read(&parts.headers, body, &self.body, &self.budget, deadline)
-                .await
-                .map_err(|e| match e {
-                    BodyError::Http(f) => ApiError::http(f, dialect),
-                    BodyError::Serve(e) => ApiError::serve(&e, dialect),
-                })?;
-            let parsed: T = body::parse(&bytes, &self.body).map_err(|f| ApiError::http(f, dialect))?;
+            let (deadline, timeout) = self.deadline(&parts.headers, dialect)?;
+            let bytes = body::read(
+                &parts.headers,
+                body,
+                &self.body,
+                &self.budget,
+                deadline,
+                &timeout,
+            )
+            .await
+            .map_err(|e| match e {
+                BodyError::Http(f) => ApiError::http(f, dialect),
+                BodyError::Serve(e) => ApiError::serve(&e, dialect),
+            })?;
+            let parsed: T =
+                body::parse(&bytes, &self.body).map_err(|f| ApiError::http(f, dialect))?;
             drop(bytes);
             let model = self.resolve_model(parsed.model(), dialect)?;
             let label = self.engine.model_label(&model);
@@ -133,15 +141,29 @@ impl Http {
         response
     }
 
-    /// The deadline: `x-request-timeout` when sent, else `--default-timeout-secs`.
-    fn deadline(&self, headers: &HeaderMap, dialect: Dialect) -> Result<Instant, ApiError> {
-        let timeout = match headers.get(TIMEOUT_HEADER) {
-            None => self.opts.transport.default_timeout,
+    /// The deadline: `x-request-timeout` when sent, else `--default-timeout-secs`; with where
+    /// it came from, for messages.
+    fn deadline(
+        &self,
+        headers: &HeaderMap,
+        dialect: Dialect,
+    ) -> Result<(Instant, String), ApiError> {
+        let (timeout, source) = match headers.get(TIMEOUT_HEADER) {
+            None => (
+                self.opts.transport.default_timeout,
+                format!(
+                    "--default-timeout-secs {}",
+                    self.opts.transport.default_timeout.as_secs()
+                ),
+            ),
             Some(v) => {
                 let text = v.to_str().unwrap_or("");
                 parse_seconds(text)
                     .or_else(|| parse_timeout(text))
-                    .map(less_margin)
+                    .map(|t| {
+                        let source = format!("{TIMEOUT_HEADER} {:.3} s", t.as_secs_f64());
+                        (less_margin(t), source)
+                    })
                     .ok_or_else(|| {
                         ApiError::serve(
                             &ServeError::Invalid(format!(
@@ -155,11 +177,15 @@ impl Http {
             }
         };
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-        Ok(Instant::now().checked_add(timeout).unwrap_or(far))
+        Ok((Instant::now().checked_add(timeout).unwrap_or(far), source))
     }
 
     /// The model a call is for: its `model` field, else `--default-model`, else the only model.
-    fn resolve_model(&self, named: Option<&str>, dialect: Dialect) -> Result<String, ApiError> {
+    pub(super) fn resolve_model(
+        &self,
+        named: Option<&str>,
+        dialect: Dialect,
+    ) -> Result<String, ApiError> {
         if let Some(name) = named.filter(|n| !n.is_empty()) {
             crate::engine::request::check_model_name(name)
                 .map_err(|e| ApiError::serve(&e, dialect))?;

@@ -182,27 +182,29 @@ pub async fn v2_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
     responses((status = 200, body = V1Response), (status = "4XX", body = super::openapi::CohereError),
               (status = "5XX", body = super::openapi::CohereError)))]
 pub async fn v1_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
-    h.handle("/v1/rerank", Dialect::Cohere, req, |h, call, r: V1Request| async move {
-        let rerank = Rerank {
-            query: r.query,
-            documents: r.documents,
-            top_n: r.top_n,
-            max_tokens_per_doc: r.max_tokens_per_doc,
-            return_documents: r.return_documents.unwrap_or(true),
-        };
-        let (out, extras) = run(&h, &call, rerank).await?;
-        let response = V1Response {
-            id: response_id(),
-            model: out.model.clone(),
-            usage: Usage {
-                total_tokens: out.usage.tokens,
-            },
-            results: results(&out, extras),
-            meta: meta("1", None),
-        };
-        Answer::json(&response, Some(out.timing))
-    })
-    .await
+    h.handle("/v1/rerank", Dialect::Cohere, req, v1_answer).await
+}
+
+/// A Cohere v1 or Jina rerank (also what `/rerank` does with a Jina body).
+pub async fn v1_answer(h: Arc<Http>, call: Call, r: V1Request) -> Result<Answer, ApiError> {
+    let rerank = Rerank {
+        query: r.query,
+        documents: r.documents,
+        top_n: r.top_n,
+        max_tokens_per_doc: r.max_tokens_per_doc,
+        return_documents: r.return_documents.unwrap_or(true),
+    };
+    let (out, extras) = run(&h, &call, rerank).await?;
+    let response = V1Response {
+        id: response_id(),
+        model: out.model.clone(),
+        usage: Usage {
+            total_tokens: out.usage.tokens,
+        },
+        results: results(&out, extras),
+        meta: meta("1", None),
+    };
+    Answer::json(&response, Some(out.timing))
 }
 
 /// Validates and runs a rerank; with the extra keys of each document when they are returned.

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::{cohere, meta};
+use super::{cohere, info, meta, tei};
 
 /// The error body of Cohere and Jina routes (`detail` is what Jina's clients read).
 #[derive(Serialize, ToSchema)]
@@ -26,7 +26,8 @@ pub struct TeiError {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "crossrank REST API", description = "Cohere v2/v1, Jina and TEI rerank routes over crossrank's engine"),
-    paths(cohere::v2_rerank, cohere::v1_rerank, meta::health, meta::models, meta::openapi),
+    paths(cohere::v2_rerank, cohere::v1_rerank, tei::rerank, tei::predict::predict, info::info,
+          meta::health, meta::models, meta::openapi),
     components(schemas(CohereError, TeiError))
 )]
 struct Api;
