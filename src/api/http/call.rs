@@ -18,6 +18,7 @@ use super::error::{ApiError, Dialect, HttpFailure};
 use super::Http;
 use crate::api::deadline::{less_margin, parse_timeout};
 use crate::api::grpc::{log_value, record_trace_id};
+use crate::api::keys::KeyIndex;
 use crate::engine::{ServeError, Timing};
 use crate::telemetry::metrics::HttpGuard;
 
@@ -79,7 +80,7 @@ impl Http {
             .cloned();
         let mut guard = None;
         let result = async {
-            self.authorize(&parts.headers, dialect)?;
+            let key = self.authorize(&parts.headers, dialect)?;
             body::check_json_type(&parts.headers).map_err(|f| ApiError::http(f, dialect))?;
             let (deadline, timeout) = self.deadline(&parts.headers, dialect)?;
             let bytes = body::read(
@@ -101,7 +102,7 @@ impl Http {
             let model = self.resolve_model(parsed.model(), dialect)?;
             let label = self.engine.model_label(&model);
             guard = Some(HttpGuard::start(route, dialect.label(), &label));
-            let span = http_span(route, &label, &parts.headers);
+            let span = http_span(route, &label, &parts.headers, key);
             let call = Call {
                 dialect,
                 deadline,
@@ -209,9 +210,22 @@ impl Http {
         Err(refused)
     }
 
-    /// The data-plane key check (`--api-keys-file`); open when no keys are configured.
-    fn authorize(&self, _headers: &HeaderMap, _dialect: Dialect) -> Result<(), ApiError> {
-        Ok(())
+    /// The data-plane key check (`--api-keys-file`): the position of the key that
+    /// `authorization` presents; open (`None`) when no keys are configured.
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        dialect: Dialect,
+    ) -> Result<Option<KeyIndex>, ApiError> {
+        let Some(keys) = &self.opts.api_keys else {
+            return Ok(None);
+        };
+        let given = headers
+            .get(http::header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        keys.check(given)
+            .map(Some)
+            .map_err(|e| ApiError::serve(&e, dialect))
     }
 }
 
@@ -231,8 +245,14 @@ fn timing_headers(h: &mut HeaderMap, t: &Timing, total: Duration) {
     h.insert("x-total-time", ms(total));
 }
 
-/// The span of one REST call, a child of the caller's span when it sent a W3C `traceparent`.
-fn http_span(route: &str, model: &str, headers: &HeaderMap) -> tracing::Span {
+/// The span of one REST call, a child of the caller's span when it sent a W3C `traceparent`,
+/// with the position of the caller's API key when keys are required (never the key).
+fn http_span(
+    route: &str,
+    model: &str,
+    headers: &HeaderMap,
+    key: Option<KeyIndex>,
+) -> tracing::Span {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let span = tracing::info_span!(
         "http",
@@ -243,6 +263,7 @@ fn http_span(route: &str, model: &str, headers: &HeaderMap) -> tracing::Span {
         tokens = tracing::field::Empty,
         status = tracing::field::Empty,
         trace_id = tracing::field::Empty,
+        key_index = key.map(KeyIndex::field),
     );
     let _ = span.set_parent(crate::telemetry::tracing::remote_context(headers));
     record_trace_id(&span);

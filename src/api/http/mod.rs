@@ -132,10 +132,17 @@ pub async fn serve(
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
                 Some(acceptor) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
-                    else {
-                        return;
+                    let handshake = acceptor.accept(stream);
+                    let stream = match tokio::time::timeout(handshake_timeout, handshake).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake on the HTTP port failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake on the HTTP port timed out");
+                            return;
+                        }
                     };
                     let stream = Opening::new(stream, handshake_timeout);
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
