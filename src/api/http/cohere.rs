@@ -52,12 +52,15 @@ pub struct V2Request {
     pub documents: Vec<Document>,
     /// The best `top_n` results (absent or null: all).
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     pub top_n: Option<i64>,
     /// Each document is cut to this many tokens before pairing (absent or null: no cap).
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     pub max_tokens_per_doc: Option<i64>,
     /// Accepted (0 is the highest); not used for scheduling yet.
     #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "whole")]
     pub priority: Option<i64>,
     pub return_documents: Option<bool>,
 }
@@ -70,18 +73,22 @@ pub struct V1Request {
     #[schema(min_items = 1)]
     pub documents: Vec<Document>,
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     pub top_n: Option<i64>,
     /// Return each result's document (default true, as Jina and vLLM).
     pub return_documents: Option<bool>,
     /// Accepted and ignored: documents are scored whole (cut to the model's length).
     #[allow(dead_code)]
+    #[serde(default, deserialize_with = "whole")]
     pub max_chunks_per_doc: Option<i64>,
     /// Accepted and ignored (Cohere v1: which object keys to rank by); `text` is used.
     #[allow(dead_code)]
     pub rank_fields: Option<Vec<String>>,
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     pub max_tokens_per_doc: Option<i64>,
     #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "whole")]
     pub priority: Option<i64>,
 }
 
@@ -263,6 +270,24 @@ async fn run(
         .await
         .map_err(fail)?;
     Ok((out, extras))
+}
+
+/// An optional integer; a number with no fraction (`3.0`) is that integer, as JSON Schema
+/// counts it.
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let float = || {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+            .map(|f| f as i64)
+    };
+    n.as_i64()
+        .or_else(float)
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not an integer (within 64 bits)")))
 }
 
 /// An optional count that must be at least 1 when given.
