@@ -7,15 +7,17 @@ use std::process::Output;
 use common::server::{model, TestServer};
 use crossrank::api::pb;
 use crossrank::api::ServerOptions;
-use crossrank::config::RequestLimits;
+use crossrank::config::{ModelConfig, RequestLimits};
 use serde_json::Value;
 
 async fn bench(server: &TestServer, args: &[&str]) -> Output {
+    let addr = format!("http://{}", server.addr);
+    run_bench(&[&["--addr", addr.as_str()], args].concat()).await
+}
+
+async fn run_bench(args: &[&str]) -> Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_crossrank"));
-    cmd.arg("bench")
-        .arg("--addr")
-        .arg(format!("http://{}", server.addr))
-        .args(args);
+    cmd.arg("bench").args(args);
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap()
@@ -23,12 +25,24 @@ async fn bench(server: &TestServer, args: &[&str]) -> Output {
 
 async fn report(server: &TestServer, args: &[&str]) -> Value {
     let out = bench(server, &[args, &["--json", "-"]].concat()).await;
+    parse_report(out)
+}
+
+fn parse_report(out: Output) -> Value {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A server with the REST port beside gRPC, and the REST port's URL.
+async fn http_server(models: Vec<ModelConfig>) -> (TestServer, String) {
+    let server =
+        TestServer::start_http(models, ServerOptions::default(), RequestLimits::default()).await;
+    let url = format!("http://{}", server.http_addr.unwrap());
+    (server, url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +157,105 @@ async fn a_failing_warm_up_stops_the_run_with_the_status() {
     let out = bench(&server, &["--model", "nope", "--requests", "3"]).await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("NotFound") && err.contains("nope"), "{err}");
+    assert!(err.contains("NOT_FOUND") && err.contains("nope"), "{err}");
+}
+
+/// The HTTP mode posts Cohere v2 Rerank bodies to a real REST port and reports them like gRPC's:
+/// every request and pair counted, the server's CPU time read from its process (this one), the
+/// machine's CPU named; as JSON and as text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mode_reranks_through_the_rest_port() {
+    let (_server, url) = http_server(vec![model("bert=bert")]).await;
+    let pid = std::process::id().to_string();
+    let args = [
+        "--protocol",
+        "http",
+        "--http-url",
+        url.as_str(),
+        "--shape",
+        "rerank",
+        "--size",
+        "7",
+        "--concurrency",
+        "3",
+        "--requests",
+        "8",
+        "--server-pid",
+        pid.as_str(),
+    ];
+    let r = parse_report(run_bench(&[&args[..], &["--json", "-"]].concat()).await);
+    assert_eq!(
+        (r["protocol"].as_str(), r["shape"].as_str()),
+        (Some("http"), Some("rerank"))
+    );
+    assert_eq!(r["requests_ok"], 8, "{r}");
+    assert_eq!(r["requests_failed"], 0, "{r}");
+    assert_eq!(r["pairs"], 8 * 7, "{r}");
+    assert!(r["cpu"]["server_s"].as_f64().unwrap() >= 0.0, "{r}");
+    assert!(r["cpu"]["server_us_per_pair"].is_number(), "{r}");
+    assert!(r["cpu"]["client_us_per_pair"].is_number(), "{r}");
+    assert!(!r["host"]["cpu"].as_str().unwrap().is_empty(), "{r}");
+    assert!(r["host"]["cores"].as_u64().unwrap() >= 1, "{r}");
+
+    let out = run_bench(&args).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        "rerank x7 over http",
+        "8 ok  0 failed",
+        "cpu         server ",
+        "us/pair",
+        "host ",
+    ] {
+        assert!(text.contains(part), "no {part:?} in\n{text}");
+    }
+}
+
+/// Over HTTP, refusals are counted by status with the server's message, a failing warm-up stops
+/// the run naming the status, and shapes /v2/rerank cannot carry are refused before sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mode_reports_failures_by_status() {
+    let (_server, url) = http_server(vec![model("small=bert,max_queue_pairs=4")]).await;
+    let http = [
+        "--protocol",
+        "http",
+        "--http-url",
+        url.as_str(),
+        "--shape",
+        "rerank",
+    ];
+    let args = [
+        "--size",
+        "6",
+        "--requests",
+        "5",
+        "--warmup",
+        "0",
+        "--json",
+        "-",
+    ];
+    let r = parse_report(run_bench(&[&http[..], &args].concat()).await);
+    assert_eq!(r["requests_ok"], 0, "{r}");
+    let refused = &r["errors"]["HTTP 429"];
+    assert_eq!(refused["count"], 5, "{r}");
+    let example = refused["example"].as_str().unwrap();
+    assert!(example.contains("max_queue_pairs 4"), "{r}");
+
+    let out = run_bench(&[&http[..], &["--model", "nope", "--requests", "3"]].concat()).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HTTP 404") && err.contains("nope"), "{err}");
+
+    let out = run_bench(&["--protocol", "http", "--shape", "score"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--shape rerank"),
+        "{err}"
+    );
 }
 
 fn lines(path: &std::path::Path) -> Vec<Value> {

@@ -1,5 +1,6 @@
-//! The load loop: `concurrency` clients, each on its own connection, sending requests built from
-//! consecutive slices of the corpus until the deadline or the request count is reached.
+//! The load loop: `concurrency` clients, each on its own connection (gRPC, or HTTP/1.1 to the
+//! REST port), sending requests built from consecutive slices of the corpus until the deadline or
+//! the request count is reached.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,7 +10,37 @@ use crossrank::api::pb;
 use pb::cross_encoder_client::CrossEncoderClient;
 use tonic::transport::Channel;
 
-use super::report::Tally;
+use super::report::{Failure, Tally};
+use super::rest::Rest;
+
+/// One client's connection.
+pub enum Conn {
+    Grpc(Box<CrossEncoderClient<Channel>>),
+    Http(Rest),
+}
+
+impl Conn {
+    pub fn grpc(channel: Channel) -> Self {
+        let client = CrossEncoderClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        Self::Grpc(Box::new(client))
+    }
+
+    /// Sends request number `k` (warm-up requests use any `k`) with deadline `timeout`.
+    pub async fn send(
+        &mut self,
+        plan: &Plan,
+        k: u64,
+        tally: &mut Tally,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        match self {
+            Self::Grpc(client) => Ok(send(client, plan, k, tally, timeout).await?),
+            Self::Http(rest) => rest.send(plan, k, timeout).await,
+        }
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum Shape {
@@ -67,19 +98,16 @@ impl Progress {
 }
 
 /// One client: sends requests until the run is over.
-pub async fn client(
-    channel: Channel,
-    plan: Arc<Plan>,
-    stop: Stop,
-    progress: Arc<Progress>,
-) -> Tally {
-    let mut client = CrossEncoderClient::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
+pub async fn client(mut conn: Conn, plan: Arc<Plan>, stop: Stop, progress: Arc<Progress>) -> Tally {
     let mut tally = Tally::default();
     while let Some(k) = progress.claim(stop) {
         let start = Instant::now();
-        let outcome = chaotic(&mut client, &plan, k, &mut tally).await;
+        let outcome = match &mut conn {
+            Conn::Grpc(client) => chaotic(client, &plan, k, &mut tally)
+                .await
+                .map_err(Failure::from),
+            http => http.send(&plan, k, &mut tally, plan.timeout).await,
+        };
         let latency = start.elapsed();
         match outcome {
             Ok(()) => {
@@ -88,8 +116,8 @@ pub async fn client(
                     .pairs
                     .fetch_add(plan.size as u64, Ordering::Relaxed);
             }
-            Err(status) => {
-                tally.error(latency, &status);
+            Err(failure) => {
+                tally.error(latency, failure);
                 progress.failed.fetch_add(1, Ordering::Relaxed);
                 progress.done.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(plan.backoff).await;
@@ -127,18 +155,26 @@ async fn chaotic(
     }
 }
 
-/// Sends request number `k` (warm-up requests use any `k`) with deadline `timeout`.
-pub async fn send(
+impl Plan {
+    /// The corpus indices of request number `k`: `size` consecutive pairs, wrapping around; the
+    /// first pair's query is the query of Rerank requests.
+    pub fn slice(&self, k: u64) -> Vec<usize> {
+        let n = self.corpus.len();
+        let first = (k as usize).wrapping_mul(self.size) % n;
+        (0..self.size).map(|j| (first + j) % n).collect()
+    }
+}
+
+/// Sends request number `k` over gRPC with deadline `timeout`.
+async fn send(
     client: &mut CrossEncoderClient<Channel>,
     plan: &Plan,
     k: u64,
     tally: &mut Tally,
     timeout: Duration,
 ) -> Result<(), tonic::Status> {
-    let n = plan.corpus.len();
-    let first = (k as usize).wrapping_mul(plan.size) % n;
-    let indices: Vec<usize> = (0..plan.size).map(|j| (first + j) % n).collect();
-    let query = plan.corpus[first].0.clone();
+    let indices = plan.slice(k);
+    let query = plan.corpus[indices[0]].0.clone();
     let documents = || {
         indices.iter().map(|&i| pb::Document {
             id: i.to_string(),

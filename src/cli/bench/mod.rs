@@ -1,8 +1,12 @@
-//! `crossrank bench`: a gRPC load generator for a running server, on a deterministic corpus.
+//! `crossrank bench`: a load generator for a running server, over gRPC or the REST port's
+//! `/v2/rerank`, on a deterministic corpus; it reports latency, throughput and, with
+//! `--server-pid`, the server's CPU per pair.
 
 mod corpus;
+mod host;
 mod load;
 mod report;
+mod rest;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,16 +16,36 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
-use load::{Plan, Progress, Shape, Stop};
-use report::{Report, Setup, Tally};
+use host::{cpu_seconds, Host};
+use load::{Conn, Plan, Progress, Shape, Stop};
+use report::{CpuTime, Report, Setup, Tally};
+
+/// How requests reach the server.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Protocol {
+    /// The gRPC port (`--addr`).
+    Grpc,
+    /// The REST port (`--http-url`): Rerank as `POST /v2/rerank` over HTTP/1.1 keep-alive.
+    Http,
+}
 
 #[derive(Args)]
 pub struct BenchArgs {
     /// Server address.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     addr: String,
+    /// gRPC, or HTTP to the REST port (`--shape rerank` only).
+    #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+    protocol: Protocol,
+    /// The REST port's URL, for `--protocol http`.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    http_url: String,
+    /// The server's process id: its CPU time over the run is reported, per pair (/proc/PID/stat;
+    /// the server must run on this machine).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Model name (empty: the server's only model).
     #[arg(long, default_value = "")]
     model: String,
@@ -82,6 +106,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scores_out.is_some() && args.shape != Shape::Score {
         bail!("--scores-out needs --shape score");
     }
+    if args.protocol == Protocol::Http && args.shape != Shape::Rerank {
+        bail!(
+            "--protocol http sends /v2/rerank: give --shape rerank (not {:?})",
+            args.shape
+        );
+    }
+    if args.protocol == Protocol::Http && args.chaos > 0.0 {
+        bail!("--chaos {} needs --protocol grpc", args.chaos);
+    }
     if args.requests.is_none() && !(args.duration > 0.0 && args.duration.is_finite()) {
         bail!(
             "--duration must be a positive number of seconds, got {}",
@@ -122,27 +155,20 @@ async fn drive(
         chaos: args.chaos,
         corpus,
     });
-    let endpoint = Endpoint::from_shared(args.addr.clone())
-        .with_context(|| format!("--addr {:?} is not a URI", args.addr))?;
-    let mut channels = Vec::with_capacity(args.concurrency as usize);
-    for _ in 0..args.concurrency {
-        let channel = endpoint
-            .connect()
-            .await
-            .with_context(|| format!("connecting to {}", args.addr))?;
-        channels.push(channel);
-    }
-    warm_up(&channels[0], &plan, args.warmup).await?;
+    let mut conns = connect(args).await?;
+    warm_up(&mut conns[0], &plan, args.warmup).await?;
 
+    let server_cpu_before = args.server_pid.map(cpu_seconds).transpose()?;
+    let client_cpu_before = cpu_seconds(std::process::id())?;
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
     let stop = match args.requests {
         Some(n) => Stop::After(n),
         None => Stop::At(started + Duration::from_secs_f64(args.duration)),
     };
-    let clients: Vec<_> = channels
+    let clients: Vec<_> = conns
         .into_iter()
-        .map(|channel| tokio::spawn(load::client(channel, plan.clone(), stop, progress.clone())))
+        .map(|conn| tokio::spawn(load::client(conn, plan.clone(), stop, progress.clone())))
         .collect();
     let ticker = tokio::spawn(show_progress(
         progress.clone(),
@@ -154,10 +180,18 @@ async fn drive(
         tally.merge(client.await?);
     }
     let elapsed = started.elapsed();
+    let cpu = CpuTime {
+        server: match (args.server_pid, server_cpu_before) {
+            (Some(pid), Some(before)) => Some(cpu_seconds(pid)? - before),
+            _ => None,
+        },
+        client: cpu_seconds(std::process::id())? - client_cpu_before,
+    };
     ticker.abort();
     let _ = ticker.await;
     let scores = std::mem::take(&mut tally.scores);
     let setup = Setup {
+        protocol: format!("{:?}", args.protocol).to_lowercase(),
         shape: format!("{:?}", args.shape).to_lowercase(),
         model: args.model.clone(),
         size: args.size,
@@ -165,20 +199,41 @@ async fn drive(
         corpus_seed: args.seed,
         corpus_size: plan.corpus.len(),
     };
-    Ok((tally.report(setup, elapsed), scores))
+    let report = tally.report(setup, elapsed, cpu, Host::this_machine());
+    Ok((report, scores))
+}
+
+/// One connection per client, on the chosen protocol.
+async fn connect(args: &BenchArgs) -> anyhow::Result<Vec<Conn>> {
+    let mut conns = Vec::with_capacity(args.concurrency as usize);
+    match args.protocol {
+        Protocol::Grpc => {
+            let endpoint = Endpoint::from_shared(args.addr.clone())
+                .with_context(|| format!("--addr {:?} is not a URI", args.addr))?;
+            for _ in 0..args.concurrency {
+                let channel = endpoint
+                    .connect()
+                    .await
+                    .with_context(|| format!("connecting to {}", args.addr))?;
+                conns.push(Conn::grpc(channel));
+            }
+        }
+        Protocol::Http => {
+            let target = rest::Target::parse(&args.http_url)?;
+            for _ in 0..args.concurrency {
+                conns.push(Conn::Http(rest::Rest::connect(target.clone()).await?));
+            }
+        }
+    }
+    Ok(conns)
 }
 
 /// Sends `n` requests one at a time; the first failure ends the run with its status.
-async fn warm_up(channel: &Channel, plan: &Plan, n: u64) -> anyhow::Result<()> {
-    let mut client =
-        crossrank::api::pb::cross_encoder_client::CrossEncoderClient::new(channel.clone())
-            .max_decoding_message_size(usize::MAX);
+async fn warm_up(conn: &mut Conn, plan: &Plan, n: u64) -> anyhow::Result<()> {
     for k in 0..n {
-        load::send(&mut client, plan, k, &mut Tally::default(), plan.timeout)
+        conn.send(plan, k, &mut Tally::default(), plan.timeout)
             .await
-            .map_err(|s| {
-                anyhow::anyhow!("warm-up request failed: {:?}: {}", s.code(), s.message())
-            })?;
+            .map_err(|f| anyhow::anyhow!("warm-up request failed: {}: {}", f.code, f.message))?;
     }
     Ok(())
 }

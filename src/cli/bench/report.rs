@@ -1,10 +1,12 @@
-//! What a benchmark run saw: latencies by outcome, pairs scored, and the report printed as text
-//! or JSON.
+//! What a benchmark run saw: latencies by outcome, pairs scored, CPU time spent, and the report
+//! printed as text or JSON.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
+
+use super::host::Host;
 
 /// Outcomes recorded by one client; merged at the end.
 #[derive(Default)]
@@ -14,6 +16,32 @@ pub struct Tally {
     errors: BTreeMap<String, Failures>,
     /// (corpus index, first score) of pairs scored by Score requests, when asked for.
     pub scores: Vec<(usize, f32)>,
+}
+
+/// A failed request: its gRPC code name (`RESOURCE_EXHAUSTED`) or HTTP status (`HTTP 429`), or
+/// what failed on the client's side (`TIMEOUT`, `CONNECTION`, `BAD_ANSWER`), and a message.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(status: tonic::Status) -> Self {
+        Self {
+            code: code_name(status.code()),
+            message: status.message().to_owned(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -28,11 +56,11 @@ impl Tally {
         self.pairs += pairs as u64;
     }
 
-    pub fn error(&mut self, latency: Duration, status: &tonic::Status) {
-        let entry = self.errors.entry(code_name(status.code())).or_default();
+    pub fn error(&mut self, latency: Duration, failure: Failure) {
+        let entry = self.errors.entry(failure.code).or_default();
         entry.latencies.push(latency);
         if entry.example.is_empty() {
-            entry.example = status.message().to_string();
+            entry.example = failure.message;
         }
     }
 
@@ -49,7 +77,7 @@ impl Tally {
         }
     }
 
-    pub fn report(self, setup: Setup, elapsed: Duration) -> Report {
+    pub fn report(self, setup: Setup, elapsed: Duration, cpu: CpuTime, host: Host) -> Report {
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let requests_ok = self.ok.len() as u64;
         let errors: BTreeMap<String, ErrorReport> = self
@@ -75,13 +103,46 @@ impl Tally {
             requests_per_s: requests_ok as f64 / seconds,
             latency_ms: Percentiles::of(self.ok),
             errors,
+            cpu: cpu.report(self.pairs),
+            host,
         }
     }
+}
+
+/// CPU seconds (user + system) spent over the measured part of a run.
+pub struct CpuTime {
+    /// The server's, with `--server-pid`.
+    pub server: Option<f64>,
+    /// The bench process's own.
+    pub client: f64,
+}
+
+impl CpuTime {
+    fn report(self, pairs: u64) -> CpuReport {
+        let per_pair = |s: f64| (pairs > 0).then(|| s * 1e6 / pairs as f64);
+        CpuReport {
+            server_s: self.server,
+            server_us_per_pair: self.server.and_then(per_pair),
+            client_s: self.client,
+            client_us_per_pair: per_pair(self.client),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct CpuReport {
+    pub server_s: Option<f64>,
+    /// Server CPU per pair of successful requests, in microseconds.
+    pub server_us_per_pair: Option<f64>,
+    pub client_s: f64,
+    pub client_us_per_pair: Option<f64>,
 }
 
 /// What was run: echoed in the report so a JSON file stands on its own.
 #[derive(Serialize, Clone)]
 pub struct Setup {
+    /// `grpc` or `http`.
+    pub protocol: String,
     pub shape: String,
     pub model: String,
     /// Pairs per Score request, documents per Rerank or RerankStream request.
@@ -104,8 +165,11 @@ pub struct Report {
     pub requests_per_s: f64,
     /// Latency of successful requests.
     pub latency_ms: Option<Percentiles>,
-    /// Failed requests by gRPC code.
+    /// Failed requests by gRPC code or HTTP status.
     pub errors: BTreeMap<String, ErrorReport>,
+    /// Over the measured part (after the warm-up).
+    pub cpu: CpuReport,
+    pub host: Host,
 }
 
 #[derive(Serialize)]
@@ -159,8 +223,15 @@ impl Report {
     pub fn text(&self) -> String {
         let s = &self.setup;
         let mut out = format!(
-            "{} x{} on model {:?}, {} clients, {:.1} s (corpus seed {}, {} pairs)\n",
-            s.shape, s.size, s.model, s.concurrency, self.seconds, s.corpus_seed, s.corpus_size
+            "{} x{} over {} on model {:?}, {} clients, {:.1} s (corpus seed {}, {} pairs)\n",
+            s.shape,
+            s.size,
+            s.protocol,
+            s.model,
+            s.concurrency,
+            self.seconds,
+            s.corpus_seed,
+            s.corpus_size
         );
         out += &format!(
             "  throughput  {:.1} pairs/s  {:.2} requests/s\n",
@@ -182,7 +253,32 @@ impl Report {
                 e.example
             );
         }
+        out += &self.cpu.line();
+        out += &format!(
+            "  host        {}, {} cores, flags: {}\n",
+            self.host.cpu,
+            self.host.cores,
+            self.host.flags.join(" ")
+        );
         out
+    }
+}
+
+impl CpuReport {
+    fn line(&self) -> String {
+        let per_pair = |us: Option<f64>| us.map_or("-".into(), |us| format!("{us:.1}"));
+        let server = match self.server_s {
+            Some(s) => format!(
+                "server {} us/pair ({s:.2} s)",
+                per_pair(self.server_us_per_pair)
+            ),
+            None => "server - (give --server-pid)".into(),
+        };
+        format!(
+            "  cpu         {server}  client {} us/pair ({:.2} s)\n",
+            per_pair(self.client_us_per_pair),
+            self.client_s
+        )
     }
 }
 
