@@ -21,8 +21,8 @@ use super::ServerOptions;
 use crate::config::ModelConfig;
 use crate::engine::Engine;
 use crate::registry::State;
-use health::Health;
 pub use body::Budget;
+use health::Health;
 pub use status::{log_value, record_trace_id};
 
 /// The largest response message (gRPC's encoding limit of every service).

@@ -9,9 +9,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::deadline::{deadline, unary_deadline};
 use super::status::{self, log_value, observed, rpc_span};
 use super::{convert, pb, rerank_stream};
+use crate::api::deadline::{deadline, unary_deadline};
 use crate::engine::stream::{run_bounded, StreamEnd};
 use crate::engine::{Engine, ServeError};
 

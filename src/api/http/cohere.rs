@@ -174,24 +174,29 @@ struct Rerank {
     responses((status = 200, body = V2Response), (status = "4XX", body = super::openapi::CohereError),
               (status = "5XX", body = super::openapi::CohereError)))]
 pub async fn v2_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
-    h.handle("/v2/rerank", Dialect::Cohere, req, |h, call, r: V2Request| async move {
-        let rerank = Rerank {
-            query: r.query,
-            documents: r.documents,
-            top_n: r.top_n,
-            max_tokens_per_doc: r.max_tokens_per_doc,
-            priority: r.priority,
-            return_documents: r.return_documents.unwrap_or(false),
-        };
-        let (out, extras) = run(&h, &call, rerank).await?;
-        let meta = meta("2", Some(out.usage.tokens));
-        let response = V2Response {
-            id: response_id(),
-            results: results(&out, extras),
-            meta,
-        };
-        Answer::json(&response, Some(out.timing))
-    })
+    h.handle(
+        "/v2/rerank",
+        Dialect::Cohere,
+        req,
+        |h, call, r: V2Request| async move {
+            let rerank = Rerank {
+                query: r.query,
+                documents: r.documents,
+                top_n: r.top_n,
+                max_tokens_per_doc: r.max_tokens_per_doc,
+                priority: r.priority,
+                return_documents: r.return_documents.unwrap_or(false),
+            };
+            let (out, extras) = run(&h, &call, rerank).await?;
+            let meta = meta("2", Some(out.usage.tokens));
+            let response = V2Response {
+                id: response_id(),
+                results: results(&out, extras),
+                meta,
+            };
+            Answer::json(&response, Some(out.timing))
+        },
+    )
     .await
 }
 
@@ -200,7 +205,8 @@ pub async fn v2_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
     responses((status = 200, body = V1Response), (status = "4XX", body = super::openapi::CohereError),
               (status = "5XX", body = super::openapi::CohereError)))]
 pub async fn v1_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
-    h.handle("/v1/rerank", Dialect::Cohere, req, v1_answer).await
+    h.handle("/v1/rerank", Dialect::Cohere, req, v1_answer)
+        .await
 }
 
 /// A Cohere v1 or Jina rerank (also what `/rerank` does with a Jina body).
