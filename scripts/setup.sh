@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up: the project virtualenv (torch 2.13.0 for libtorch, and the Python reference
-# stack), promtool and helm for the tests, and the default demo model. A second run reuses what is
-# there and takes seconds. Each step prints one line; the tools' own output goes to target/setup.log,
-# which a failure points to.
+# stack), the HTTP clients' virtualenv, promtool and helm for the tests, and the default demo
+# model. A second run reuses what is there and takes seconds. Each step prints one line; the tools'
+# own output goes to target/setup.log, which a failure points to.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$CROSSRANK_ROOT"
@@ -32,6 +32,22 @@ if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
   echo "setup: installing requirements.txt into .venv (torch 2.13.0 is ~5 GB; a few minutes)" >&2
   run "pip install" .venv/bin/pip install --disable-pip-version-check -r requirements.txt
   echo "$want" > .venv/.requirements.sha256
+fi
+
+# The real HTTP client SDKs (cohere, LangChain, LlamaIndex) and schemathesis, for tests/http_*.rs:
+# a separate venv without torch, so their pins never touch requirements.txt (whose hash rebuilds
+# the default model and the fixtures). 1-1.5 min on 2 idle cores, pip cache warm or cold: most of
+# it is unpacking and compiling 118 packages, not downloading them (88 MB of wheels).
+want_clients=$(sha256sum requirements-clients.txt | cut -d' ' -f1)
+if [ ! -x .venv-clients/bin/python ]; then
+  echo "setup: creating .venv-clients" >&2
+  run "creating .venv-clients" python3 -m venv .venv-clients
+fi
+if [ "$(cat .venv-clients/.requirements.sha256 2>/dev/null)" != "$want_clients" ]; then
+  echo "setup: installing requirements-clients.txt into .venv-clients (HTTP client SDKs; ~1 min)" >&2
+  run "pip install clients" .venv-clients/bin/pip install --disable-pip-version-check \
+    -r requirements-clients.txt
+  echo "$want_clients" > .venv-clients/.requirements.sha256
 fi
 
 # promtool (Debian package prometheus) validates the /metrics output in the tests.

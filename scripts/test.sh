@@ -7,7 +7,8 @@ cd "$CROSSRANK_ROOT"
 ./scripts/setup.sh
 
 fixtures=tests/fixtures/generated
-want=$(cat tests/fixtures/make_fixtures.py tests/fixtures/make_causal_reranker.py bench/corpus.py requirements.txt \
+want=$(cat tests/fixtures/make_fixtures.py tests/fixtures/make_causal_reranker.py \
+  tests/fixtures/make_truncation.py bench/corpus.py requirements.txt \
   models/minilm-ce/config.json models/minilm-ce/.complete | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$fixtures/.stamp" 2>/dev/null)" != "$want" ]; then
   echo "test: generating parity fixtures with sentence-transformers" >&2
@@ -16,6 +17,8 @@ if [ "$(cat "$fixtures/.stamp" 2>/dev/null)" != "$want" ]; then
   python -W ignore tests/fixtures/make_fixtures.py "$fixtures" models/minilm-ce > "$log" 2>&1 \
     || { cat "$log" >&2; exit 1; }
   python -W ignore tests/fixtures/make_causal_reranker.py "$fixtures/causal" >> "$log" 2>&1 \
+    || { cat "$log" >&2; exit 1; }
+  python -W ignore tests/fixtures/make_truncation.py "$fixtures" models/minilm-ce >> "$log" 2>&1 \
     || { cat "$log" >&2; exit 1; }
   rm -f "$log"
   echo "$want" > "$fixtures/.stamp"

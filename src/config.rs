@@ -141,6 +141,9 @@ pub struct ServeConfig {
     pub http_port: Option<u16>,
     /// The model of REST calls that name none (TEI's routes), when several are loaded.
     pub default_model: Option<String>,
+    /// The data-plane keys file (`api_keys_file`, relative to the config file's directory;
+    /// `--api-keys-file` wins).
+    pub api_keys_file: Option<PathBuf>,
 }
 
 /// The TOML file's shape.
@@ -153,6 +156,7 @@ struct FileConfig {
     models: Vec<ModelOptions>,
     http_port: Option<u16>,
     default_model: Option<String>,
+    api_keys_file: Option<PathBuf>,
 }
 
 /// A model's options as given (a TOML `[[models]]` table, a `--model` flag or a LoadModel
@@ -196,6 +200,7 @@ impl ServeConfig {
             limits: file.limits,
             http_port: file.http_port,
             default_model: file.default_model,
+            api_keys_file: file.api_keys_file.map(|p| base.join(p)),
         };
         config.check()?;
         Ok(config)

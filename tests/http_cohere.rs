@@ -22,8 +22,12 @@ async fn post(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
         .unwrap();
     let status = r.status().as_u16();
     let bytes = r.bytes().await.unwrap();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "{status}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
     (status, value)
 }
 
@@ -49,7 +53,10 @@ async fn v2_scores_equal_sentence_transformers_and_grpc() {
     let mut by_query: BTreeMap<&str, Vec<(usize, &str)>> = BTreeMap::new();
     for (i, p) in pairs.iter().enumerate() {
         let q = p[0].as_str().unwrap();
-        by_query.entry(q).or_default().push((i, p[1].as_str().unwrap()));
+        by_query
+            .entry(q)
+            .or_default()
+            .push((i, p[1].as_str().unwrap()));
     }
     let mut client = server.client();
     for (query, docs) in by_query {
@@ -82,10 +89,19 @@ async fn v2_scores_equal_sentence_transformers_and_grpc() {
             assert_eq!(index, g.index as usize, "same order as gRPC");
             assert_eq!(score as f32, g.score, "the gRPC Rerank's score");
             let st = reference[docs[index].0][0].as_f64().unwrap();
-            assert!((score - st).abs() <= 1e-5, "{score} vs sentence-transformers {st}");
+            assert!(
+                (score - st).abs() <= 1e-5,
+                "{score} vs sentence-transformers {st}"
+            );
         }
-        let scores: Vec<f64> = results.iter().map(|r| r["relevance_score"].as_f64().unwrap()).collect();
-        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
+        let scores: Vec<f64> = results
+            .iter()
+            .map(|r| r["relevance_score"].as_f64().unwrap())
+            .collect();
+        assert!(
+            scores.windows(2).all(|w| w[0] >= w[1]),
+            "best first: {scores:?}"
+        );
         assert_eq!(v["meta"]["api_version"]["version"], "2");
         assert_eq!(v["meta"]["billed_units"]["search_units"], 1);
         assert!(v["meta"]["tokens"]["input_tokens"].as_u64().unwrap() > 0);
@@ -119,7 +135,11 @@ async fn v1_objects_documents_and_top_n() {
     let body = json!({"query": "q", "documents": ["a", "b"], "return_documents": false});
     let (status, v) = post(&server, "/v1/rerank", &body).await;
     assert_eq!(status, 200, "{v}");
-    assert!(v["results"].as_array().unwrap().iter().all(|r| r.get("document").is_none()));
+    assert!(v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r.get("document").is_none()));
 }
 
 /// Errors in Cohere's format (`message`, and Jina's `detail`), naming what is wrong.
@@ -127,13 +147,46 @@ async fn v1_objects_documents_and_top_n() {
 async fn errors_name_the_field() {
     let server = start(&["ce=bert", "three=bert_3labels"]).await;
     let cases = [
-        (json!({"model": "nope", "query": "q", "documents": ["a"]}), 404, "\"nope\" is not loaded"),
-        (json!({"query": "q", "documents": ["a"]}), 400, "`model` is not given and 2 models are loaded"),
-        (json!({"model": "ce", "query": "q", "documents": []}), 400, "`documents` is empty"),
-        (json!({"model": "ce", "query": "q", "documents": ["a"], "top_n": 0}), 400, "`top_n` is 0"),
-        (json!({"model": "ce", "query": "q", "documents": ["a"], "top_n": -1}), 400, "line 1 column"),
-        (json!({"model": "ce", "query": 5, "documents": ["a"]}), 400, "invalid type"),
-        (json!({"model": "three", "query": "q", "documents": ["a"]}), 400, "3 labels"),
+        (
+            json!({"model": "nope", "query": "q", "documents": ["a"]}),
+            404,
+            "\"nope\" is not loaded",
+        ),
+        (
+            json!({"query": "q", "documents": ["a"]}),
+            400,
+            "`model` is not given and 2 models are loaded",
+        ),
+        (
+            json!({"model": "ce", "query": "q", "documents": []}),
+            400,
+            "`documents` is empty",
+        ),
+        (
+            json!({"model": "ce", "query": "q", "documents": ["a"], "top_n": 0}),
+            400,
+            "`top_n` is 0",
+        ),
+        (
+            json!({"model": "ce", "query": "q", "documents": ["a"], "top_n": -1}),
+            400,
+            "`top_n` is -1",
+        ),
+        (
+            json!({"model": "ce", "query": "q", "documents": ["a"], "top_n": 1.5}),
+            400,
+            "1.5 is not an integer",
+        ),
+        (
+            json!({"model": "ce", "query": 5, "documents": ["a"]}),
+            400,
+            "invalid type",
+        ),
+        (
+            json!({"model": "three", "query": "q", "documents": ["a"]}),
+            400,
+            "3 labels",
+        ),
     ];
     for (body, status, needle) in cases {
         for path in ["/v2/rerank", "/v1/rerank"] {
@@ -150,5 +203,8 @@ async fn errors_name_the_field() {
     let (got, v) = post(&server, "/v2/rerank", &body).await;
     assert_eq!(got, 400);
     let m = v["message"].as_str().unwrap();
-    assert!(m.contains("documents[1].text") && m.contains(&limit.to_string()), "{m}");
+    assert!(
+        m.contains("documents[1].text") && m.contains(&limit.to_string()),
+        "{m}"
+    );
 }

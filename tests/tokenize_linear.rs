@@ -132,7 +132,7 @@ fn reject_mode_stops_at_the_first_truncated_pair_and_a_stop_request_is_obeyed() 
     let stop = Control {
         reject_truncated: false,
         stop: crossrank::tokenize::StopSignal::raised(),
-        instruction: None,
+        ..Default::default()
     };
     assert!(matches!(
         model.tokenizer.encode_with(&texts, &stop),

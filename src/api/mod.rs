@@ -5,6 +5,7 @@
 pub mod deadline;
 pub mod grpc;
 pub mod http;
+pub mod keys;
 mod options;
 
 use std::future::Future;
@@ -15,7 +16,7 @@ use tokio::net::TcpListener;
 use crate::config::ModelConfig;
 use crate::engine::Engine;
 pub use grpc::{pb, MAX_RESPONSE_BYTES};
-pub use options::{tls_config, HttpOptions, ServerOptions, Transport};
+pub use options::{http_tls_config, tls_config, HttpOptions, ServerOptions, Transport};
 
 /// Why a server stopped before its shutdown.
 pub type ServeFailed = Box<dyn std::error::Error + Send + Sync>;

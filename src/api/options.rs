@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls;
 use tonic::transport::ServerTlsConfig;
 
 /// Transport settings.
@@ -25,6 +28,8 @@ pub struct ServerOptions {
     pub http: HttpOptions,
     /// TLS on the REST port: the gRPC port's certificate and client roots, as rustls takes them.
     pub http_tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Keys every scoring call on either port must present (`--api-keys-file`); None: open.
+    pub api_keys: Option<std::sync::Arc<super::keys::ApiKeys>>,
 }
 
 /// Settings of the REST port (`--http-port`).
@@ -61,6 +66,7 @@ impl Default for ServerOptions {
             tls: None,
             http: HttpOptions::default(),
             http_tls: None,
+            api_keys: None,
         }
     }
 }
@@ -146,4 +152,56 @@ pub fn tls_config(
         )?)),
         None => config,
     })
+}
+
+/// TLS of the REST port from the same PEM files as [`tls_config`], as rustls takes them (ring,
+/// TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`); with `client_ca`, clients without a certificate
+/// that chains to it are refused in the handshake.
+pub fn http_tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<rustls::ServerConfig>, String> {
+    use std::sync::Arc;
+    let certs = read_certs(cert, "--tls-cert")?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("--tls-key {}: no PEM private key ({e})", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read_certs(ca, "--tls-client-ca")? {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("--tls-client-ca {}: {e}", ca.display()))?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| format!("--tls-client-ca {}: {e}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("--tls-cert {} with --tls-key: {e}", cert.display()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Every certificate of a PEM file (at least one).
+fn read_certs(path: &std::path::Path, flag: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bad = |e: &dyn std::fmt::Display| format!("{flag} {}: {e}", path.display());
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    if certs.is_empty() {
+        return Err(bad(&"no PEM certificate in the file"));
+    }
+    Ok(certs)
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use crossrank::api::{serve_on, tls_config, HttpOptions, Listeners, ServerOptions, Transport};
+use crossrank::api::keys::ApiKeys;
+use crossrank::api::{
+    http_tls_config, serve_on, tls_config, HttpOptions, Listeners, ServerOptions, Transport,
+};
 use crossrank::config::{ModelConfig, ServeConfig};
 use crossrank::engine::Engine;
 use crossrank::telemetry::tracing::TraceOptions;
@@ -63,6 +66,11 @@ pub struct ServeArgs {
     /// with ';'.
     #[arg(long = "model", env = "CROSSRANK_MODELS", value_delimiter = ';')]
     models: Vec<ModelConfig>,
+    /// Keys file for the data plane: every Score/Rerank call on both ports (gRPC and REST) must
+    /// send `authorization: Bearer <key>` (or the bare key) with one of its keys. One key per
+    /// line; blank lines and `#` comments skipped; reread on SIGHUP. Unset: no key needed.
+    #[arg(long, env = "CROSSRANK_API_KEYS_FILE", value_name = "FILE")]
+    api_keys_file: Option<PathBuf>,
     /// Token required (as `authorization: Bearer …`) for LoadModel / UnloadModel; unset disables them.
     #[arg(long, env = "CROSSRANK_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -257,11 +265,22 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let transport = args.transport()?;
-    let tls = match (&args.tls_cert, &args.tls_key) {
+    let (tls, http_tls) = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
-            Some(tls_config(cert, key, args.tls_client_ca.as_deref()).map_err(anyhow::Error::msg)?)
+            let ca = args.tls_client_ca.as_deref();
+            let grpc = tls_config(cert, key, ca).map_err(anyhow::Error::msg)?;
+            let http = http_tls_config(cert, key, ca).map_err(anyhow::Error::msg)?;
+            (Some(grpc), Some(http))
         }
-        _ => None,
+        _ => (None, None),
+    };
+    let keys_file = args
+        .api_keys_file
+        .as_ref()
+        .or(config.api_keys_file.as_ref());
+    let api_keys = match keys_file {
+        Some(path) => Some(Arc::new(ApiKeys::load(path).map_err(anyhow::Error::msg)?)),
+        None => None,
     };
     if args.check_config {
         for m in &config.models {
@@ -275,6 +294,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         println!("limits: {:?}", config.limits);
+        if let Some(keys) = &api_keys {
+            println!("api keys: {} from {}", keys.len(), keys.path().display());
+        }
         return Ok(());
     }
     environment_defaults();
@@ -294,6 +316,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             sampling_ratio: args.trace_sampling_ratio,
         };
         let _tracing = crossrank::telemetry::tracing::init(&trace).map_err(anyhow::Error::msg)?;
+        if let Some(keys) = &api_keys {
+            crossrank::api::keys::reload_on_hangup(keys.clone()).context("handling SIGHUP")?;
+            tracing::info!(keys = keys.len(), file = %keys.path().display(), "API keys required");
+        }
         let listener = bind(&args.host, args.port, "--port").await?;
         println!("crossrank listening on {}", listener.local_addr()?);
         let engine = Engine::new(config.limits);
@@ -318,7 +344,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 max_connections: args.http_max_connections,
                 header_timeout: Duration::from_secs(args.http_header_timeout_secs),
             },
-            http_tls: None,
+            http_tls,
+            api_keys,
         };
         let health = match args.health_port {
             Some(port) => {

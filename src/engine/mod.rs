@@ -26,7 +26,7 @@ use crate::config::RequestLimits;
 use crate::registry::{LoadedModel, Registry};
 use crate::scheduler::{Job, PairError, PairResult, Rejected, Sink};
 use crate::telemetry::metrics::{metrics, ModelLabel};
-use crate::tokenize::{Control, Encoded, Stop, StopSignal, Texts};
+use crate::tokenize::{Control, Cut, Encoded, Stop, StopSignal, Texts};
 pub use admission::ByteBudget;
 
 /// Counts that go back to the caller.
@@ -77,6 +77,8 @@ pub struct Submit {
     pub deadline: Option<Instant>,
     /// The system message for chat-template models (see [`request::Options::instruction`]).
     pub instruction: Option<Arc<str>>,
+    /// The cap on document tokens and the truncation side.
+    pub cut: Cut,
 }
 
 /// The metric label and log value of a `model` field that names no loaded model: unknown names
@@ -272,7 +274,7 @@ async fn tokenize(
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_on_drop = StopOnDrop(stop.clone());
     let tokenizer = model.tokenizer.clone();
-    let (reject, deadline) = (how.truncation == Truncation::Reject, how.deadline);
+    let (reject, deadline, cut) = (how.truncation == Truncation::Reject, how.deadline, how.cut);
     let instruction = how.instruction.clone();
     let span = tracing::info_span!("tokenize", pairs = texts.len());
     let result = tokio::task::spawn_blocking(move || {
@@ -280,6 +282,7 @@ async fn tokenize(
             reject_truncated: reject,
             stop: StopSignal::new(stop, deadline),
             instruction: instruction.as_deref(),
+            cut,
         };
         span.in_scope(|| tokenizer.encode_with(&texts, &ctl))
     })

@@ -14,7 +14,7 @@ use super::{Submit, Timing, Usage};
 use crate::registry::LoadedModel;
 use crate::scheduler::PairResult;
 use crate::telemetry::metrics::metrics;
-use crate::tokenize::{Query, Texts};
+use crate::tokenize::{Cut, Query, Texts};
 
 pub struct Session {
     pub model: Arc<LoadedModel>,
@@ -48,16 +48,12 @@ impl Session {
                 model.name
             )));
         }
-        if options.max_tokens_per_doc.is_some() || options.truncate_left {
-            return Err(ServeError::Unsupported(
-                "`max_tokens_per_doc` and left truncation are not supported yet".into(),
-            ));
-        }
         let how = Submit {
             activation: Engine::activation(&model, options)?,
             truncation: options.truncation,
             deadline,
             instruction: instruction.map(Arc::from),
+            cut: cut(&model, options)?,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(Self {
@@ -139,6 +135,33 @@ impl Session {
         self.timing.total = self.start.elapsed();
         self.timing
     }
+}
+
+/// The request's cap on document tokens and truncation side. A cap is refused for models that
+/// render pairs through a chat template: there a document's tokens depend on the prompt around
+/// it, and sentence-transformers has no per-document cap to match.
+fn cut(model: &LoadedModel, options: &Options) -> Result<Cut, ServeError> {
+    match options.max_tokens_per_doc {
+        Some(0) => {
+            return Err(ServeError::Invalid(
+                "`max_tokens_per_doc` is 0; give at least 1, or leave it unset for no cap".into(),
+            ))
+        }
+        Some(n) if model.tokenizer.uses_chat_template() => {
+            return Err(ServeError::Unsupported(format!(
+                "`max_tokens_per_doc` is {n}, but model {} renders pairs through a chat template \
+                 (an LLM reranker), where a document's tokens depend on the prompt around it; \
+                 leave it unset (long pairs are cut at the model's max length of {} tokens)",
+                model.name,
+                model.tokenizer.max_length()
+            )))
+        }
+        _ => {}
+    }
+    Ok(Cut {
+        doc_tokens: options.max_tokens_per_doc,
+        left: options.truncate_left,
+    })
 }
 
 fn deadline_exceeded() -> ServeError {

@@ -175,13 +175,15 @@ impl ChatPairs {
         Ok(Prompt { system, tail })
     }
 
-    /// One pair's tokens, cut at `max_length` with the template tail restored.
+    /// One pair's tokens, cut at `max_length` with the template tail restored; from the left
+    /// when the tokenizer config says so or `left` is set (sentence-transformers with the
+    /// tokenizer's `truncation_side` set to left).
     pub fn encode(
         &self,
         tokenizer: &Tokenizer,
         prompt: &Prompt,
         (query, document): (&str, &str),
-        max_length: usize,
+        (max_length, left): (usize, bool),
         (signal, budget): (&StopSignal, &StepBudget),
     ) -> Result<Encoded, Stop> {
         let text = self
@@ -198,7 +200,7 @@ impl ChatPairs {
         }
         let mut ids = ids_of(tokenizer, &text).map_err(Stop::Failed)?;
         let truncated = ids.len() > max_length;
-        if truncated && self.cut_left {
+        if truncated && (self.cut_left || left) {
             ids.drain(..ids.len() - max_length);
         }
         ids.truncate(max_length);

@@ -10,6 +10,7 @@ use tokenizers::{Encoding, PostProcessor, Tokenizer};
 
 mod ascii;
 mod chat;
+mod cut;
 mod knobs;
 mod render;
 mod stop;
@@ -20,6 +21,7 @@ use crate::models::ModelSpec;
 use ascii::AsciiWordPiece;
 use chat::ChatPairs;
 pub use chat::Prompt;
+pub use cut::Cut;
 use render::StepBudget;
 pub use render::{FUEL, OUTPUT_PER_INPUT_BYTE, OUTPUT_SLACK_BYTES, STEPS_PER_PAIR};
 pub use stop::StopSignal;
@@ -227,7 +229,7 @@ impl PairTokenizer {
                         .maybe_par_iter()
                         .map(|(a, b)| {
                             ctl.go_on()?;
-                            self.pair(a, b).map_err(Stop::Failed)
+                            self.pair(a, b, ctl.cut).map_err(Stop::Failed)
                         })
                         .collect();
                     self.keep(&mut out, encoded, ctl)?;
@@ -235,14 +237,14 @@ impl PairTokenizer {
             }
             Texts::Query { query, documents } => {
                 ctl.go_on()?;
-                let query = self.query_side(query).map_err(Stop::Failed)?;
+                let query = self.query_side(query, ctl.cut).map_err(Stop::Failed)?;
                 for chunk in documents.chunks(CHUNK_PAIRS) {
                     let encoded = chunk
                         .maybe_par_iter()
                         .map(|d| {
                             ctl.go_on()?;
-                            let side = self.side(d, 1).map_err(Stop::Failed)?;
-                            self.join(query, side).map_err(Stop::Failed)
+                            let side = self.side(d, 1, ctl.cut).map_err(Stop::Failed)?;
+                            self.join(query, side, ctl.cut).map_err(Stop::Failed)
                         })
                         .collect();
                     self.keep(&mut out, encoded, ctl)?;
@@ -253,9 +255,9 @@ impl PairTokenizer {
     }
 
     /// One separate pair's tokens.
-    fn pair(&self, a: &str, b: &str) -> Result<Encoded> {
-        let (a, b) = self.both_sides(a, b);
-        self.join(&a?, b?)
+    fn pair(&self, a: &str, b: &str, cut: Cut) -> Result<Encoded> {
+        let (a, b) = self.both_sides(a, b, cut);
+        self.join(&a?, b?, cut)
     }
 
     /// [`Self::encode_with`] for a model with a chat template: each pair rendered, then tokenized.
@@ -275,6 +277,13 @@ impl PairTokenizer {
                 .map(|d| (query.text(), d.as_str()))
                 .collect(),
         };
+        if ctl.cut.doc_tokens.is_some() {
+            return Err(Stop::Failed(RuntimeError::Tokenize(
+                "a cap on document tokens does not apply to a model that renders pairs through \
+                 a chat template"
+                    .into(),
+            )));
+        }
         ctl.go_on()?;
         let prompt = chat.prompt(&self.plain, ctl.instruction, &ctl.stop)?;
         let budget = StepBudget::for_pairs(pairs.len());
@@ -285,7 +294,8 @@ impl PairTokenizer {
                 .map(|&pair| {
                     ctl.go_on()?;
                     let limits = (&ctl.stop, &budget);
-                    chat.encode(&self.plain, &prompt, pair, self.max_length, limits)
+                    let cut = (self.max_length, ctl.cut.left);
+                    chat.encode(&self.plain, &prompt, pair, cut, limits)
                 })
                 .collect();
             self.keep(&mut out, encoded, ctl)?;
@@ -311,11 +321,12 @@ impl PairTokenizer {
     }
 
     /// The query's tokens, computed on first use (and kept for every document).
-    fn query_side<'q>(&self, query: &'q Query) -> Result<&'q Side> {
+    /// A query belongs to one session, whose cut does not change.
+    fn query_side<'q>(&self, query: &'q Query, cut: Cut) -> Result<&'q Side> {
         if let Some(side) = query.side.get() {
             return Ok(side);
         }
-        let side = self.side(&query.text, 0)?;
+        let side = self.side(&query.text, 0, cut)?;
         Ok(query.side.get_or_init(|| side))
     }
 
@@ -326,33 +337,36 @@ impl PairTokenizer {
 
     /// Both sides of a pair, at once on two threads when tokenizer parallelism is on (a single
     /// long pair then takes half the time).
-    fn both_sides(&self, a: &str, b: &str) -> (Result<Side>, Result<Side>) {
+    fn both_sides(&self, a: &str, b: &str, cut: Cut) -> (Result<Side>, Result<Side>) {
         if tokenizers::parallelism::get_parallelism() {
-            rayon::join(|| self.side(a, 0), || self.side(b, 1))
+            rayon::join(|| self.side(a, 0, cut), || self.side(b, 1, cut))
         } else {
-            (self.side(a, 0), self.side(b, 1))
+            (self.side(a, 0, cut), self.side(b, 1, cut))
         }
     }
 
-    /// One side alone, without special tokens, as `tokenizers` encodes it within a pair. Only
-    /// its first `budget` tokens can survive truncation: the rest is dropped at once.
-    fn side(&self, text: &str, type_id: u32) -> Result<Side> {
+    /// One side alone, without special tokens, as `tokenizers` encodes it within a pair; the
+    /// second text (`type_id` 1) is the document `cut` may cap. Only `budget` tokens can survive
+    /// truncation (the first ones, or the last when cutting from the left): the rest is dropped
+    /// at once.
+    fn side(&self, text: &str, type_id: u32, cut: Cut) -> Result<Side> {
         if self.template.is_some() {
             let mut ids = match self.ascii.as_ref().and_then(|a| a.encode(text)) {
                 Some(ids) => ids,
                 None => self.crate_encode(text)?.get_ids().to_vec(),
             };
-            let full_len = ids.len();
-            ids.truncate(self.budget());
+            let full_len = cut.capped(ids.len(), type_id != 0);
+            cut.keep(&mut ids, full_len.min(self.budget()));
             return Ok(Side {
                 tokens: Tokens::Ids(ids),
                 full_len,
             });
         }
         let encoding = self.crate_encode(text)?;
-        let full_len = encoding.len();
-        let mut encoding = if full_len > self.budget() {
-            prefix(&encoding, self.budget())
+        let full_len = cut.capped(encoding.len(), type_id != 0);
+        let keep = full_len.min(self.budget());
+        let mut encoding = if keep < encoding.len() {
+            cut.encoding(&encoding, keep)
         } else {
             encoding
         };
@@ -371,16 +385,18 @@ impl PairTokenizer {
             .map_err(|e| RuntimeError::Tokenize(e.to_string()))
     }
 
-    /// Exactly the tokens of `Tokenizer::encode((a, b), true)` under longest-first truncation:
-    /// both sides cut to the lengths `tokenizers` keeps, then given the special-token template.
-    /// (The crate itself builds every combination of the two sides' overflow chunks, which is
-    /// quadratic in the texts.)
-    fn join(&self, first: &Side, second: Side) -> Result<Encoded> {
+    /// Exactly the tokens of `Tokenizer::encode((a, b), true)` under longest-first truncation
+    /// (in `cut`'s direction): both sides cut to the lengths `tokenizers` keeps, then given the
+    /// special-token template. (The crate itself builds every combination of the two sides'
+    /// overflow chunks, which is quadratic in the texts.) A document cut to its cap alone is
+    /// not counted as truncated: the caller asked for it.
+    fn join(&self, first: &Side, second: Side, cut: Cut) -> Result<Encoded> {
         let (n1, n2) = longest_first(first.full_len, second.full_len, self.budget());
         let truncated = n1 < first.full_len || n2 < second.full_len;
         let (a, b) = match (&self.template, &first.tokens, &second.tokens) {
             (Some(template), Tokens::Ids(a), Tokens::Ids(b)) => {
-                return Ok(template.apply(&a[..n1], &b[..n2], truncated))
+                let (a, b) = (cut.slice(a, n1), cut.slice(b, n2));
+                return Ok(template.apply(a, b, truncated));
             }
             (None, Tokens::Encoding(a), Tokens::Encoding(b)) => (a, b),
             _ => {
@@ -391,7 +407,7 @@ impl PairTokenizer {
         };
         let joined = self
             .plain
-            .post_process(prefix(a, n1), Some(prefix(b, n2)), true)
+            .post_process(cut.encoding(a, n1), Some(cut.encoding(b, n2)), true)
             .map_err(|e| RuntimeError::Tokenize(e.to_string()))?;
         Ok(Encoded {
             ids: joined.get_ids().to_vec(),
@@ -483,6 +499,8 @@ pub struct Control<'a> {
     /// The system message for a chat template: `None` the model's default prompt, `Some("")`
     /// none (ignored by models without a template).
     pub instruction: Option<&'a str>,
+    /// A cap on document tokens and the side truncation cuts from.
+    pub cut: Cut,
 }
 
 impl Control<'_> {
@@ -526,22 +544,6 @@ pub fn longest_first(n1: usize, n2: usize, max: usize) -> (usize, usize) {
     } else {
         (short, long)
     }
-}
-
-/// The first `n` tokens of `e` (a copy), without the overflow pieces `Encoding::truncate` builds.
-fn prefix(e: &Encoding, n: usize) -> Encoding {
-    let n = n.min(e.len());
-    Encoding::new(
-        e.get_ids()[..n].to_vec(),
-        e.get_type_ids()[..n].to_vec(),
-        e.get_tokens()[..n].to_vec(),
-        e.get_word_ids()[..n].to_vec(),
-        e.get_offsets()[..n].to_vec(),
-        e.get_special_tokens_mask()[..n].to_vec(),
-        e.get_attention_mask()[..n].to_vec(),
-        Vec::new(),
-        Default::default(),
-    )
 }
 
 fn configured_max_length(dir: &Path) -> Option<usize> {

@@ -5,6 +5,7 @@ pub mod collector;
 pub mod fake_hub;
 pub mod process;
 pub mod raw;
+pub mod rest;
 pub mod server;
 
 use std::collections::BTreeMap;

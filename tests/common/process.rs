@@ -138,6 +138,18 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("no {key} in /proc/PID/status"))
     }
 
+    /// The REST port's address; panics when the server was started without --http-port.
+    pub fn http(&self) -> &str {
+        self.http_addr
+            .as_deref()
+            .expect("started without --http-port")
+    }
+
+    /// File descriptors the server has open (sockets included).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
+    }
+
     /// Resident memory now, in MiB.
     pub fn rss_mib(&self) -> f64 {
         self.status_kib("VmRSS:") as f64 / 1024.0

@@ -81,7 +81,11 @@ impl TestServer {
         let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
         let listener = bind().await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let http = if http { Some(bind().await.unwrap()) } else { None };
+        let http = if http {
+            Some(bind().await.unwrap())
+        } else {
+            None
+        };
         let http_addr = http.as_ref().map(|l| l.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();
         let engine = Engine::new(limits);

@@ -56,23 +56,44 @@ def validate(name: str, text: str, work: Path) -> list[dict]:
 
 
 def check_config(name: str, kinds: dict[str, dict], work: Path) -> str:
+    """`crossrank serve --check-config` with the container's flags, the rendered config.toml and
+    a keys file standing in for the mounted one (TLS files are left out: they would be read)."""
     toml = kinds["ConfigMap"]["data"]["config.toml"]
     path = work / f"{name}.toml"
     path.write_text(toml)
-    r = run(CROSSRANK, "serve", "--check-config", "--config", str(path))
-    check(r.returncode == 0, f"{name}: crossrank refused the rendered config: {r.stderr}\n{toml}")
+    keys = work / "keys"
+    keys.write_text("# a stand-in for the mounted Secret\nci-key\n")
+    args = []
+    for a in kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]:
+        if a.startswith("--config="):
+            a = f"--config={path}"
+        elif a.startswith("--api-keys-file="):
+            a = f"--api-keys-file={keys}"
+        elif a.startswith("--tls-"):
+            continue
+        args.append(a)
+    r = run(CROSSRANK, "serve", "--check-config", *args)
+    check(r.returncode == 0, f"{name}: crossrank refused the rendered flags {args}: {r.stderr}\n{toml}")
     return r.stdout
 
 
-def check_common(name: str, kinds: dict[str, dict], tls: bool) -> None:
+def check_common(name: str, kinds: dict[str, dict], given: dict) -> None:
     pod = kinds["Deployment"]["spec"]["template"]
     spec = pod["spec"]
     c = spec["containers"][0]
     check("checksum/config" in pod["metadata"]["annotations"], f"{name}: no config checksum")
+    tls = given.get("tls", {}).get("enabled", False)
+    http = given.get("http", {})
     # With TLS on the gRPC port, probes (which cannot speak TLS) use the plaintext health port.
     port = 8081 if tls else 50051
-    for probe, service in [("startupProbe", ""), ("readinessProbe", ""),
-                           ("livenessProbe", "crossrank.liveness")]:
+    grpc_probes = [("startupProbe", ""), ("livenessProbe", "crossrank.liveness")]
+    if http.get("readinessProbe"):
+        got = c.get("readinessProbe", {}).get("httpGet", {})
+        want = {"path": "/health", "port": "http", "scheme": "HTTPS" if tls else "HTTP"}
+        check(got == want, f"{name}: readinessProbe is not GET /health on http: {got}")
+    else:
+        grpc_probes.append(("readinessProbe", ""))
+    for probe, service in grpc_probes:
         grpc = c.get(probe, {}).get("grpc", {})
         check(grpc.get("service") == service and grpc.get("port") == port,
               f"{name}: {probe} is not a gRPC probe of {service!r} on {port}: {c.get(probe)}")
@@ -92,6 +113,51 @@ def check_common(name: str, kinds: dict[str, dict], tls: bool) -> None:
     ports = {p["name"]: p for p in service["spec"]["ports"]}
     check(ports["grpc"].get("appProtocol") == "grpc", f"{name}: Service grpc port lacks appProtocol")
     check("metrics" in ports, f"{name}: Service has no metrics port")
+    check_http(name, kinds, given, ports)
+
+
+def check_http(name: str, kinds: dict[str, dict], given: dict, ports: dict) -> None:
+    """The REST port (http.*) and the API keys Secret (apiKeys.*), on or off as `given` says."""
+    spec = kinds["Deployment"]["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    http = given.get("http", {})
+    tls = given.get("tls", {}).get("enabled", False)
+    container_ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    if http.get("enabled"):
+        port = http.get("port", 8080)
+        check(f"--http-port={port}" in c["args"], f"{name}: no --http-port={port} in {c['args']}")
+        check(container_ports.get("http") == port, f"{name}: container ports {container_ports}")
+        check(ports.get("http", {}).get("port") == port
+              and ports["http"].get("appProtocol") == ("https" if tls else "http"),
+              f"{name}: Service http port {ports.get('http')}")
+    else:
+        check(not any(a.startswith("--http-port") for a in c["args"]) and "http" not in ports
+              and "http" not in container_ports, f"{name}: an HTTP port while http.enabled is off")
+    keys = given.get("apiKeys", {})
+    secret = keys.get("existingSecret") or (keys.get("key") and "rel-crossrank-api-keys")
+    item = keys.get("secretKey", "keys")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    made = [m for m in kinds.values() if m["kind"] == "Secret"
+            and m["metadata"]["name"] == "rel-crossrank-api-keys"]
+    if not secret:
+        check(not any(a.startswith("--api-keys-file") for a in c["args"])
+              and "api-keys" not in volumes and not made, f"{name}: API keys without apiKeys")
+        return
+    check(f"--api-keys-file=/etc/crossrank/keys/{item}" in c["args"],
+          f"{name}: no --api-keys-file in {c['args']}")
+    check(volumes.get("api-keys", {}).get("secret", {}).get("secretName") == secret,
+          f"{name}: Secret {secret} is not mounted: {volumes.get('api-keys')}")
+    check(mounts.get("api-keys", {}).get("mountPath") == "/etc/crossrank/keys"
+          and mounts["api-keys"].get("readOnly"), f"{name}: keys mount {mounts.get('api-keys')}")
+    check(bool(made) == bool(keys.get("key")), f"{name}: chart-made keys Secret {made}")
+    if made:
+        import base64
+        text = base64.b64decode(made[0]["data"][item]).decode()
+        check(text == keys["key"] + "\n", f"{name}: the Secret's keys file is {text!r}")
+        env = {e["name"] for e in c["env"]}
+        check(not any(keys["key"] in a for a in c["args"]) and "CROSSRANK_API_KEYS" not in env,
+              f"{name}: the key is in the container's flags or environment")
 
 
 def main() -> None:
@@ -112,7 +178,7 @@ def main() -> None:
         kinds = by_kind(validate(name, r.stdout, work))
         rendered[name] = kinds
         given = values and yaml.safe_load(values.read_text()) or {}
-        check_common(name, kinds, given.get("tls", {}).get("enabled", False))
+        check_common(name, kinds, given)
         out = check_config(name, kinds, work)
         for m in (values and yaml.safe_load(values.read_text()) or {}).get("models", []):
             check(f"model {m['name']}:" in out, f"{name}: model {m['name']} missing from {out}")
@@ -189,6 +255,14 @@ def main() -> None:
         (["tls.enabled=true"], "secretName"),
         (["limits.maxStreamInFlight=0"], "maxStreamInFlight"),
         (["hub.endpoint=ftp://mirror"], "endpoint"),
+        (["http.readinessProbe=true"], "http.enabled"),
+        (["http.enabled=true", "http.readinessProbe=true", "tls.enabled=true", "tls.secretName=s",
+          "tls.clientCaKey=ca.crt"], "mutual TLS"),
+        (["http.enabled=true", "http.port=9464"], "server.metricsPort"),
+        (["http.port=0"], "port"),
+        (["apiKeys.key=two words"], "key"),
+        (["apiKeys.key=" + "k" * 257], "key"),
+        (["apiKeys.key=k", "apiKeys.existingSecret=s"], "not both"),
     ]
     for sets, word in refused:
         r = render(None, *sets)

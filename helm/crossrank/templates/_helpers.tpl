@@ -47,6 +47,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.tls.enabled }}{{ .Values.server.healthPort }}{{ else }}{{ .Values.server.grpcPort }}{{ end }}
 {{- end }}
 
+{{/* The Secret holding the API keys file (apiKeys); empty when no keys are required. */}}
+{{- define "crossrank.apiKeysSecret" -}}
+{{- if .Values.apiKeys.existingSecret }}{{ .Values.apiKeys.existingSecret }}
+{{- else if .Values.apiKeys.key }}{{ include "crossrank.fullname" . }}-api-keys
+{{- end }}
+{{- end }}
+
 {{/* True when any model runs on CUDA. */}}
 {{- define "crossrank.usesCuda" -}}
 {{- range .Values.models }}{{ if hasPrefix "cuda" (.device | default "cpu") }}true{{ end }}{{ end }}

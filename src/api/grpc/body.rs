@@ -100,7 +100,8 @@ impl<S: tower::Service<http::Request<Body>>> tower::Service<http::Request<Body>>
             .and_then(|v| v.to_str().ok())
             .and_then(crate::api::deadline::parse_timeout);
         // The call's own deadline, a little early, as its handler answers it.
-        let at = timeout.and_then(|t| Instant::now().checked_add(crate::api::deadline::less_margin(t)));
+        let at =
+            timeout.and_then(|t| Instant::now().checked_add(crate::api::deadline::less_margin(t)));
         let limit = match (timeout, at) {
             (Some(t), Some(at)) => Limit::Call(t, at),
             _ => Limit::PerMessage(self.limits.default_timeout),

@@ -6,6 +6,7 @@ mod body;
 pub(crate) mod codec;
 mod convert;
 mod health;
+mod keys;
 mod models;
 mod rerank_stream;
 mod scoring;
@@ -20,8 +21,8 @@ use super::ServerOptions;
 use crate::config::ModelConfig;
 use crate::engine::Engine;
 use crate::registry::State;
-use health::Health;
 pub use body::Budget;
+use health::Health;
 pub use status::{log_value, record_trace_id};
 
 /// The largest response message (gRPC's encoding limit of every service).
@@ -85,6 +86,11 @@ pub(super) async fn serve(
     })
     .max_decoding_message_size(n)
     .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    // Scoring needs a data-plane key (--api-keys-file); health, reflection and Models do not.
+    let scoring = tonic::service::interceptor::InterceptedService::new(
+        scoring,
+        keys::KeyCheck(opts.api_keys.clone()),
+    );
     let models_service = pb::models_server::ModelsServer::new(models::Models {
         engine: engine.clone(),
         health: health.clone(),

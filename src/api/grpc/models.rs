@@ -104,9 +104,10 @@ fn under_root(root: Option<&Path>, path: &str) -> Result<PathBuf, ServeError> {
             root.display()
         ))
     })?;
-    let dir = root.join(path).canonicalize().map_err(|e| {
-        ServeError::Invalid(format!("`path` {path:?} under the model root: {e}"))
-    })?;
+    let dir = root
+        .join(path)
+        .canonicalize()
+        .map_err(|e| ServeError::Invalid(format!("`path` {path:?} under the model root: {e}")))?;
     if !dir.starts_with(&root) {
         return Err(ServeError::PermissionDenied(format!(
             "`path` {path:?} resolves outside the model root {}",

@@ -9,9 +9,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::deadline::{deadline, unary_deadline};
 use super::status::{self, log_value, observed, rpc_span};
 use super::{convert, pb, rerank_stream};
+use crate::api::deadline::{deadline, unary_deadline};
 use crate::engine::stream::{run_bounded, StreamEnd};
 use crate::engine::{Engine, ServeError};
 
@@ -43,7 +43,7 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
     ) -> Result<Response<pb::ScoreResponse>, Status> {
         let deadline = unary_deadline(req.metadata(), self.default_timeout);
         let model = self.engine.model_label(&req.get_ref().model);
-        let span = rpc_span("Score", &model, req.metadata());
+        let span = rpc_span("Score", &model, &req);
         let work = score_one(&self.engine, req.into_inner(), deadline);
         Ok(Response::new(observed("Score", model, span, work).await?))
     }
@@ -54,7 +54,7 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
     ) -> Result<Response<pb::RerankResponse>, Status> {
         let deadline = unary_deadline(req.metadata(), self.default_timeout);
         let model = self.engine.model_label(&req.get_ref().model);
-        let span = rpc_span("Rerank", &model, req.metadata());
+        let span = rpc_span("Rerank", &model, &req);
         let req = req.into_inner();
         let work = async {
             let request_id = req.request_id.clone();
@@ -72,7 +72,7 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
         req: Request<Streaming<pb::ScoreRequest>>,
     ) -> Result<Response<Self::ScoreStreamStream>, Status> {
         let deadline = deadline(req.metadata());
-        let stream_span = rpc_span("ScoreStream", "", req.metadata());
+        let stream_span = rpc_span("ScoreStream", "", &req);
         let (tx, rx) = mpsc::channel(self.engine.limits.max_stream_in_flight);
         tokio::spawn(score_stream(
             self.engine.clone(),
@@ -91,7 +91,7 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
         req: Request<Streaming<pb::RerankStreamRequest>>,
     ) -> Result<Response<Self::RerankStreamStream>, Status> {
         let deadline = deadline(req.metadata());
-        let span = rpc_span("RerankStream", "", req.metadata());
+        let span = rpc_span("RerankStream", "", &req);
         let (tx, rx) = mpsc::channel(64);
         let engine = self.engine.clone();
         tokio::spawn(rerank_stream::run(

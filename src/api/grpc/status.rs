@@ -85,12 +85,9 @@ pub fn log_value(s: &str) -> String {
     }
 }
 
-/// The span of one RPC, a child of the caller's span when it sent a W3C `traceparent`.
-pub fn rpc_span(
-    method: &str,
-    model: &str,
-    metadata: &tonic::metadata::MetadataMap,
-) -> tracing::Span {
+/// The span of one RPC, a child of the caller's span when it sent a W3C `traceparent`, with
+/// the position of the caller's API key when keys are required (never the key).
+pub fn rpc_span<T>(method: &str, model: &str, req: &tonic::Request<T>) -> tracing::Span {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let span = tracing::info_span!(
         "rpc",
@@ -101,8 +98,12 @@ pub fn rpc_span(
         tokens = tracing::field::Empty,
         status = tracing::field::Empty,
         trace_id = tracing::field::Empty,
+        key_index = tracing::field::Empty,
     );
-    let headers = metadata.clone().into_headers();
+    if let Some(key) = req.extensions().get::<crate::api::keys::KeyIndex>() {
+        span.record("key_index", key.field());
+    }
+    let headers = req.metadata().clone().into_headers();
     let _ = span.set_parent(crate::telemetry::tracing::remote_context(&headers));
     record_trace_id(&span);
     span

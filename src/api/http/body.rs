@@ -12,11 +12,17 @@ use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use super::error::HttpFailure;
-use crate::api::grpc::Budget;
+use crate::api::grpc::{log_value, Budget};
 use crate::engine::ServeError;
 
 /// Nesting of JSON values in a request (every route's shape needs 4).
 pub const MAX_JSON_DEPTH: usize = 32;
+
+/// JSON values a body may hold per entry of max_pairs_per_request. A parsed value costs ~100
+/// bytes or more however few bytes it was sent in (`"k":0,` is 6): without a bound, 16 MB of
+/// keys in one document object took +440 MiB to parse. A full request of documents as objects
+/// of `text` and a few other keys needs about 4 per entry.
+pub const VALUES_PER_ENTRY: usize = 16;
 
 /// Why a body could not be had.
 #[derive(Debug)]
@@ -40,8 +46,9 @@ impl From<ServeError> for BodyError {
 /// Limits of one body.
 pub struct BodyLimits {
     pub max_bytes: usize,
-    /// Elements of any one JSON array: past it the request cannot be valid.
-    pub max_elements: usize,
+    /// Entries of a request's lists (max_pairs_per_request): a JSON array with more than one
+    /// more is refused unparsed.
+    pub max_entries: usize,
 }
 
 /// Bytes of the receiving budget held by one body until it is dropped.
@@ -96,13 +103,15 @@ pub fn check_json_type(headers: &HeaderMap) -> Result<(), HttpFailure> {
 
 /// Reads a whole body: refused from `Content-Length` when it is larger than the limit, cut off
 /// when more arrives than the limit or than it declared, charged to `budget` (declared length at
-/// once, else as it arrives), and abandoned when `deadline` passes.
+/// once, else as it arrives), and abandoned when `deadline` passes (`timeout` says which one,
+/// for the message).
 pub async fn read(
     headers: &HeaderMap,
     body: Body,
     limits: &BodyLimits,
     budget: &Arc<Budget>,
     deadline: Instant,
+    timeout: &str,
 ) -> Result<Bytes, BodyError> {
     let too_large = |n: &dyn std::fmt::Display| {
         HttpFailure::TooLarge(format!(
@@ -131,21 +140,27 @@ pub async fn read(
     held.grow(expected)?;
     let mut buf = BytesMut::with_capacity(expected);
     let mut body = body;
-    let timeout = |received: usize| {
+    let late = |received: usize| {
+        let of = declared.map_or(String::new(), |n| format!(" of its {n}"));
         ServeError::DeadlineExceeded(format!(
-            "the request body did not arrive whole before the deadline ({received} bytes received)"
+            "the request body did not arrive whole by the call's deadline ({timeout}): \
+             {received}{of} bytes arrived"
         ))
     };
     loop {
         let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
-            Err(_) => return Err(timeout(buf.len()).into()),
+            Err(_) => return Err(late(buf.len()).into()),
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                return Err(ServeError::ClientGone(format!("reading the request body failed: {e}")).into())
+                return Err(
+                    ServeError::ClientGone(format!("reading the request body failed: {e}")).into(),
+                )
             }
             Ok(Some(Ok(frame))) => frame,
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         let total = buf.len() + data.len();
         if total > limits.max_bytes {
             return Err(too_large(&format!("more than {}", limits.max_bytes)).into());
@@ -161,62 +176,124 @@ pub async fn read(
 /// Parses `bytes` as `T` after [`scan`] found them within the limits.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8], limits: &BodyLimits) -> Result<T, HttpFailure> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(HttpFailure::Empty("the request body is empty; send a JSON object".into()));
+        return Err(HttpFailure::Empty(
+            "the request body is empty; send a JSON object".into(),
+        ));
     }
-    scan(bytes, limits.max_elements)?;
-    serde_json::from_slice(bytes).map_err(|e| {
+    scan(bytes, limits.max_entries)?;
+    // JSON is UTF-8 (RFC 8259); checked whole here, the error names the byte, where the
+    // parser's would name the end of the string holding it.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+        let column = at
+            - bytes[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
         HttpFailure::Malformed(format!(
-            "the body is not valid for this route at line {} column {}: {e}",
-            e.line(),
-            e.column()
+            "the body is not UTF-8 at byte {at} (line {line} column {column}); send JSON as UTF-8"
         ))
+    })?;
+    // serde_json's message ends with the position ("at line 1 column 12").
+    serde_json::from_str(text).map_err(|e| {
+        HttpFailure::Malformed(format!("the body is not valid JSON for this route: {e}"))
     })
 }
 
-/// One pass over the bytes, before parsing: nesting at most [`MAX_JSON_DEPTH`] and no array
-/// with more than `max_elements` elements, so neither the parser's recursion nor its
-/// allocations can be driven past what a valid request needs. Strings are skipped whole; what
-/// is not JSON is left to the parser.
-pub fn scan(bytes: &[u8], max_elements: usize) -> Result<(), HttpFailure> {
-    // Per open container: (is an array, elements so far, saw a value since the last comma).
-    let mut open: Vec<(bool, usize)> = Vec::new();
+/// A container open during [`scan`].
+struct Open<'a> {
+    array: bool,
+    commas: usize,
+    /// The object key whose value it is.
+    key: Option<&'a [u8]>,
+}
+
+/// One pass over the bytes, before parsing: nesting at most [`MAX_JSON_DEPTH`], no array
+/// with more than `max_entries + 1` elements (one more than a valid request has, so that the
+/// request's validation names the exact count), and at most [`VALUES_PER_ENTRY`] values per
+/// entry in all (counted as commas and containers: every value but a container's first
+/// follows a comma), so neither the parser's recursion nor its allocations can be driven past
+/// what a valid request needs. Strings are skipped whole; what is not JSON is left to the
+/// parser.
+pub fn scan(bytes: &[u8], max_entries: usize) -> Result<(), HttpFailure> {
+    let max_values = max_entries.saturating_mul(VALUES_PER_ENTRY);
+    let mut values = 0;
+    let mut open: Vec<Open> = Vec::new();
+    // The last string read, and the key of the value being read (a string and then ':').
+    let (mut last, mut key) = (None, None);
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b'"' => {
+                let start = i + 1;
                 i += 1;
                 while i < bytes.len() && bytes[i] != b'"' {
                     i += if bytes[i] == b'\\' { 2 } else { 1 };
                 }
+                last = bytes.get(start..i.min(bytes.len()));
             }
+            b':' => key = last.take(),
             b'[' | b'{' => {
                 if open.len() == MAX_JSON_DEPTH {
                     return Err(HttpFailure::Malformed(format!(
-                        "JSON nesting deeper than {MAX_JSON_DEPTH} levels at byte {i}"
+                        "JSON nesting reaches {} levels at byte {i}; the limit is \
+                         {MAX_JSON_DEPTH} levels",
+                        MAX_JSON_DEPTH + 1
                     )));
                 }
-                open.push((bytes[i] == b'[', 0));
+                let array = bytes[i] == b'[';
+                open.push(Open {
+                    array,
+                    commas: 0,
+                    key: key.take(),
+                });
             }
             b']' | b'}' => {
                 open.pop();
+                key = None;
             }
             b',' => {
-                if let Some((true, n)) = open.last_mut() {
-                    *n += 1;
+                key = None;
+                if let Some(o) = open.last_mut().filter(|o| o.array) {
+                    o.commas += 1;
                     // n commas: n + 1 elements.
-                    if *n >= max_elements {
-                        return Err(HttpFailure::Malformed(format!(
-                            "a JSON array ending after byte {i} has more than {max_elements} \
-                             elements (max_pairs_per_request)"
-                        )));
+                    if o.commas > max_entries {
+                        return Err(too_many(o.key, max_entries, i));
                     }
                 }
             }
             _ => {}
         }
+        if matches!(bytes[i], b',' | b'[' | b'{') {
+            values += 1;
+            if values > max_values {
+                return Err(HttpFailure::Malformed(format!(
+                    "the body holds more than {max_values} JSON values (at byte {i}); the limit \
+                     is {max_values} ({VALUES_PER_ENTRY} for each of max_pairs_per_request's \
+                     {max_entries} entries); the body was refused before parsing"
+                )));
+            }
+        }
         i += 1;
     }
     Ok(())
+}
+
+fn too_many(key: Option<&[u8]>, max_entries: usize, at: usize) -> HttpFailure {
+    let name = match key {
+        Some(k) => format!(
+            "`{}`",
+            log_value(&String::from_utf8_lossy(k)).trim_matches('"')
+        ),
+        None => "a JSON array".to_owned(),
+    };
+    HttpFailure::Malformed(format!(
+        "{name} has more than {} entries (at byte {at}); the limit is {max_entries} \
+         (max_pairs_per_request); the body was refused before parsing",
+        max_entries + 1
+    ))
 }
 
 #[cfg(test)]
@@ -225,8 +302,8 @@ mod tests {
 
     #[test]
     fn scan_bounds_depth_and_arrays_but_skips_strings() {
-        assert!(scan(br#"{"a": [1, 2, 3]}"#, 3).is_ok());
-        assert!(scan(br#"{"a": [1, 2, 3, 4]}"#, 3).is_err());
+        assert!(scan(br#"{"a": [1, 2, 3, 4]}"#, 3).is_ok());
+        assert!(scan(br#"{"a": [1, 2, 3, 4, 5]}"#, 3).is_err());
         assert!(scan(br#"{"a": "[[[[,,,,,,,]]]]", "b": [1]}"#, 2).is_ok());
         assert!(scan(br#"{"a": "\"[,,,,", "b": [1]}"#, 2).is_ok());
         let deep = "[".repeat(MAX_JSON_DEPTH + 1);
@@ -237,11 +314,62 @@ mod tests {
         assert!(scan(br#"{"a": 1, "b": 2, "c": 3, "d": 4}"#, 2).is_ok());
     }
 
+    /// Values are counted over the whole body, in objects too.
+    #[test]
+    fn scan_bounds_values() {
+        let members: Vec<String> = (0..32).map(|i| format!("\"k{i}\": 0")).collect();
+        let body = format!("{{{}}}", members.join(", "));
+        assert!(scan(body.as_bytes(), 2).is_ok(), "32 values for 2 entries");
+        let body = format!("{{{}, \"k\": 0}}", members.join(", "));
+        let HttpFailure::Malformed(m) = scan(body.as_bytes(), 2).unwrap_err() else {
+            panic!("not Malformed")
+        };
+        assert!(
+            m.starts_with("the body holds more than 32 JSON values"),
+            "{m}"
+        );
+    }
+
+    /// The refusal names the key whose array is too long, not the keys or strings around it.
+    #[test]
+    fn scan_names_the_array() {
+        let body =
+            br#"{"query": "documents", "model": "m", "documents": [{"text": "a"}, "b", "c"]}"#;
+        let HttpFailure::Malformed(m) = scan(body, 1).unwrap_err() else {
+            panic!("not Malformed")
+        };
+        assert!(m.starts_with("`documents` has more than 2 entries"), "{m}");
+        assert!(m.contains("the limit is 1 (max_pairs_per_request)"), "{m}");
+        let HttpFailure::Malformed(m) = scan(br#"[[1, 2, 3]]"#, 1).unwrap_err() else {
+            panic!("not Malformed")
+        };
+        assert!(m.starts_with("a JSON array has more than 2 entries"), "{m}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_named_by_its_byte() {
+        let limits = BodyLimits {
+            max_bytes: 1 << 20,
+            max_entries: 10,
+        };
+        let body = b"{\"query\": \"a\",\n \"b\": \"c\xff\"}";
+        let Err(HttpFailure::Malformed(m)) = parse::<serde_json::Value>(body, &limits) else {
+            panic!("accepted")
+        };
+        assert_eq!(
+            m,
+            "the body is not UTF-8 at byte 23 (line 2 column 9); send JSON as UTF-8"
+        );
+    }
+
     #[test]
     fn json_content_types() {
         let mut h = HeaderMap::new();
         assert!(check_json_type(&h).is_ok());
-        h.insert("content-type", "application/json; charset=utf-8".parse().unwrap());
+        h.insert(
+            "content-type",
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
         assert!(check_json_type(&h).is_ok());
         h.insert("content-type", "text/plain".parse().unwrap());
         assert!(check_json_type(&h).is_err());

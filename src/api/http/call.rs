@@ -18,6 +18,7 @@ use super::error::{ApiError, Dialect, HttpFailure};
 use super::Http;
 use crate::api::deadline::{less_margin, parse_timeout};
 use crate::api::grpc::{log_value, record_trace_id};
+use crate::api::keys::KeyIndex;
 use crate::engine::{ServeError, Timing};
 use crate::telemetry::metrics::HttpGuard;
 
@@ -79,21 +80,29 @@ impl Http {
             .cloned();
         let mut guard = None;
         let result = async {
-            self.authorize(&parts.headers, dialect)?;
+            let key = self.authorize(&parts.headers, dialect)?;
             body::check_json_type(&parts.headers).map_err(|f| ApiError::http(f, dialect))?;
-            let deadline = self.deadline(&parts.headers, dialect)?;
-            let bytes = body::read(&parts.headers, body, &self.body, &self.budget, deadline)
-                .await
-                .map_err(|e| match e {
-                    BodyError::Http(f) => ApiError::http(f, dialect),
-                    BodyError::Serve(e) => ApiError::serve(&e, dialect),
-                })?;
-            let parsed: T = body::parse(&bytes, &self.body).map_err(|f| ApiError::http(f, dialect))?;
+            let (deadline, timeout) = self.deadline(&parts.headers, dialect)?;
+            let bytes = body::read(
+                &parts.headers,
+                body,
+                &self.body,
+                &self.budget,
+                deadline,
+                &timeout,
+            )
+            .await
+            .map_err(|e| match e {
+                BodyError::Http(f) => ApiError::http(f, dialect),
+                BodyError::Serve(e) => ApiError::serve(&e, dialect),
+            })?;
+            let parsed: T =
+                body::parse(&bytes, &self.body).map_err(|f| ApiError::http(f, dialect))?;
             drop(bytes);
             let model = self.resolve_model(parsed.model(), dialect)?;
             let label = self.engine.model_label(&model);
             guard = Some(HttpGuard::start(route, dialect.label(), &label));
-            let span = http_span(route, &label, &parts.headers);
+            let span = http_span(route, &label, &parts.headers, key);
             let call = Call {
                 dialect,
                 deadline,
@@ -132,15 +141,29 @@ impl Http {
         response
     }
 
-    /// The deadline: `x-request-timeout` when sent, else `--default-timeout-secs`.
-    fn deadline(&self, headers: &HeaderMap, dialect: Dialect) -> Result<Instant, ApiError> {
-        let timeout = match headers.get(TIMEOUT_HEADER) {
-            None => self.opts.transport.default_timeout,
+    /// The deadline: `x-request-timeout` when sent, else `--default-timeout-secs`; with where
+    /// it came from, for messages.
+    fn deadline(
+        &self,
+        headers: &HeaderMap,
+        dialect: Dialect,
+    ) -> Result<(Instant, String), ApiError> {
+        let (timeout, source) = match headers.get(TIMEOUT_HEADER) {
+            None => (
+                self.opts.transport.default_timeout,
+                format!(
+                    "--default-timeout-secs {}",
+                    self.opts.transport.default_timeout.as_secs()
+                ),
+            ),
             Some(v) => {
                 let text = v.to_str().unwrap_or("");
                 parse_seconds(text)
                     .or_else(|| parse_timeout(text))
-                    .map(less_margin)
+                    .map(|t| {
+                        let source = format!("{TIMEOUT_HEADER} {:.3} s", t.as_secs_f64());
+                        (less_margin(t), source)
+                    })
                     .ok_or_else(|| {
                         ApiError::serve(
                             &ServeError::Invalid(format!(
@@ -154,11 +177,15 @@ impl Http {
             }
         };
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-        Ok(Instant::now().checked_add(timeout).unwrap_or(far))
+        Ok((Instant::now().checked_add(timeout).unwrap_or(far), source))
     }
 
     /// The model a call is for: its `model` field, else `--default-model`, else the only model.
-    fn resolve_model(&self, named: Option<&str>, dialect: Dialect) -> Result<String, ApiError> {
+    pub(super) fn resolve_model(
+        &self,
+        named: Option<&str>,
+        dialect: Dialect,
+    ) -> Result<String, ApiError> {
         if let Some(name) = named.filter(|n| !n.is_empty()) {
             crate::engine::request::check_model_name(name)
                 .map_err(|e| ApiError::serve(&e, dialect))?;
@@ -177,12 +204,28 @@ impl Http {
             names.len(),
             names.join(", ")
         ));
-        Err(ApiError::serve(&e, dialect))
+        // 400 in every dialect (TEI has no model field to be invalid).
+        let mut refused = ApiError::serve(&e, dialect);
+        refused.status = StatusCode::BAD_REQUEST;
+        Err(refused)
     }
 
-    /// The data-plane key check (`--api-keys-file`); open when no keys are configured.
-    fn authorize(&self, _headers: &HeaderMap, _dialect: Dialect) -> Result<(), ApiError> {
-        Ok(())
+    /// The data-plane key check (`--api-keys-file`): the position of the key that
+    /// `authorization` presents; open (`None`) when no keys are configured.
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        dialect: Dialect,
+    ) -> Result<Option<KeyIndex>, ApiError> {
+        let Some(keys) = &self.opts.api_keys else {
+            return Ok(None);
+        };
+        let given = headers
+            .get(http::header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        keys.check(given)
+            .map(Some)
+            .map_err(|e| ApiError::serve(&e, dialect))
     }
 }
 
@@ -202,8 +245,14 @@ fn timing_headers(h: &mut HeaderMap, t: &Timing, total: Duration) {
     h.insert("x-total-time", ms(total));
 }
 
-/// The span of one REST call, a child of the caller's span when it sent a W3C `traceparent`.
-fn http_span(route: &str, model: &str, headers: &HeaderMap) -> tracing::Span {
+/// The span of one REST call, a child of the caller's span when it sent a W3C `traceparent`,
+/// with the position of the caller's API key when keys are required (never the key).
+fn http_span(
+    route: &str,
+    model: &str,
+    headers: &HeaderMap,
+    key: Option<KeyIndex>,
+) -> tracing::Span {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let span = tracing::info_span!(
         "http",
@@ -214,6 +263,7 @@ fn http_span(route: &str, model: &str, headers: &HeaderMap) -> tracing::Span {
         tokens = tracing::field::Empty,
         status = tracing::field::Empty,
         trace_id = tracing::field::Empty,
+        key_index = key.map(KeyIndex::field),
     );
     let _ = span.set_parent(crate::telemetry::tracing::remote_context(headers));
     record_trace_id(&span);

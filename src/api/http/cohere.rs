@@ -48,14 +48,20 @@ pub struct V2Request {
     /// Required by Cohere's API; here it may be left out when one model is loaded.
     pub model: Option<String>,
     pub query: String,
+    #[schema(min_items = 1)]
     pub documents: Vec<Document>,
     /// The best `top_n` results (absent or null: all).
-    pub top_n: Option<u64>,
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
+    pub top_n: Option<i64>,
     /// Each document is cut to this many tokens before pairing (absent or null: no cap).
-    pub max_tokens_per_doc: Option<u64>,
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
+    pub max_tokens_per_doc: Option<i64>,
     /// Accepted (0 is the highest); not used for scheduling yet.
-    #[allow(dead_code)]
-    pub priority: Option<u64>,
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "whole")]
+    pub priority: Option<i64>,
     pub return_documents: Option<bool>,
 }
 
@@ -64,19 +70,26 @@ pub struct V2Request {
 pub struct V1Request {
     pub model: Option<String>,
     pub query: String,
+    #[schema(min_items = 1)]
     pub documents: Vec<Document>,
-    pub top_n: Option<u64>,
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
+    pub top_n: Option<i64>,
     /// Return each result's document (default true, as Jina and vLLM).
     pub return_documents: Option<bool>,
     /// Accepted and ignored: documents are scored whole (cut to the model's length).
     #[allow(dead_code)]
-    pub max_chunks_per_doc: Option<u64>,
+    #[serde(default, deserialize_with = "whole")]
+    pub max_chunks_per_doc: Option<i64>,
     /// Accepted and ignored (Cohere v1: which object keys to rank by); `text` is used.
     #[allow(dead_code)]
     pub rank_fields: Option<Vec<String>>,
-    pub max_tokens_per_doc: Option<u64>,
-    #[allow(dead_code)]
-    pub priority: Option<u64>,
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
+    pub max_tokens_per_doc: Option<i64>,
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "whole")]
+    pub priority: Option<i64>,
 }
 
 impl NamesModel for V2Request {
@@ -149,60 +162,74 @@ pub struct V1Response {
 struct Rerank {
     query: String,
     documents: Vec<Document>,
-    top_n: Option<u64>,
-    max_tokens_per_doc: Option<u64>,
+    top_n: Option<i64>,
+    max_tokens_per_doc: Option<i64>,
+    /// Checked (at least 0), not yet used for scheduling.
+    priority: Option<i64>,
     return_documents: bool,
 }
 
 #[utoipa::path(post, path = "/v2/rerank", request_body = V2Request,
+    security((), ("bearer" = [])),
     responses((status = 200, body = V2Response), (status = "4XX", body = super::openapi::CohereError),
               (status = "5XX", body = super::openapi::CohereError)))]
 pub async fn v2_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
-    h.handle("/v2/rerank", Dialect::Cohere, req, |h, call, r: V2Request| async move {
-        let rerank = Rerank {
-            query: r.query,
-            documents: r.documents,
-            top_n: r.top_n,
-            max_tokens_per_doc: r.max_tokens_per_doc,
-            return_documents: r.return_documents.unwrap_or(false),
-        };
-        let (out, extras) = run(&h, &call, rerank).await?;
-        let meta = meta("2", Some(out.usage.tokens));
-        let response = V2Response {
-            id: response_id(),
-            results: results(&out, extras),
-            meta,
-        };
-        Answer::json(&response, Some(out.timing))
-    })
+    h.handle(
+        "/v2/rerank",
+        Dialect::Cohere,
+        req,
+        |h, call, r: V2Request| async move {
+            let rerank = Rerank {
+                query: r.query,
+                documents: r.documents,
+                top_n: r.top_n,
+                max_tokens_per_doc: r.max_tokens_per_doc,
+                priority: r.priority,
+                return_documents: r.return_documents.unwrap_or(false),
+            };
+            let (out, extras) = run(&h, &call, rerank).await?;
+            let meta = meta("2", Some(out.usage.tokens));
+            let response = V2Response {
+                id: response_id(),
+                results: results(&out, extras),
+                meta,
+            };
+            Answer::json(&response, Some(out.timing))
+        },
+    )
     .await
 }
 
 #[utoipa::path(post, path = "/v1/rerank", request_body = V1Request,
+    security((), ("bearer" = [])),
     responses((status = 200, body = V1Response), (status = "4XX", body = super::openapi::CohereError),
               (status = "5XX", body = super::openapi::CohereError)))]
 pub async fn v1_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
-    h.handle("/v1/rerank", Dialect::Cohere, req, |h, call, r: V1Request| async move {
-        let rerank = Rerank {
-            query: r.query,
-            documents: r.documents,
-            top_n: r.top_n,
-            max_tokens_per_doc: r.max_tokens_per_doc,
-            return_documents: r.return_documents.unwrap_or(true),
-        };
-        let (out, extras) = run(&h, &call, rerank).await?;
-        let response = V1Response {
-            id: response_id(),
-            model: out.model.clone(),
-            usage: Usage {
-                total_tokens: out.usage.tokens,
-            },
-            results: results(&out, extras),
-            meta: meta("1", None),
-        };
-        Answer::json(&response, Some(out.timing))
-    })
-    .await
+    h.handle("/v1/rerank", Dialect::Cohere, req, v1_answer)
+        .await
+}
+
+/// A Cohere v1 or Jina rerank (also what `/rerank` does with a Jina body).
+pub async fn v1_answer(h: Arc<Http>, call: Call, r: V1Request) -> Result<Answer, ApiError> {
+    let rerank = Rerank {
+        query: r.query,
+        documents: r.documents,
+        top_n: r.top_n,
+        max_tokens_per_doc: r.max_tokens_per_doc,
+        priority: r.priority,
+        return_documents: r.return_documents.unwrap_or(true),
+    };
+    let (out, extras) = run(&h, &call, rerank).await?;
+    let response = V1Response {
+        id: response_id(),
+        model: out.model.clone(),
+        usage: Usage {
+            total_tokens: out.usage.tokens,
+        },
+        results: results(&out, extras),
+        meta: meta("1", None),
+    };
+    Answer::json(&response, Some(out.timing))
 }
 
 /// Validates and runs a rerank; with the extra keys of each document when they are returned.
@@ -217,6 +244,11 @@ async fn run(
         max_tokens_per_doc: positive("max_tokens_per_doc", r.max_tokens_per_doc).map_err(fail)?,
         ..Options::default()
     };
+    if let Some(p) = r.priority.filter(|&p| p < 0) {
+        return Err(fail(ServeError::Invalid(format!(
+            "`priority` is {p}; give 0 (the highest) or more"
+        ))));
+    }
     let top_n = positive("top_n", r.top_n).map_err(fail)?.unwrap_or(0);
     let mut extras = r.return_documents.then(Vec::new);
     let documents = r
@@ -246,11 +278,29 @@ async fn run(
     Ok((out, extras))
 }
 
+/// An optional integer; a number with no fraction (`3.0`) is that integer, as JSON Schema
+/// counts it.
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let float = || {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+            .map(|f| f as i64)
+    };
+    n.as_i64()
+        .or_else(float)
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not an integer (within 64 bits)")))
+}
+
 /// An optional count that must be at least 1 when given.
-fn positive(field: &str, n: Option<u64>) -> Result<Option<usize>, ServeError> {
+fn positive(field: &str, n: Option<i64>) -> Result<Option<usize>, ServeError> {
     match n {
-        Some(0) => Err(ServeError::Invalid(format!(
-            "`{field}` is 0; give at least 1, or leave it out (or null) for no limit"
+        Some(n) if n < 1 => Err(ServeError::Invalid(format!(
+            "`{field}` is {n}; give at least 1, or leave it out (or null) for no limit"
         ))),
         Some(n) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
         None => Ok(None),

@@ -7,8 +7,11 @@ mod body;
 mod call;
 mod cohere;
 mod error;
+mod info;
 mod meta;
 pub mod openapi;
+mod opening;
+mod tei;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +26,7 @@ use super::ServerOptions;
 use crate::engine::Engine;
 use body::BodyLimits;
 pub use error::Dialect;
+use opening::Opening;
 
 /// What every REST handler shares.
 pub struct Http {
@@ -39,7 +43,7 @@ impl Http {
             .unwrap_or_else(|| engine.limits.max_request_bytes().min(64 << 20));
         let body = BodyLimits {
             max_bytes,
-            max_elements: engine.limits.max_pairs_per_request.saturating_add(1),
+            max_entries: engine.limits.max_pairs_per_request,
         };
         Self {
             engine,
@@ -55,6 +59,9 @@ pub fn router(state: Arc<Http>) -> axum::Router {
     axum::Router::new()
         .route("/v2/rerank", post(cohere::v2_rerank))
         .route("/v1/rerank", post(cohere::v1_rerank))
+        .route("/rerank", post(tei::rerank))
+        .route("/predict", post(tei::predict::predict))
+        .route("/info", get(info::info))
         .route("/health", get(meta::health))
         .route("/v1/models", get(meta::models))
         .route("/openapi.json", get(meta::openapi))
@@ -66,7 +73,7 @@ pub fn router(state: Arc<Http>) -> axum::Router {
 /// Serves the REST routes on `listener` until the engine drains, then lets open calls finish
 /// (the caller bounds that by the grace period). At most `max_connections` connections are
 /// served at once; a connection that does not send a request's headers within
-/// `header_timeout` is closed.
+/// `header_timeout` is closed (before its first bytes by [`Opening`], after them by hyper).
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
@@ -120,15 +127,24 @@ pub async fn serve(
             let _permit = permit;
             match tls {
                 None => {
+                    let stream = Opening::new(stream, handshake_timeout);
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
                 Some(acceptor) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
-                    else {
-                        return;
+                    let handshake = acceptor.accept(stream);
+                    let stream = match tokio::time::timeout(handshake_timeout, handshake).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake on the HTTP port failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake on the HTTP port timed out");
+                            return;
+                        }
                     };
+                    let stream = Opening::new(stream, handshake_timeout);
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }

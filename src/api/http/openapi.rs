@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::{cohere, meta};
+use super::{cohere, info, meta, tei};
 
 /// The error body of Cohere and Jina routes (`detail` is what Jina's clients read).
 #[derive(Serialize, ToSchema)]
@@ -26,10 +26,25 @@ pub struct TeiError {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "crossrank REST API", description = "Cohere v2/v1, Jina and TEI rerank routes over crossrank's engine"),
-    paths(cohere::v2_rerank, cohere::v1_rerank, meta::health, meta::models, meta::openapi),
-    components(schemas(CohereError, TeiError))
+    paths(cohere::v2_rerank, cohere::v1_rerank, tei::rerank, tei::predict::predict, info::info,
+          meta::health, meta::models, meta::openapi),
+    components(schemas(CohereError, TeiError)),
+    modifiers(&Bearer)
 )]
 struct Api;
+
+/// The data-plane key (`--api-keys-file`): `Authorization: Bearer <key>` on scoring routes.
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
+        api.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The document, as JSON bytes (built once).
 pub fn document() -> &'static [u8] {
