@@ -299,7 +299,10 @@ fn too_many(key: Option<&[u8]>, max_entries: usize, at: usize) -> HttpFailure {
 /// and backslashes is passed over by `memchr` (most of a body is document text, and this scan
 /// was the REST port's largest cost of its own while it went byte by byte).
 fn string_end(bytes: &[u8], mut i: usize) -> usize {
-    while let Some(at) = bytes.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
+    while let Some(at) = bytes
+        .get(i..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
         i += at;
         if bytes[i] == b'"' {
             return i;
