@@ -128,19 +128,10 @@ fn ranked_json(ranked: &[(u32, f32)]) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdks_rank_like_sentence_transformers_and_grpc() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    std::fs::write(&keys, format!("ck-first-key\n{KEY}\n")).unwrap();
     let model = common::minilm_dir();
     let spec = format!("minilm={},max_queue_pairs={QUEUE_PAIRS}", model.display());
-    let args = [
-        "--model",
-        &spec,
-        "--http-port",
-        "0",
-        "--api-keys-file",
-        keys.to_str().unwrap(),
-    ];
-    let server = ServerProcess::start(&args).await;
+    let keys = ["ck-first-key", KEY];
+    let server = ServerProcess::start_with_keys(&spec, &keys, dir.path(), &[]).await;
     let base = format!(
         "http://{}",
         server.http_addr.as_ref().expect("no http line")

@@ -15,18 +15,8 @@ const KEY: &str = "schema-test-key";
 
 /// A server on the demo model with the REST port and one data-plane key.
 async fn start(dir: &tempfile::TempDir) -> (ServerProcess, String) {
-    let keys = dir.path().join("keys");
-    std::fs::write(&keys, format!("{KEY}\n")).unwrap();
     let spec = format!("minilm={}", common::minilm_dir().display());
-    let args = [
-        "--model",
-        &spec,
-        "--http-port",
-        "0",
-        "--api-keys-file",
-        keys.to_str().unwrap(),
-    ];
-    let server = ServerProcess::start(&args).await;
+    let server = ServerProcess::start_with_keys(&spec, &[KEY], dir.path(), &[]).await;
     let addr = server.http_addr.clone().expect("no http line");
     (server, addr)
 }

@@ -48,6 +48,29 @@ impl ServerProcess {
         server
     }
 
+    /// `crossrank serve --model SPEC --http-port 0 --api-keys-file DIR/keys` (`keys`, one per
+    /// line), plus `extra` arguments.
+    pub async fn start_with_keys(
+        spec: &str,
+        keys: &[&str],
+        dir: &std::path::Path,
+        extra: &[&str],
+    ) -> Self {
+        let file = dir.join("keys");
+        std::fs::write(&file, keys.join("\n") + "\n").unwrap();
+        let file = file.display().to_string();
+        let mut args = vec![
+            "--model",
+            spec,
+            "--http-port",
+            "0",
+            "--api-keys-file",
+            &file,
+        ];
+        args.extend_from_slice(extra);
+        Self::start(&args).await
+    }
+
     /// [`start_full`](Self::start_full), returning once the server listens, before its models
     /// are loaded.
     pub async fn start_unready(

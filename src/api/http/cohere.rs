@@ -42,10 +42,11 @@ impl Document {
     }
 }
 
-/// `POST /v2/rerank` (Cohere v2). Unknown keys are ignored; `null` is the same as absent.
+/// `POST /v2/rerank` (Cohere v2) and `POST /v1/rerank` (Cohere v1 and Jina): one body, whose
+/// fields each dialect uses or ignores. Unknown keys are ignored; `null` is the same as absent.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct V2Request {
-    /// Required by Cohere's API; here it may be left out when one model is loaded.
+pub struct CohereRequest {
+    /// Required by Cohere's v2 API; here it may be left out when one model is loaded.
     pub model: Option<String>,
     pub query: String,
     #[schema(min_items = 1)]
@@ -62,43 +63,20 @@ pub struct V2Request {
     #[schema(minimum = 0)]
     #[serde(default, deserialize_with = "whole")]
     pub priority: Option<i64>,
+    /// Return each result's document (default: false on /v2/rerank; true on /v1/rerank, as
+    /// Jina and vLLM).
     pub return_documents: Option<bool>,
-}
-
-/// `POST /v1/rerank` (Cohere v1 and Jina).
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct V1Request {
-    pub model: Option<String>,
-    pub query: String,
-    #[schema(min_items = 1)]
-    pub documents: Vec<Document>,
-    #[schema(minimum = 1)]
-    #[serde(default, deserialize_with = "whole")]
-    pub top_n: Option<i64>,
-    /// Return each result's document (default true, as Jina and vLLM).
-    pub return_documents: Option<bool>,
-    /// Accepted and ignored: documents are scored whole (cut to the model's length).
+    /// Accepted and ignored (Cohere v1, Jina): documents are scored whole, cut to the model's
+    /// length.
     #[allow(dead_code)]
     #[serde(default, deserialize_with = "whole")]
     pub max_chunks_per_doc: Option<i64>,
     /// Accepted and ignored (Cohere v1: which object keys to rank by); `text` is used.
     #[allow(dead_code)]
     pub rank_fields: Option<Vec<String>>,
-    #[schema(minimum = 1)]
-    #[serde(default, deserialize_with = "whole")]
-    pub max_tokens_per_doc: Option<i64>,
-    #[schema(minimum = 0)]
-    #[serde(default, deserialize_with = "whole")]
-    pub priority: Option<i64>,
 }
 
-impl NamesModel for V2Request {
-    fn model(&self) -> Option<&str> {
-        self.model.as_deref()
-    }
-}
-
-impl NamesModel for V1Request {
+impl NamesModel for CohereRequest {
     fn model(&self) -> Option<&str> {
         self.model.as_deref()
     }
@@ -158,18 +136,7 @@ pub struct V1Response {
     pub meta: Meta,
 }
 
-/// What both routes ask of the engine.
-struct Rerank {
-    query: String,
-    documents: Vec<Document>,
-    top_n: Option<i64>,
-    max_tokens_per_doc: Option<i64>,
-    /// Checked (at least 0), not yet used for scheduling.
-    priority: Option<i64>,
-    return_documents: bool,
-}
-
-#[utoipa::path(post, path = "/v2/rerank", request_body = V2Request,
+#[utoipa::path(post, path = "/v2/rerank", request_body = CohereRequest,
     security((), ("bearer" = [])),
     responses((status = 200, body = V2Response), (status = "4XX", body = super::openapi::CohereError),
               (status = "5XX", body = super::openapi::CohereError)))]
@@ -178,16 +145,8 @@ pub async fn v2_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
         "/v2/rerank",
         Dialect::Cohere,
         req,
-        |h, call, r: V2Request| async move {
-            let rerank = Rerank {
-                query: r.query,
-                documents: r.documents,
-                top_n: r.top_n,
-                max_tokens_per_doc: r.max_tokens_per_doc,
-                priority: r.priority,
-                return_documents: r.return_documents.unwrap_or(false),
-            };
-            let (out, extras) = run(&h, &call, rerank).await?;
+        |h, call, r: CohereRequest| async move {
+            let (out, extras) = run(&h, &call, r, false).await?;
             let meta = meta("2", Some(out.usage.tokens));
             let response = V2Response {
                 id: response_id(),
@@ -200,7 +159,7 @@ pub async fn v2_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
     .await
 }
 
-#[utoipa::path(post, path = "/v1/rerank", request_body = V1Request,
+#[utoipa::path(post, path = "/v1/rerank", request_body = CohereRequest,
     security((), ("bearer" = [])),
     responses((status = 200, body = V1Response), (status = "4XX", body = super::openapi::CohereError),
               (status = "5XX", body = super::openapi::CohereError)))]
@@ -210,16 +169,8 @@ pub async fn v1_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
 }
 
 /// A Cohere v1 or Jina rerank (also what `/rerank` does with a Jina body).
-pub async fn v1_answer(h: Arc<Http>, call: Call, r: V1Request) -> Result<Answer, ApiError> {
-    let rerank = Rerank {
-        query: r.query,
-        documents: r.documents,
-        top_n: r.top_n,
-        max_tokens_per_doc: r.max_tokens_per_doc,
-        priority: r.priority,
-        return_documents: r.return_documents.unwrap_or(true),
-    };
-    let (out, extras) = run(&h, &call, rerank).await?;
+pub async fn v1_answer(h: Arc<Http>, call: Call, r: CohereRequest) -> Result<Answer, ApiError> {
+    let (out, extras) = run(&h, &call, r, true).await?;
     let response = V1Response {
         id: response_id(),
         model: out.model.clone(),
@@ -232,12 +183,15 @@ pub async fn v1_answer(h: Arc<Http>, call: Call, r: V1Request) -> Result<Answer,
     Answer::json(&response, Some(out.timing))
 }
 
-/// Validates and runs a rerank; with the extra keys of each document when they are returned.
+/// Validates and runs a rerank (documents returned by default when `return_documents`); with
+/// the extra keys of each document when they are returned.
 async fn run(
     h: &Http,
     call: &Call,
-    r: Rerank,
+    r: CohereRequest,
+    return_documents: bool,
 ) -> Result<(RerankOutput, Option<Vec<Map<String, Value>>>), ApiError> {
+    let return_documents = r.return_documents.unwrap_or(return_documents);
     let fail = |e: ServeError| ApiError::serve(&e, call.dialect);
     let options = Options {
         model: call.model.clone(),
@@ -250,7 +204,7 @@ async fn run(
         ))));
     }
     let top_n = positive("top_n", r.top_n).map_err(fail)?.unwrap_or(0);
-    let mut extras = r.return_documents.then(Vec::new);
+    let mut extras = return_documents.then(Vec::new);
     let documents = r
         .documents
         .into_iter()
@@ -266,7 +220,7 @@ async fn run(
         query: r.query,
         documents,
         top_n,
-        return_documents: r.return_documents,
+        return_documents,
         min_score: None,
     };
     let valid = ValidRerank::new(options, fields, &h.engine.limits).map_err(fail)?;

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::call::{Answer, Call, NamesModel};
-use super::cohere::{self, V1Request, V1Response};
+use super::cohere::{self, CohereRequest, V1Response};
 use super::error::{ApiError, Dialect, HttpFailure};
 use super::openapi::{CohereError, TeiError};
 use super::Http;
@@ -64,7 +64,7 @@ pub struct Rank {
 #[allow(dead_code)]
 pub enum RerankBodies {
     Tei(RerankRequest),
-    Jina(V1Request),
+    Jina(CohereRequest),
 }
 
 /// The answers `/rerank` gives: TEI's bare array sorted by score, or Jina's object.
@@ -135,7 +135,7 @@ pub async fn rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
                     dialect: Dialect::Cohere,
                     ..call
                 };
-                let r: V1Request = parse_raw(&body.raw, Dialect::Cohere)?;
+                let r: CohereRequest = parse_raw(&body.raw, Dialect::Cohere)?;
                 return cohere::v1_answer(h, call, r).await;
             }
             let r: RerankRequest = parse_raw(&body.raw, Dialect::Tei)?;
