@@ -65,7 +65,12 @@ pub struct RequestLimits {
     pub max_stream_in_flight: usize,
     /// Seconds a ScoreStream or RerankStream may go without a client message before it ends.
     pub stream_idle_timeout_secs: u64,
+    /// The largest (least urgent) `priority` a request may give; 0 is the highest.
+    pub max_priority: u32,
 }
+
+/// The ceiling of `max_priority`.
+pub const MAX_PRIORITY_LEVELS: u32 = 1000;
 
 impl Default for RequestLimits {
     fn default() -> Self {
@@ -76,6 +81,7 @@ impl Default for RequestLimits {
             max_tokenizing_bytes: 64 << 20,
             max_stream_in_flight: 8,
             stream_idle_timeout_secs: 300,
+            max_priority: 9,
         }
     }
 }
@@ -122,6 +128,11 @@ impl RequestLimits {
                 "stream_idle_timeout_secs",
                 self.stream_idle_timeout_secs,
                 86_400,
+            ),
+            (
+                "max_priority",
+                u64::from(self.max_priority),
+                u64::from(MAX_PRIORITY_LEVELS),
             ),
         ];
         for (name, value, max) in ceilings {
@@ -176,11 +187,16 @@ pub struct ModelOptions {
     pub max_batch_pairs: Option<usize>,
     pub max_wait_ms: Option<u64>,
     pub max_queue_pairs: Option<usize>,
+    /// A waiting pair's priority improves one level per this many ms (0: no aging).
+    pub priority_aging_ms: Option<u64>,
+    /// Pairs one tenant may have queued on this model (unset: no quota beyond max_queue_pairs).
+    pub tenant_max_queue_pairs: Option<usize>,
 }
 
 /// Upper bounds of model options: beyond them a value is a mistake (or an attack on LoadModel).
 pub const MAX_REPLICAS: usize = 64;
 pub const MAX_WAIT_MS: u64 = 60_000;
+pub const MAX_AGING_MS: u64 = 3_600_000;
 pub const MAX_BATCH_PAIRS: usize = 4096;
 pub const MAX_BATCH_TOKENS: usize = 1 << 22;
 pub const MAX_QUEUE_PAIRS: usize = 1 << 20;
@@ -268,17 +284,28 @@ pub fn check_model(m: &ModelConfig) -> Result<(), String> {
         ),
         ("max_wait_ms", b.max_wait.as_millis() as u64, MAX_WAIT_MS),
         (
+            "priority_aging_ms",
+            b.priority_aging.as_millis() as u64,
+            MAX_AGING_MS,
+        ),
+        (
+            "tenant_max_queue_pairs",
+            b.tenant_max_queue_pairs.unwrap_or(1) as u64,
+            MAX_QUEUE_PAIRS as u64,
+        ),
+        (
             "max_length",
             m.max_length.unwrap_or(1) as u64,
             MAX_MAX_LENGTH as u64,
         ),
     ];
     for (option, value, max) in bounds {
-        let positive = option == "max_wait_ms" || value > 0;
+        let may_be_zero = ["max_wait_ms", "priority_aging_ms"].contains(&option);
+        let positive = may_be_zero || value > 0;
         if !positive || value > max {
             return Err(format!(
                 "model {name}: {option} is {value}; it must be between {} and {max}",
-                u64::from(option != "max_wait_ms")
+                u64::from(!may_be_zero)
             ));
         }
     }
@@ -383,6 +410,10 @@ impl ModelOptions {
                 max_batch_pairs,
                 max_wait: self.max_wait_ms.map_or(d.max_wait, Duration::from_millis),
                 max_queue_pairs: self.max_queue_pairs.unwrap_or(d.max_queue_pairs),
+                priority_aging: self
+                    .priority_aging_ms
+                    .map_or(d.priority_aging, Duration::from_millis),
+                tenant_max_queue_pairs: self.tenant_max_queue_pairs,
             },
             name: self.name,
         })
@@ -393,7 +424,8 @@ impl FromStr for ModelConfig {
     type Err = String;
 
     /// `NAME=DIR[,device=cuda:0][,dtype=f16][,replicas=2][,max_batch_tokens=N][,max_batch_pairs=N]
-    /// [,max_wait_ms=N][,max_queue_pairs=N][,max_length=N]`
+    /// [,max_wait_ms=N][,max_queue_pairs=N][,max_length=N][,priority_aging_ms=N]
+    /// [,tenant_max_queue_pairs=N]`
     fn from_str(s: &str) -> Result<Self, String> {
         let (name, rest) = s
             .split_once('=')
@@ -421,7 +453,9 @@ impl FromStr for ModelConfig {
                 "max_wait_ms" => m.max_wait_ms = Some(num()? as u64),
                 "max_queue_pairs" => m.max_queue_pairs = Some(num()?),
                 "max_length" => m.max_length = Some(num()?),
-                _ => return Err(format!("--model {name}: unknown option {k:?}; known: device, dtype, replicas, max_batch_tokens, max_batch_pairs, max_wait_ms, max_queue_pairs, max_length")),
+                "priority_aging_ms" => m.priority_aging_ms = Some(num()? as u64),
+                "tenant_max_queue_pairs" => m.tenant_max_queue_pairs = Some(num()?),
+                _ => return Err(format!("--model {name}: unknown option {k:?}; known: device, dtype, replicas, max_batch_tokens, max_batch_pairs, max_wait_ms, max_queue_pairs, max_length, priority_aging_ms, tenant_max_queue_pairs")),
             }
         }
         m.into_config(Path::new(""))

@@ -24,7 +24,7 @@ pub use session::{Partial, RankOptions, RerankSession, Session};
 use crate::activation::Activation;
 use crate::config::RequestLimits;
 use crate::registry::{LoadedModel, Registry};
-use crate::scheduler::{Job, PairError, PairResult, Rejected, Sink};
+use crate::scheduler::{Class, Job, PairError, PairResult, Rejected, Sink};
 use crate::telemetry::metrics::{metrics, ModelLabel};
 use crate::tokenize::{Control, Cut, Encoded, Stop, StopSignal, Texts};
 pub use admission::ByteBudget;
@@ -79,6 +79,8 @@ pub struct Submit {
     pub instruction: Option<Arc<str>>,
     /// The cap on document tokens and the truncation side.
     pub cut: Cut,
+    /// Priority and tenant, for the model's scheduler.
+    pub class: Class,
 }
 
 /// The metric label and log value of a `model` field that names no loaded model: unknown names
@@ -204,7 +206,7 @@ impl Engine {
     ) -> Result<Enqueued, ServeError> {
         let reservation = model
             .queue
-            .reserve(texts.len())
+            .reserve(texts.len(), &how.class)
             .map_err(|r| rejected(&model.name, r))?;
         let work = model
             .tokenizer
@@ -227,6 +229,7 @@ impl Engine {
             span: tracing::Span::current(),
             activation: how.activation,
             deadline: how.deadline,
+            class: how.class.clone(),
             tx,
         });
         let now = Instant::now();
@@ -353,12 +356,23 @@ pub fn record_scored(model: &str, usage: &Usage) {
 }
 
 fn rejected(model: &str, r: Rejected) -> ServeError {
-    if matches!(r, Rejected::Full { .. }) {
-        metrics().reject(model, "overload");
+    match r {
+        Rejected::Full { .. } => metrics().reject(model, "overload"),
+        Rejected::TenantQuota { .. } => metrics().reject(model, "tenant_quota"),
+        _ => {}
     }
     match r {
         Rejected::Full { queued, asked, limit } => ServeError::Overloaded(format!(
             "model {model:?} is overloaded: {queued} pairs queued + {asked} requested exceeds max_queue_pairs {limit}"
+        )),
+        Rejected::TenantQuota {
+            tenant,
+            queued,
+            asked,
+            limit,
+        } => ServeError::Overloaded(format!(
+            "tenant {tenant:?} has {queued} pairs queued on model {model:?}; {asked} more exceeds \
+             tenant_max_queue_pairs {limit}"
         )),
         Rejected::Closed => ServeError::NotReady(format!("model {model:?} is unloading")),
         Rejected::Failed => ServeError::ModelFailed(format!(
@@ -372,6 +386,11 @@ pub fn pair_outcome(outcome: Result<Vec<f32>, PairError>) -> Result<Vec<f32>, Se
     outcome.map_err(|e| match e {
         PairError::DeadlineExceeded => deadline_exceeded(),
         PairError::Inference(m) => ServeError::InferenceFailed(format!("inference failed: {m}")),
+        PairError::Evicted { by_priority } => ServeError::Overloaded(format!(
+            "displaced by higher-priority work: the model's queue was full and a request of \
+             priority {by_priority} took this request's place; retry later or with a higher \
+             priority (a lower number)"
+        )),
         PairError::Stopped(_) => ServeError::ModelFailed(
             "the model stopped serving before this pair ran: a replica thread died (see the \
              server's log)"

@@ -27,7 +27,15 @@ pub struct Options {
     /// Truncation removes tokens from the start of a text instead of its end (TEI's
     /// `truncation_direction: Left`).
     pub truncate_left: bool,
+    /// Scheduling priority, 0 the highest (at most `max_priority`).
+    pub priority: u32,
+    /// Who the call is for (an API key's name or the `x-crossrank-tenant` header); "" for
+    /// calls that name none. Pairs of different tenants at one priority share batches fairly.
+    pub tenant: String,
 }
+
+/// Bytes of a tenant name.
+pub const MAX_TENANT_BYTES: usize = 128;
 
 #[derive(Debug, Clone)]
 pub struct ValidScore {
@@ -46,8 +54,21 @@ pub struct ValidRerank {
     pub min_score: Option<f32>,
 }
 
-/// The instruction is bounded like a text.
-pub fn check_instruction(options: &Options, limits: &RequestLimits) -> Result<(), ServeError> {
+/// The options every call checks: the instruction is bounded like a text, the priority by
+/// `max_priority`, the tenant's name by [`MAX_TENANT_BYTES`].
+pub fn check_options(options: &Options, limits: &RequestLimits) -> Result<(), ServeError> {
+    if options.priority > limits.max_priority {
+        return Err(ServeError::Invalid(format!(
+            "`priority` is {}; the limit is {} (max_priority; 0 is the highest)",
+            options.priority, limits.max_priority
+        )));
+    }
+    if options.tenant.len() > MAX_TENANT_BYTES {
+        return Err(ServeError::Invalid(format!(
+            "the tenant name is {} bytes; the limit is {MAX_TENANT_BYTES}",
+            options.tenant.len()
+        )));
+    }
     match &options.instruction {
         Some(text) => check_text("instruction", text, limits),
         None => Ok(()),
@@ -61,7 +82,7 @@ impl ValidScore {
         limits: &RequestLimits,
     ) -> Result<Self, ServeError> {
         check_count("pairs", pairs.len(), limits)?;
-        check_instruction(&options, limits)?;
+        check_options(&options, limits)?;
         for (i, (a, b)) in pairs.iter().enumerate() {
             check_text(&format!("pairs[{i}].text_a"), a, limits)?;
             check_text(&format!("pairs[{i}].text_b"), b, limits)?;
@@ -86,7 +107,7 @@ impl ValidRerank {
         limits: &RequestLimits,
     ) -> Result<Self, ServeError> {
         check_count("documents", f.documents.len(), limits)?;
-        check_instruction(&options, limits)?;
+        check_options(&options, limits)?;
         check_text("query", &f.query, limits)?;
         for (i, (id, text)) in f.documents.iter().enumerate() {
             check_id(&format!("documents[{i}].id"), id, limits)?;

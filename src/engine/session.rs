@@ -12,7 +12,7 @@ use super::request::Options;
 use super::{check_rerankable, pair_outcome, rank, record_scored, Engine, Ranked, ServeError};
 use super::{Submit, Timing, Usage};
 use crate::registry::LoadedModel;
-use crate::scheduler::PairResult;
+use crate::scheduler::{Class, PairResult};
 use crate::telemetry::metrics::metrics;
 use crate::tokenize::{Cut, Query, Texts};
 
@@ -54,6 +54,10 @@ impl Session {
             deadline,
             instruction: instruction.map(Arc::from),
             cut: cut(&model, options)?,
+            class: Class {
+                priority: options.priority,
+                tenant: Arc::from(options.tenant.as_str()),
+            },
         };
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(Self {

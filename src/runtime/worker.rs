@@ -241,7 +241,7 @@ mod tests {
     fn a_dying_replica_fails_its_queue_and_answers_every_queued_pair() {
         let queue = Queue::new(Default::default());
         let (jobs, mut rx) = crate::scheduler::test_jobs(&[3, 4, 5]);
-        queue.reserve(3).unwrap().submit(jobs).unwrap();
+        queue.reserve(3, &Default::default()).unwrap().submit(jobs).unwrap();
         let told = Arc::new(AtomicBool::new(false));
         let flag = told.clone();
         let cfg = ReplicaConfig {
@@ -264,7 +264,7 @@ mod tests {
             );
         }
         assert_eq!(
-            queue.reserve(1).err(),
+            queue.reserve(1, &Default::default()).err(),
             Some(crate::scheduler::Rejected::Failed)
         );
         assert!(queue.next_batch().is_none(), "other replicas stop");

@@ -28,8 +28,13 @@ pub struct BatchLimits {
     pub max_batch_pairs: usize,
     /// How long the oldest queued pair may wait for company.
     pub max_wait: Duration,
-    /// Queued pairs beyond which requests are refused.
+    /// Queued pairs beyond which requests are refused (or lower-priority pairs displaced).
     pub max_queue_pairs: usize,
+    /// A waiting pair's effective priority improves one level per this much waiting (zero: no
+    /// aging).
+    pub priority_aging: Duration,
+    /// Pairs one tenant may have queued (with what it has being tokenized).
+    pub tenant_max_queue_pairs: Option<usize>,
 }
 
 impl Default for BatchLimits {
@@ -39,8 +44,20 @@ impl Default for BatchLimits {
             max_batch_pairs: 64,
             max_wait: Duration::from_millis(2),
             max_queue_pairs: 4_096,
+            priority_aging: Duration::from_millis(100),
+            tenant_max_queue_pairs: None,
         }
     }
+}
+
+/// How urgent a request is and whom it is for: the scheduler serves the lowest effective
+/// priority first, and tenants of one priority fairly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Class {
+    /// 0 is the highest.
+    pub priority: u32,
+    /// "" for calls that name no tenant.
+    pub tenant: Arc<str>,
 }
 
 /// Where a request's pair results go, shared by all its queued pairs.
@@ -49,6 +66,7 @@ pub struct Sink {
     pub span: tracing::Span,
     pub activation: Activation,
     pub deadline: Option<Instant>,
+    pub class: Class,
     /// Results as they complete; a closed receiver means the caller is gone.
     pub tx: mpsc::UnboundedSender<PairResult>,
 }
@@ -126,6 +144,8 @@ pub enum PairError {
     Inference(String),
     /// The model stopped serving (a replica thread died) before this pair ran.
     Stopped(String),
+    /// Displaced from a full queue by a request of this (higher) priority.
+    Evicted { by_priority: u32 },
 }
 
 /// Why a request was not queued.
@@ -133,6 +153,13 @@ pub enum PairError {
 pub enum Rejected {
     /// Queue full: (queued now, asked for, limit).
     Full {
+        queued: usize,
+        asked: usize,
+        limit: usize,
+    },
+    /// The tenant's quota is full: (tenant, its pairs queued now, asked for, quota).
+    TenantQuota {
+        tenant: Arc<str>,
         queued: usize,
         asked: usize,
         limit: usize,
@@ -231,7 +258,7 @@ impl Queue {
     /// Holds room for `pairs` pairs, or refuses at once when the queue (with what others hold)
     /// has no room: admission is decided before any tokenization work, so a refusal under
     /// overload costs microseconds.
-    pub fn reserve(self: &Arc<Self>, pairs: usize) -> Result<Reservation, Rejected> {
+    pub fn reserve(self: &Arc<Self>, pairs: usize, _class: &Class) -> Result<Reservation, Rejected> {
         let mut st = self.lock();
         if st.closed {
             return Err(st.refusal());
@@ -346,6 +373,7 @@ pub(crate) fn test_jobs(lengths: &[usize]) -> (Vec<Job>, mpsc::UnboundedReceiver
         span: tracing::Span::none(),
         activation: Activation::Identity,
         deadline: None,
+        class: Class::default(),
         tx,
     });
     let jobs = lengths
@@ -388,7 +416,7 @@ mod tests {
             std::thread::yield_now();
         }
         let (jobs, _rx) = test_jobs(&[[10; 60].as_slice(), &[30; 40]].concat());
-        queue.reserve(100).unwrap().submit(jobs).unwrap();
+        queue.reserve(100, &Class::default()).unwrap().submit(jobs).unwrap();
         // 1800 tokens: one replica takes the 60 short pairs and 10 long ones, the other the
         // 30 long ones left (an equal share of pairs would have given it 1300 of the 1800).
         let sizes = [done_rx.recv().unwrap(), done_rx.recv().unwrap()];
@@ -401,9 +429,9 @@ mod tests {
             max_queue_pairs: 10,
             ..Default::default()
         });
-        let held = queue.reserve(8).unwrap();
+        let held = queue.reserve(8, &Class::default()).unwrap();
         assert_eq!(
-            queue.reserve(3).err(),
+            queue.reserve(3, &Class::default()).err(),
             Some(Rejected::Full {
                 queued: 8,
                 asked: 3,
@@ -412,7 +440,7 @@ mod tests {
         );
         drop(held);
         assert!(
-            queue.reserve(10).is_ok(),
+            queue.reserve(10, &Class::default()).is_ok(),
             "a dropped reservation gives its room back"
         );
     }
