@@ -237,11 +237,23 @@ impl Drop for Reservation {
 }
 
 /// Cumulative batching counters of one queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueStats {
     pub depth: usize,
     pub batches: u64,
     pub batched_pairs: u64,
+    /// Per priority that has pairs queued or ever had pairs evicted, lowest number first.
+    pub by_priority: Vec<LevelStats>,
+}
+
+/// One priority level of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LevelStats {
+    pub priority: u32,
+    /// Pairs of this (request) priority queued now.
+    pub depth: usize,
+    /// Pairs of this priority displaced by higher-priority work, since the model loaded.
+    pub evicted_pairs: u64,
 }
 
 impl Queue {
@@ -288,6 +300,7 @@ impl Queue {
             depth: self.depth(),
             batches: self.batches.load(Ordering::Relaxed),
             batched_pairs: self.batched_pairs.load(Ordering::Relaxed),
+            by_priority: Vec::new(),
         }
     }
 
