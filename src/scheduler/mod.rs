@@ -16,8 +16,8 @@ mod select;
 #[cfg(test)]
 mod tests_order;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -178,6 +178,8 @@ pub enum Rejected {
         asked: usize,
         limit: usize,
     },
+    /// Displaced while being tokenized by a request of this (higher) priority.
+    Displaced { by_priority: u32 },
     /// The model is unloading or the server shutting down.
     Closed,
     /// The model stopped serving: a replica thread died.
@@ -187,9 +189,12 @@ pub enum Rejected {
 #[derive(Default)]
 struct State {
     pending: Pending,
-    /// Pairs admitted but still being tokenized ([`Reservation`]s), in all and per tenant.
+    /// Pairs admitted but still being tokenized ([`Reservation`]s): in all, per tenant, and
+    /// each reservation by its id (in the order they were made).
     reserved: usize,
     reserved_by_tenant: HashMap<Arc<str>, usize>,
+    holds: BTreeMap<u64, Hold>,
+    next_hold: u64,
     /// Replica threads waiting in [`Queue::next_batch`].
     idle: usize,
     closed: bool,
@@ -206,14 +211,73 @@ impl State {
         }
     }
 
-    fn unreserve(&mut self, tenant: &Arc<str>, pairs: usize) {
-        self.reserved -= pairs;
-        if let Some(n) = self.reserved_by_tenant.get_mut(tenant) {
-            *n -= pairs;
+    /// Gives a reservation's room back; false if it was displaced already (its room was given
+    /// back then).
+    fn unreserve(&mut self, id: u64) -> bool {
+        let Some(hold) = self.holds.remove(&id) else {
+            return false;
+        };
+        self.reserved -= hold.pairs;
+        if let Some(n) = self.reserved_by_tenant.get_mut(&hold.tenant) {
+            *n -= hold.pairs;
             if *n == 0 {
-                self.reserved_by_tenant.remove(tenant);
+                self.reserved_by_tenant.remove(&hold.tenant);
             }
         }
+        true
+    }
+
+    /// Frees room for `needed` pairs of `priority`, displacing strictly lower priorities: the
+    /// lowest level first, and in a level the requests being tokenized (newest first) before
+    /// the queued ones (newest first). Displaces nothing and returns false when even all of
+    /// them would not make room.
+    fn make_room(&mut self, priority: u32, needed: usize) -> bool {
+        let held: usize = self
+            .holds
+            .values()
+            .filter(|h| h.priority > priority)
+            .map(|h| h.pairs)
+            .sum();
+        if held + self.pending.below(priority) < needed {
+            return false;
+        }
+        let mut levels: Vec<u32> = self.pending.levels_below(priority).collect();
+        levels.extend(
+            self.holds
+                .values()
+                .map(|h| h.priority)
+                .filter(|p| *p > priority),
+        );
+        levels.sort_unstable();
+        levels.dedup();
+        let mut freed = 0;
+        for level in levels.into_iter().rev() {
+            let ids: Vec<u64> = self
+                .holds
+                .iter()
+                .rev()
+                .filter(|(_, h)| h.priority == level)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                if freed >= needed {
+                    return true;
+                }
+                let hold = self.holds.get(&id).expect("listed hold").clone();
+                self.unreserve(id);
+                hold.displaced
+                    .store(priority.saturating_add(1), Ordering::Release);
+                self.pending.note_evicted(level, hold.pairs);
+                freed += hold.pairs;
+            }
+            if freed < needed {
+                freed += self.pending.evict_level(level, priority, needed - freed);
+            }
+            if freed >= needed {
+                return true;
+            }
+        }
+        freed >= needed
     }
 
     /// Pairs the tenant has queued or being tokenized.
@@ -234,11 +298,23 @@ pub struct Queue {
     batched_pairs: AtomicU64,
 }
 
-/// Room held in a queue for one request while it is tokenized; released if dropped unused.
-pub struct Reservation {
-    queue: Arc<Queue>,
+/// The queue's record of a [`Reservation`].
+#[derive(Clone)]
+struct Hold {
+    priority: u32,
     pairs: usize,
     tenant: Arc<str>,
+    /// 0 while it holds its room; 1 + the displacing priority once displaced.
+    displaced: Arc<AtomicU32>,
+}
+
+/// Room held in a queue for one request while it is tokenized; released if dropped unused.
+/// A more urgent request may displace it: [`Reservation::submit`] then refuses.
+pub struct Reservation {
+    queue: Arc<Queue>,
+    id: u64,
+    pairs: usize,
+    displaced: Arc<AtomicU32>,
 }
 
 impl Reservation {
@@ -246,7 +322,11 @@ impl Reservation {
     pub fn submit(mut self, jobs: Vec<Job>) -> Result<(), Rejected> {
         debug_assert!(jobs.len() <= self.pairs);
         let mut st = self.queue.lock();
-        st.unreserve(&self.tenant, std::mem::take(&mut self.pairs));
+        self.pairs = 0;
+        if !st.unreserve(self.id) {
+            let by = self.displaced.load(Ordering::Acquire).saturating_sub(1);
+            return Err(Rejected::Displaced { by_priority: by });
+        }
         if st.closed {
             return Err(st.refusal());
         }
@@ -260,7 +340,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if self.pairs > 0 {
-            self.queue.lock().unreserve(&self.tenant, self.pairs);
+            self.queue.lock().unreserve(self.id);
         }
     }
 }
@@ -326,7 +406,7 @@ impl Queue {
             }
         }
         let (queued, limit) = (st.pending.len() + st.reserved, self.limits.max_queue_pairs);
-        if queued + pairs > limit && !st.pending.evict_for(class.priority, queued + pairs - limit) {
+        if queued + pairs > limit && !st.make_room(class.priority, queued + pairs - limit) {
             return Err(Rejected::Full {
                 queued,
                 asked: pairs,
@@ -337,10 +417,21 @@ impl Queue {
         *st.reserved_by_tenant
             .entry(class.tenant.clone())
             .or_default() += pairs;
-        Ok(Reservation {
-            queue: self.clone(),
+        let id = st.next_hold;
+        st.next_hold += 1;
+        let displaced = Arc::new(AtomicU32::new(0));
+        let hold = Hold {
+            priority: class.priority,
             pairs,
             tenant: class.tenant.clone(),
+            displaced: displaced.clone(),
+        };
+        st.holds.insert(id, hold);
+        Ok(Reservation {
+            queue: self.clone(),
+            id,
+            pairs,
+            displaced,
         })
     }
 

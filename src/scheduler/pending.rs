@@ -10,8 +10,8 @@
 //!   each pair its tokens on a virtual clock that starts a newcomer at the current service
 //!   point. One tenant's backlog therefore interleaves with a newcomer's pairs token for token
 //!   instead of running before them; with one tenant, this is arrival order.
-//! - **Eviction.** [`Pending::evict_for`] displaces whole requests of strictly lower priority,
-//!   newest first from the lowest level, to make room for a more urgent one.
+//! - **Eviction.** [`Pending::evict_level`] displaces whole requests of one level, newest
+//!   first, to make room for a more urgent one (the queue decides which levels).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -216,27 +216,34 @@ impl Pending {
         expired
     }
 
-    /// Makes room for `needed` pairs of `priority` by displacing whole requests of strictly
-    /// lower priority (a larger number): the newest request of the lowest level first. Does
-    /// nothing and returns false when even all of them would not make room. Every displaced
-    /// pair is answered [`PairError::Evicted`].
-    pub fn evict_for(&mut self, priority: u32, needed: usize) -> bool {
-        let evictable: usize = self
-            .fifos
+    /// Pairs queued with a priority strictly lower than `priority` (a larger number).
+    pub fn below(&self, priority: u32) -> usize {
+        self.fifos
             .iter()
             .filter(|((p, _), _)| *p > priority)
             .map(|(_, f)| f.jobs.len())
-            .sum();
-        if evictable < needed {
-            return false;
-        }
+            .sum()
+    }
+
+    /// Priorities strictly lower than `priority` that have pairs queued.
+    pub fn levels_below(&self, priority: u32) -> impl Iterator<Item = u32> + '_ {
+        self.fifos
+            .keys()
+            .map(|k| k.0)
+            .filter(move |p| *p > priority)
+    }
+
+    /// Displaces whole requests of priority `level`, newest first, until `needed` pairs are
+    /// freed or none is left; returns the pairs freed. Every displaced pair is answered
+    /// [`PairError::Evicted`] naming `by_priority`, the priority of the request that took its place.
+    pub fn evict_level(&mut self, level: u32, by_priority: u32, needed: usize) -> usize {
         let mut freed = 0;
         while freed < needed {
             let newest = self
                 .fifos
                 .iter()
-                .filter(|((p, _), f)| *p > priority && !f.jobs.is_empty())
-                .max_by_key(|((p, _), f)| (*p, f.jobs.back().map(|j| j.seq)))
+                .filter(|((p, _), f)| *p == level && !f.jobs.is_empty())
+                .max_by_key(|(_, f)| f.jobs.back().map(|j| j.seq))
                 .map(|(k, f)| (k.clone(), f.jobs.back().expect("not empty").sink.clone()));
             let Some((key, sink)) = newest else { break };
             let fifo = self.fifos.get_mut(&key).expect("key exists");
@@ -246,13 +253,11 @@ impl Pending {
                 .partition(|j| Arc::ptr_eq(&j.sink, &sink));
             fifo.jobs = kept.into();
             freed += gone.len();
-            *self.evicted.entry(key.0).or_default() += gone.len() as u64;
+            self.note_evicted(level, gone.len());
             for job in gone {
                 self.forget(&job);
                 job.answer(
-                    Err(PairError::Evicted {
-                        by_priority: priority,
-                    }),
+                    Err(PairError::Evicted { by_priority }),
                     Duration::ZERO,
                     Duration::ZERO,
                     0,
@@ -260,7 +265,12 @@ impl Pending {
             }
         }
         self.prune();
-        true
+        freed
+    }
+
+    /// Counts pairs of `level` displaced (queued, or held while being tokenized).
+    pub fn note_evicted(&mut self, level: u32, pairs: usize) {
+        *self.evicted.entry(level).or_default() += pairs as u64;
     }
 
     /// Every queued pair, in no particular order; the queue is left empty.

@@ -265,3 +265,33 @@ fn deadlines_drop_pairs_and_cut_the_batch_window() {
     assert!(q.sweep(t.at(61)).is_empty());
     assert!(q.is_empty());
 }
+
+/// Room held for a lower-priority request still being tokenized gives way too (in its level,
+/// before the queued requests); its submit then refuses, naming the displacing priority.
+#[test]
+fn a_lower_priority_request_being_tokenized_is_displaced_first_in_its_level() {
+    let queue = Queue::new(BatchLimits {
+        max_queue_pairs: 8,
+        ..Default::default()
+    });
+    let (jobs, mut queued_rx) = test_request(&[10; 4], class(5, "a"), None, Instant::now());
+    queue
+        .reserve(4, &class(5, "a"))
+        .unwrap()
+        .submit(jobs)
+        .unwrap();
+    let tokenizing = queue.reserve(4, &class(5, "b")).unwrap();
+    let _top = queue.reserve(3, &class(1, "c")).unwrap();
+    let (jobs, _rx) = test_request(&[10; 4], class(5, "b"), None, Instant::now());
+    assert_eq!(
+        tokenizing.submit(jobs).err(),
+        Some(Rejected::Displaced { by_priority: 1 })
+    );
+    assert!(
+        queued_rx.try_recv().is_err(),
+        "the queued request keeps its place"
+    );
+    assert_eq!(queue.depth(), 4);
+    let level5 = queue.stats().by_priority[0];
+    assert_eq!((level5.priority, level5.evicted_pairs), (5, 4));
+}
