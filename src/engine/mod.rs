@@ -360,6 +360,7 @@ fn rejected(model: &str, r: Rejected) -> ServeError {
         Rejected::Full { .. } => metrics().reject(model, "overload"),
         Rejected::TenantQuota { .. } => metrics().reject(model, "tenant_quota"),
         Rejected::Displaced { .. } => metrics().reject(model, "evicted"),
+        Rejected::Late { .. } => metrics().reject(model, "deadline"),
         _ => {}
     }
     match r {
@@ -376,6 +377,17 @@ fn rejected(model: &str, r: Rejected) -> ServeError {
              tenant_max_queue_pairs {limit}"
         )),
         Rejected::Displaced { by_priority } => displaced(by_priority),
+        Rejected::Late {
+            ahead_tokens,
+            least,
+            left,
+        } => ServeError::DeadlineExceeded(format!(
+            "the request cannot start before its deadline: {ahead_tokens} tokens of work are \
+             queued ahead of it on model {model:?}, at least {} ms at the model's recent pace, \
+             and the deadline is {} ms away",
+            least.as_millis(),
+            left.as_millis()
+        )),
         Rejected::Closed => ServeError::NotReady(format!("model {model:?} is unloading")),
         Rejected::Failed => ServeError::ModelFailed(format!(
             "model {model:?} stopped serving: a replica thread died (the reason is in the \

@@ -144,7 +144,10 @@ fn serve(cfg: &ReplicaConfig, network: &Network, queue: &Queue) {
             );
         }
         let span = batch_span(cfg, &jobs);
+        let tokens = jobs.iter().map(|j| j.encoded.len()).sum();
+        let start = Instant::now();
         span.in_scope(|| run_batch(&cfg.name, network, batch_id, jobs));
+        queue.record_batch(tokens, start.elapsed());
     }
 }
 

@@ -11,6 +11,7 @@
 //! request runs on all replicas at once. Pairs whose caller is gone or whose deadline passed
 //! are dropped before the model sees them.
 
+mod pace;
 mod pending;
 mod select;
 #[cfg(test)]
@@ -178,6 +179,12 @@ pub enum Rejected {
         asked: usize,
         limit: usize,
     },
+    /// The work queued ahead takes at least `least`, and the deadline is `left` away.
+    Late {
+        ahead_tokens: usize,
+        least: Duration,
+        left: Duration,
+    },
     /// Displaced while being tokenized by a request of this (higher) priority.
     Displaced { by_priority: u32 },
     /// The model is unloading or the server shutting down.
@@ -195,6 +202,7 @@ struct State {
     reserved_by_tenant: HashMap<Arc<str>, usize>,
     holds: BTreeMap<u64, Hold>,
     next_hold: u64,
+    pace: pace::Pace,
     /// Replica threads waiting in [`Queue::next_batch`].
     idle: usize,
     closed: bool,
@@ -280,6 +288,22 @@ impl State {
         freed >= needed
     }
 
+    /// Why a request with these pairs cannot start before its deadline, if it cannot: the
+    /// work queued ahead of it takes longer than the time left, even at the fastest recent pace.
+    fn late(&self, jobs: &[Job], now: Instant) -> Option<Rejected> {
+        let sink = &jobs.first()?.sink;
+        let left = sink.deadline?.saturating_duration_since(now);
+        let ahead = self
+            .pending
+            .tokens_ahead(sink.class.priority, &sink.class.tenant);
+        let least = self.pace.least_time(ahead)?;
+        (least > left).then_some(Rejected::Late {
+            ahead_tokens: ahead,
+            least,
+            left,
+        })
+    }
+
     /// Pairs the tenant has queued or being tokenized.
     fn tenant_load(&self, tenant: &str) -> usize {
         self.pending.tenant_pairs(tenant)
@@ -329,6 +353,9 @@ impl Reservation {
         }
         if st.closed {
             return Err(st.refusal());
+        }
+        if let Some(late) = st.late(&jobs, Instant::now()) {
+            return Err(late);
         }
         st.pending.push(jobs);
         drop(st);
@@ -433,6 +460,16 @@ impl Queue {
             pairs,
             displaced,
         })
+    }
+
+    /// The model has this many replicas (for the estimate of how long queued work takes).
+    pub fn set_replicas(&self, replicas: usize) {
+        self.lock().pace.set_replicas(replicas);
+    }
+
+    /// A replica ran a batch of `tokens` real tokens in `took`.
+    pub fn record_batch(&self, tokens: usize, took: Duration) {
+        self.lock().pace.record(tokens, took);
     }
 
     /// Pairs queued now.

@@ -216,6 +216,18 @@ impl Pending {
         expired
     }
 
+    /// Tokens queued that a new request of `class` cannot pass: those of more urgent priorities
+    /// and those of its own (priority, tenant) queue. (Other tenants of its priority interleave
+    /// with it; less urgent pairs may age past it, which only adds to its wait.)
+    pub fn tokens_ahead(&self, priority: u32, tenant: &str) -> usize {
+        self.fifos
+            .iter()
+            .filter(|((p, t), _)| *p < priority || (*p == priority && &**t == tenant))
+            .flat_map(|(_, f)| f.jobs.iter())
+            .map(|j| j.encoded.len())
+            .sum()
+    }
+
     /// Pairs queued with a priority strictly lower than `priority` (a larger number).
     pub fn below(&self, priority: u32) -> usize {
         self.fifos

@@ -295,3 +295,40 @@ fn a_lower_priority_request_being_tokenized_is_displaced_first_in_its_level() {
     let level5 = queue.stats().by_priority[0];
     assert_eq!((level5.priority, level5.evicted_pairs), (5, 4));
 }
+
+/// A request whose deadline comes before the work queued ahead of it could be done, even at
+/// the fastest recent pace, is refused at once instead of queued; other tenants of its
+/// priority (who interleave with that work) are not.
+#[test]
+fn a_request_that_cannot_start_before_its_deadline_is_refused_at_once() {
+    let queue = Queue::new(Default::default());
+    queue.set_replicas(2);
+    // One token per second per replica: the 100 tokens queued below take at least 50 s.
+    queue.record_batch(10, Duration::from_secs(10));
+    let (jobs, _rx) = test_request(&[10; 10], class(0, "a"), None, Instant::now());
+    queue
+        .reserve(10, &class(0, "a"))
+        .unwrap()
+        .submit(jobs)
+        .unwrap();
+    let submit = |tenant: &str, deadline: Duration| {
+        let deadline = Some(Instant::now() + deadline);
+        let (jobs, rx) = test_request(&[10], class(0, tenant), deadline, Instant::now());
+        (
+            queue.reserve(1, &class(0, tenant)).unwrap().submit(jobs),
+            rx,
+        )
+    };
+    let (late, _rx) = submit("a", Duration::from_secs(10));
+    match late {
+        Err(Rejected::Late {
+            ahead_tokens: 100,
+            least,
+            left,
+        }) => assert!(least == Duration::from_secs(50) && left <= Duration::from_secs(10)),
+        other => panic!("expected Late, got {other:?}"),
+    }
+    assert!(submit("a", Duration::from_secs(3600)).0.is_ok());
+    assert!(submit("b", Duration::from_secs(10)).0.is_ok());
+    assert_eq!(queue.depth(), 12);
+}
