@@ -141,7 +141,11 @@ async fn interactive_work_displaces_a_bulk_flood_and_every_call_ends_once() {
         "{evicted} pairs evicted for {total:?}"
     );
     assert!(
-        queue.stats().by_priority.iter().all(|l| l.priority == 5 || l.evicted_pairs == 0),
+        queue
+            .stats()
+            .by_priority
+            .iter()
+            .all(|l| l.priority == 5 || l.evicted_pairs == 0),
         "only priority 5 gives way"
     );
 }

@@ -194,6 +194,10 @@ impl Pending {
     /// Removes the pairs whose caller is gone (dropped unanswered: nobody listens), and returns
     /// those whose deadline has passed (the caller answers them: they are never run).
     pub fn sweep(&mut self, now: Instant) -> Vec<Job> {
+        let gone = |j: &Job| j.sink.tx.is_closed() || j.sink.deadline.is_some_and(|d| d <= now);
+        if !self.fifos.values().any(|f| f.jobs.iter().any(gone)) {
+            return Vec::new();
+        }
         let mut removed = Vec::new();
         let mut expired = Vec::new();
         for fifo in self.fifos.values_mut() {
@@ -332,5 +336,5 @@ impl Pending {
 /// How many pairs, in serving order, the choice of a batch looks at: enough to group pairs of
 /// similar length, few enough that no pair is passed over for long.
 fn candidate_window(limits: &BatchLimits) -> usize {
-    limits.max_batch_pairs.saturating_mul(2).max(1)
+    limits.max_batch_pairs.saturating_mul(4).max(1)
 }
