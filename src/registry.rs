@@ -419,6 +419,7 @@ fn start(
             "using the local directory, not the Hugging Face id of the same name");
     }
     let queue = Queue::new(config.batching);
+    queue.set_replicas(config.devices.len());
     let mut workers = Vec::new();
     let mut first: Option<(ModelSpec, DType, PairTokenizer)> = None;
     for (index, device) in config.devices.iter().enumerate() {

@@ -118,6 +118,7 @@ fn structured(rng: &mut impl Rng) -> (&'static str, Vec<u8>) {
             truncation: rng.random_range(0..3),
             request_id: "r".repeat(rng.random_range(0..300)),
             instruction: rng.random_bool(0.2).then(|| long(&mut r)),
+            priority: rng.random_range(0..12),
         };
         ("Score", msg.encode_to_vec())
     } else {
@@ -139,6 +140,7 @@ fn structured(rng: &mut impl Rng) -> (&'static str, Vec<u8>) {
             truncation: rng.random_range(0..3),
             request_id: String::new(),
             instruction: rng.random_bool(0.2).then(|| long(&mut r)),
+            priority: rng.random_range(0..12),
         };
         ("Rerank", msg.encode_to_vec())
     }

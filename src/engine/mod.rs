@@ -359,6 +359,8 @@ fn rejected(model: &str, r: Rejected) -> ServeError {
     match r {
         Rejected::Full { .. } => metrics().reject(model, "overload"),
         Rejected::TenantQuota { .. } => metrics().reject(model, "tenant_quota"),
+        Rejected::Displaced { .. } => metrics().reject(model, "evicted"),
+        Rejected::Late { .. } => metrics().reject(model, "deadline"),
         _ => {}
     }
     match r {
@@ -374,6 +376,18 @@ fn rejected(model: &str, r: Rejected) -> ServeError {
             "tenant {tenant:?} has {queued} pairs queued on model {model:?}; {asked} more exceeds \
              tenant_max_queue_pairs {limit}"
         )),
+        Rejected::Displaced { by_priority } => displaced(by_priority),
+        Rejected::Late {
+            ahead_tokens,
+            least,
+            left,
+        } => ServeError::DeadlineExceeded(format!(
+            "the request cannot start before its deadline: {ahead_tokens} tokens of work are \
+             queued ahead of it on model {model:?}, at least {} ms at the model's recent pace, \
+             and the deadline is {} ms away",
+            least.as_millis(),
+            left.as_millis()
+        )),
         Rejected::Closed => ServeError::NotReady(format!("model {model:?} is unloading")),
         Rejected::Failed => ServeError::ModelFailed(format!(
             "model {model:?} stopped serving: a replica thread died (the reason is in the \
@@ -386,11 +400,7 @@ pub fn pair_outcome(outcome: Result<Vec<f32>, PairError>) -> Result<Vec<f32>, Se
     outcome.map_err(|e| match e {
         PairError::DeadlineExceeded => deadline_exceeded(),
         PairError::Inference(m) => ServeError::InferenceFailed(format!("inference failed: {m}")),
-        PairError::Evicted { by_priority } => ServeError::Overloaded(format!(
-            "displaced by higher-priority work: the model's queue was full and a request of \
-             priority {by_priority} took this request's place; retry later or with a higher \
-             priority (a lower number)"
-        )),
+        PairError::Evicted { by_priority } => displaced(by_priority),
         PairError::Stopped(_) => ServeError::ModelFailed(
             "the model stopped serving before this pair ran: a replica thread died (see the \
              server's log)"
@@ -401,6 +411,15 @@ pub fn pair_outcome(outcome: Result<Vec<f32>, PairError>) -> Result<Vec<f32>, Se
 
 fn deadline_exceeded() -> ServeError {
     ServeError::DeadlineExceeded("the deadline passed before every pair was scored".into())
+}
+
+/// A request (or stream) whose queued pairs gave way to more urgent work.
+fn displaced(by_priority: u32) -> ServeError {
+    ServeError::Overloaded(format!(
+        "displaced by higher-priority work: the model's queue was full and a request of \
+         priority {by_priority} took this request's place; retry later or with a higher \
+         priority (a lower number)"
+    ))
 }
 
 fn record_span_usage(usage: &Usage) {

@@ -128,7 +128,12 @@ pub fn supervised(cfg: &ReplicaConfig, queue: &Queue, work: impl FnOnce()) {
 
 fn serve(cfg: &ReplicaConfig, network: &Network, queue: &Queue) {
     let _no_grad = tch::no_grad_guard();
-    while let Some((batch_id, jobs)) = queue.next_batch() {
+    while let Some(batch) = queue.next_batch() {
+        let (batch_id, jobs) = (batch.id, batch.jobs);
+        answer_expired(&cfg.name, batch.expired);
+        if jobs.is_empty() {
+            continue;
+        }
         // Test builds only: a replica of the named model dies outside the forward pass, holding
         // a batch, as a bug would make it (tests/faults.rs).
         #[cfg(debug_assertions)]
@@ -139,7 +144,25 @@ fn serve(cfg: &ReplicaConfig, network: &Network, queue: &Queue) {
             );
         }
         let span = batch_span(cfg, &jobs);
+        let tokens = jobs.iter().map(|j| j.encoded.len()).sum();
+        let start = Instant::now();
         span.in_scope(|| run_batch(&cfg.name, network, batch_id, jobs));
+        queue.record_batch(tokens, start.elapsed());
+    }
+}
+
+/// Pairs whose deadline passed in the queue: answered, never run.
+fn answer_expired(model: &str, expired: Vec<Job>) {
+    let now = Instant::now();
+    for job in expired {
+        metrics().reject(model, "deadline");
+        reply(
+            &job,
+            0,
+            now,
+            Err(PairError::DeadlineExceeded),
+            Default::default(),
+        );
     }
 }
 
@@ -241,7 +264,11 @@ mod tests {
     fn a_dying_replica_fails_its_queue_and_answers_every_queued_pair() {
         let queue = Queue::new(Default::default());
         let (jobs, mut rx) = crate::scheduler::test_jobs(&[3, 4, 5]);
-        queue.reserve(3, &Default::default()).unwrap().submit(jobs).unwrap();
+        queue
+            .reserve(3, &Default::default())
+            .unwrap()
+            .submit(jobs)
+            .unwrap();
         let told = Arc::new(AtomicBool::new(false));
         let flag = told.clone();
         let cfg = ReplicaConfig {

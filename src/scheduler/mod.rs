@@ -1,17 +1,24 @@
 //! Per-model queue and micro-batcher.
 //!
 //! Every pair is queued on its own, so pairs of different requests share batches. Admission is
-//! whole-request: a request that does not fit under `max_queue_pairs` is refused at once. Device
-//! worker threads pull batches ([`Queue::next_batch`]); a batch closes on a padded-token budget, a
-//! pair cap, or when its oldest pair has waited `max_wait`; while other replicas are idle, a batch
-//! takes only its equal share of the queued tokens, so one large request runs on all replicas at
-//! once. Pairs whose caller is gone or whose deadline passed are dropped before the model sees
-//! them.
+//! whole-request: a request that does not fit under `max_queue_pairs` displaces queued requests
+//! of lower priority if that makes room, and is refused at once otherwise; a tenant over its
+//! `tenant_max_queue_pairs` is refused. The order pairs are served in (priority with aging,
+//! tenants fairly within a priority) is [`pending`]'s. Device worker threads pull batches
+//! ([`Queue::next_batch`]); a batch closes on a padded-token budget, a pair cap, or when its
+//! first pair has waited `max_wait` (sooner if a deadline in it comes first); while other
+//! replicas are idle, a batch takes only its equal share of the queued tokens, so one large
+//! request runs on all replicas at once. Pairs whose caller is gone or whose deadline passed
+//! are dropped before the model sees them.
 
+mod pace;
+mod pending;
 mod select;
+#[cfg(test)]
+mod tests_order;
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -19,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::activation::Activation;
 use crate::tokenize::Encoded;
+use pending::Pending;
 
 /// Batching and admission limits of one model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +87,9 @@ pub struct Job {
     pub index: usize,
     pub sink: Arc<Sink>,
     pub enqueued: Instant,
+    /// Arrival order and start tag in its queue (set when queued).
+    seq: u64,
+    tag: u64,
     answered: std::cell::Cell<bool>,
 }
 
@@ -89,6 +100,8 @@ impl Job {
             index,
             sink,
             enqueued,
+            seq: 0,
+            tag: 0,
             answered: std::cell::Cell::new(false),
         }
     }
@@ -145,7 +158,9 @@ pub enum PairError {
     /// The model stopped serving (a replica thread died) before this pair ran.
     Stopped(String),
     /// Displaced from a full queue by a request of this (higher) priority.
-    Evicted { by_priority: u32 },
+    Evicted {
+        by_priority: u32,
+    },
 }
 
 /// Why a request was not queued.
@@ -164,6 +179,14 @@ pub enum Rejected {
         asked: usize,
         limit: usize,
     },
+    /// The work queued ahead takes at least `least`, and the deadline is `left` away.
+    Late {
+        ahead_tokens: usize,
+        least: Duration,
+        left: Duration,
+    },
+    /// Displaced while being tokenized by a request of this (higher) priority.
+    Displaced { by_priority: u32 },
     /// The model is unloading or the server shutting down.
     Closed,
     /// The model stopped serving: a replica thread died.
@@ -172,11 +195,14 @@ pub enum Rejected {
 
 #[derive(Default)]
 struct State {
-    jobs: VecDeque<Job>,
-    /// Sum of unpadded tokens of queued jobs.
-    tokens: usize,
-    /// Pairs admitted but still being tokenized ([`Reservation`]s).
+    pending: Pending,
+    /// Pairs admitted but still being tokenized ([`Reservation`]s): in all, per tenant, and
+    /// each reservation by its id (in the order they were made).
     reserved: usize,
+    reserved_by_tenant: HashMap<Arc<str>, usize>,
+    holds: BTreeMap<u64, Hold>,
+    next_hold: u64,
+    pace: pace::Pace,
     /// Replica threads waiting in [`Queue::next_batch`].
     idle: usize,
     closed: bool,
@@ -192,6 +218,97 @@ impl State {
             None => Rejected::Closed,
         }
     }
+
+    /// Gives a reservation's room back; false if it was displaced already (its room was given
+    /// back then).
+    fn unreserve(&mut self, id: u64) -> bool {
+        let Some(hold) = self.holds.remove(&id) else {
+            return false;
+        };
+        self.reserved -= hold.pairs;
+        if let Some(n) = self.reserved_by_tenant.get_mut(&hold.tenant) {
+            *n -= hold.pairs;
+            if *n == 0 {
+                self.reserved_by_tenant.remove(&hold.tenant);
+            }
+        }
+        true
+    }
+
+    /// Frees room for `needed` pairs of `priority`, displacing strictly lower priorities: the
+    /// lowest level first, and in a level the requests being tokenized (newest first) before
+    /// the queued ones (newest first). Displaces nothing and returns false when even all of
+    /// them would not make room.
+    fn make_room(&mut self, priority: u32, needed: usize) -> bool {
+        let held: usize = self
+            .holds
+            .values()
+            .filter(|h| h.priority > priority)
+            .map(|h| h.pairs)
+            .sum();
+        if held + self.pending.below(priority) < needed {
+            return false;
+        }
+        let mut levels: Vec<u32> = self.pending.levels_below(priority).collect();
+        levels.extend(
+            self.holds
+                .values()
+                .map(|h| h.priority)
+                .filter(|p| *p > priority),
+        );
+        levels.sort_unstable();
+        levels.dedup();
+        let mut freed = 0;
+        for level in levels.into_iter().rev() {
+            let ids: Vec<u64> = self
+                .holds
+                .iter()
+                .rev()
+                .filter(|(_, h)| h.priority == level)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                if freed >= needed {
+                    return true;
+                }
+                let hold = self.holds.get(&id).expect("listed hold").clone();
+                self.unreserve(id);
+                hold.displaced
+                    .store(priority.saturating_add(1), Ordering::Release);
+                self.pending.note_evicted(level, hold.pairs);
+                freed += hold.pairs;
+            }
+            if freed < needed {
+                freed += self.pending.evict_level(level, priority, needed - freed);
+            }
+            if freed >= needed {
+                return true;
+            }
+        }
+        freed >= needed
+    }
+
+    /// Why a request with these pairs cannot start before its deadline, if it cannot: the
+    /// work queued ahead of it takes longer than the time left, even at the fastest recent pace.
+    fn late(&self, jobs: &[Job], now: Instant) -> Option<Rejected> {
+        let sink = &jobs.first()?.sink;
+        let left = sink.deadline?.saturating_duration_since(now);
+        let ahead = self
+            .pending
+            .tokens_ahead(sink.class.priority, &sink.class.tenant);
+        let least = self.pace.least_time(ahead)?;
+        (least > left).then_some(Rejected::Late {
+            ahead_tokens: ahead,
+            least,
+            left,
+        })
+    }
+
+    /// Pairs the tenant has queued or being tokenized.
+    fn tenant_load(&self, tenant: &str) -> usize {
+        self.pending.tenant_pairs(tenant)
+            + self.reserved_by_tenant.get(tenant).copied().unwrap_or(0)
+    }
 }
 
 /// The queue of one model, shared by the request side and its replica threads.
@@ -205,23 +322,42 @@ pub struct Queue {
     batched_pairs: AtomicU64,
 }
 
+/// The queue's record of a [`Reservation`].
+#[derive(Clone)]
+struct Hold {
+    priority: u32,
+    pairs: usize,
+    tenant: Arc<str>,
+    /// 0 while it holds its room; 1 + the displacing priority once displaced.
+    displaced: Arc<AtomicU32>,
+}
+
 /// Room held in a queue for one request while it is tokenized; released if dropped unused.
+/// A more urgent request may displace it: [`Reservation::submit`] then refuses.
 pub struct Reservation {
     queue: Arc<Queue>,
+    id: u64,
     pairs: usize,
+    displaced: Arc<AtomicU32>,
 }
 
 impl Reservation {
-    /// Queues `jobs` (at most the reserved number) in the room held.
+    /// Queues `jobs` (at most the reserved number, all of the reserving class) in the room held.
     pub fn submit(mut self, jobs: Vec<Job>) -> Result<(), Rejected> {
         debug_assert!(jobs.len() <= self.pairs);
         let mut st = self.queue.lock();
-        st.reserved -= std::mem::take(&mut self.pairs);
+        self.pairs = 0;
+        if !st.unreserve(self.id) {
+            let by = self.displaced.load(Ordering::Acquire).saturating_sub(1);
+            return Err(Rejected::Displaced { by_priority: by });
+        }
         if st.closed {
             return Err(st.refusal());
         }
-        st.tokens += jobs.iter().map(|j| j.encoded.len()).sum::<usize>();
-        st.jobs.extend(jobs);
+        if let Some(late) = st.late(&jobs, Instant::now()) {
+            return Err(late);
+        }
+        st.pending.push(jobs);
         drop(st);
         self.queue.wake.notify_all();
         Ok(())
@@ -231,7 +367,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if self.pairs > 0 {
-            self.queue.lock().reserved -= self.pairs;
+            self.queue.lock().unreserve(self.id);
         }
     }
 }
@@ -256,6 +392,15 @@ pub struct LevelStats {
     pub evicted_pairs: u64,
 }
 
+/// What a replica gets from [`Queue::next_batch`].
+pub struct Batch {
+    pub id: u64,
+    /// The pairs to run (may be empty when only `expired` has pairs).
+    pub jobs: Vec<Job>,
+    /// Pairs whose deadline passed while queued: to be answered, never run.
+    pub expired: Vec<Job>,
+}
+
 impl Queue {
     pub fn new(limits: BatchLimits) -> Arc<Self> {
         Arc::new(Self {
@@ -267,16 +412,28 @@ impl Queue {
         })
     }
 
-    /// Holds room for `pairs` pairs, or refuses at once when the queue (with what others hold)
-    /// has no room: admission is decided before any tokenization work, so a refusal under
-    /// overload costs microseconds.
-    pub fn reserve(self: &Arc<Self>, pairs: usize, _class: &Class) -> Result<Reservation, Rejected> {
+    /// Holds room for `pairs` pairs of `class`, or refuses at once: admission is decided
+    /// before any tokenization work, so a refusal under overload costs microseconds. Over the
+    /// tenant's quota the request is refused; in a full queue, whole requests of strictly
+    /// lower priority are displaced to make room if they can, else the request is refused.
+    pub fn reserve(self: &Arc<Self>, pairs: usize, class: &Class) -> Result<Reservation, Rejected> {
         let mut st = self.lock();
         if st.closed {
             return Err(st.refusal());
         }
-        let (queued, limit) = (st.jobs.len() + st.reserved, self.limits.max_queue_pairs);
-        if queued + pairs > limit {
+        if let Some(quota) = self.limits.tenant_max_queue_pairs {
+            let held = st.tenant_load(&class.tenant);
+            if held + pairs > quota {
+                return Err(Rejected::TenantQuota {
+                    tenant: class.tenant.clone(),
+                    queued: held,
+                    asked: pairs,
+                    limit: quota,
+                });
+            }
+        }
+        let (queued, limit) = (st.pending.len() + st.reserved, self.limits.max_queue_pairs);
+        if queued + pairs > limit && !st.make_room(class.priority, queued + pairs - limit) {
             return Err(Rejected::Full {
                 queued,
                 asked: pairs,
@@ -284,23 +441,56 @@ impl Queue {
             });
         }
         st.reserved += pairs;
+        *st.reserved_by_tenant
+            .entry(class.tenant.clone())
+            .or_default() += pairs;
+        let id = st.next_hold;
+        st.next_hold += 1;
+        let displaced = Arc::new(AtomicU32::new(0));
+        let hold = Hold {
+            priority: class.priority,
+            pairs,
+            tenant: class.tenant.clone(),
+            displaced: displaced.clone(),
+        };
+        st.holds.insert(id, hold);
         Ok(Reservation {
             queue: self.clone(),
+            id,
             pairs,
+            displaced,
         })
+    }
+
+    /// The model has this many replicas (for the estimate of how long queued work takes).
+    pub fn set_replicas(&self, replicas: usize) {
+        self.lock().pace.set_replicas(replicas);
+    }
+
+    /// A replica ran a batch of `tokens` real tokens in `took`.
+    pub fn record_batch(&self, tokens: usize, took: Duration) {
+        self.lock().pace.record(tokens, took);
     }
 
     /// Pairs queued now.
     pub fn depth(&self) -> usize {
-        self.lock().jobs.len()
+        self.lock().pending.len()
     }
 
     pub fn stats(&self) -> QueueStats {
+        let levels = self.lock().pending.levels();
         QueueStats {
-            depth: self.depth(),
+            depth: levels.iter().map(|l| l.1).sum(),
             batches: self.batches.load(Ordering::Relaxed),
             batched_pairs: self.batched_pairs.load(Ordering::Relaxed),
-            by_priority: Vec::new(),
+            by_priority: levels
+                .into_iter()
+                .map(|(priority, depth, evicted_pairs)| LevelStats {
+                    priority,
+                    depth,
+                    evicted_pairs,
+                })
+                .collect(),
         }
     }
 
@@ -310,8 +500,7 @@ impl Queue {
         let mut st = self.lock();
         st.closed = true;
         st.failed.get_or_insert_with(|| reason.to_owned());
-        st.tokens = 0;
-        let jobs = std::mem::take(&mut st.jobs).into();
+        let jobs = st.pending.drain();
         drop(st);
         self.wake.notify_all();
         jobs
@@ -328,13 +517,22 @@ impl Queue {
         self.wake.notify_all();
     }
 
-    /// Blocks until a batch is due and returns it with its id; None once closed and empty.
-    pub fn next_batch(&self) -> Option<(u64, Vec<Job>)> {
+    /// Blocks until a batch is due and returns it; None once closed and empty. A batch is due
+    /// when enough is queued to fill one, or when its first pair has waited `max_wait` (or a
+    /// deadline among the pairs it may take comes sooner).
+    pub fn next_batch(&self) -> Option<Batch> {
         let mut st = self.lock();
         loop {
-            let st_ref = &mut *st;
-            select::drop_abandoned(&mut st_ref.jobs, &mut st_ref.tokens);
-            let Some(oldest) = st.jobs.front().map(|j| j.enqueued) else {
+            let now = Instant::now();
+            let expired = st.pending.sweep(now);
+            if !expired.is_empty() {
+                return Some(Batch {
+                    id: 0,
+                    jobs: Vec::new(),
+                    expired,
+                });
+            }
+            let Some(due) = st.pending.due(&self.limits, now) else {
                 if st.closed {
                     return None;
                 }
@@ -343,23 +541,24 @@ impl Queue {
                 st.idle -= 1;
                 continue;
             };
-            let due = oldest + self.limits.max_wait;
-            let now = Instant::now();
-            let full = st.jobs.len() >= self.limits.max_batch_pairs
-                || st.tokens >= self.limits.max_batch_tokens;
+            let full = st.pending.len() >= self.limits.max_batch_pairs
+                || st.pending.tokens() >= self.limits.max_batch_tokens;
             if full || st.closed || now >= due {
                 // With other replicas idle, leave them an equal share of the queued tokens:
                 // one request's pairs then run on every replica at once instead of one after
                 // the other, and finish together (a share of pairs would hand one replica the
                 // long outliers).
-                let share = st.tokens.div_ceil(st.idle + 1);
-                let jobs = select::take_batch(&mut st.jobs, &self.limits, share);
-                st.tokens -= jobs.iter().map(|j| j.encoded.len()).sum::<usize>();
+                let share = st.pending.tokens().div_ceil(st.idle + 1);
+                let jobs = st.pending.take(&self.limits, now, share);
                 st.next_batch_id += 1;
                 self.batches.fetch_add(1, Ordering::Relaxed);
                 self.batched_pairs
                     .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                return Some((st.next_batch_id, jobs));
+                return Some(Batch {
+                    id: st.next_batch_id,
+                    jobs,
+                    expired: Vec::new(),
+                });
             }
             st.idle += 1;
             st = self
@@ -373,7 +572,7 @@ impl Queue {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A replica that panicked while holding the lock leaves consistent state (every
-        // mutation is a single push/pop); keep serving.
+        // mutation completes before anything that can panic); keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -381,12 +580,23 @@ impl Queue {
 /// Queued pairs of the given token lengths, all of one request, and that request's receiver.
 #[cfg(test)]
 pub(crate) fn test_jobs(lengths: &[usize]) -> (Vec<Job>, mpsc::UnboundedReceiver<PairResult>) {
+    test_request(lengths, Class::default(), None, Instant::now())
+}
+
+/// One request's pairs of the given token lengths, of `class`, queued at `enqueued`.
+#[cfg(test)]
+pub(crate) fn test_request(
+    lengths: &[usize],
+    class: Class,
+    deadline: Option<Instant>,
+    enqueued: Instant,
+) -> (Vec<Job>, mpsc::UnboundedReceiver<PairResult>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let sink = Arc::new(Sink {
         span: tracing::Span::none(),
         activation: Activation::Identity,
-        deadline: None,
-        class: Class::default(),
+        deadline,
+        class,
         tx,
     });
     let jobs = lengths
@@ -398,7 +608,7 @@ pub(crate) fn test_jobs(lengths: &[usize]) -> (Vec<Job>, mpsc::UnboundedReceiver
                 type_ids: vec![0; n],
                 truncated: false,
             };
-            Job::new(encoded, index, sink.clone(), Instant::now())
+            Job::new(encoded, index, sink.clone(), enqueued)
         })
         .collect();
     (jobs, rx)
@@ -421,7 +631,7 @@ mod tests {
             std::thread::spawn(move || {
                 let size = queue
                     .next_batch()
-                    .map(|(_, jobs)| jobs.iter().map(|j| j.encoded.len()).sum::<usize>());
+                    .map(|b| b.jobs.iter().map(|j| j.encoded.len()).sum::<usize>());
                 done_tx.send(size).unwrap();
             });
         }
@@ -429,7 +639,11 @@ mod tests {
             std::thread::yield_now();
         }
         let (jobs, _rx) = test_jobs(&[[10; 60].as_slice(), &[30; 40]].concat());
-        queue.reserve(100, &Class::default()).unwrap().submit(jobs).unwrap();
+        queue
+            .reserve(100, &Class::default())
+            .unwrap()
+            .submit(jobs)
+            .unwrap();
         // 1800 tokens: one replica takes the 60 short pairs and 10 long ones, the other the
         // 30 long ones left (an equal share of pairs would have given it 1300 of the 1800).
         let sizes = [done_rx.recv().unwrap(), done_rx.recv().unwrap()];
