@@ -265,3 +265,169 @@ fn lines(path: &std::path::Path) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// A mixed run's JSON report: the groups as given, in order, with their settings; each group's
+/// requests all counted (ok + evicted + refused + errors), pairs = ok x docs, and the totals the
+/// sums of the groups'.
+fn check_mixed(r: &Value, names: &[&str]) {
+    assert_eq!(r["mode"], "mixed", "{r}");
+    let groups = r["groups"].as_array().unwrap();
+    let got: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(got, names, "{r}");
+    let n = |g: &Value, key: &str| g[key].as_u64().unwrap_or_else(|| panic!("no {key} in {g}"));
+    for g in groups {
+        let counted = n(g, "ok") + n(g, "evicted") + n(g, "refused") + n(g, "errors");
+        assert_eq!(n(g, "requests"), counted, "{g}");
+        assert_eq!(n(g, "pairs"), n(g, "ok") * n(g, "docs"), "{g}");
+        let failed: u64 = g["failures"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|f| f["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(failed, n(g, "requests") - n(g, "ok"), "{g}");
+        if let Some(lat) = g["latency_ms"].as_object() {
+            assert!(lat["p50"].as_f64() <= lat["p99"].as_f64(), "{g}");
+            assert!(lat["p99"].as_f64() <= lat["max"].as_f64(), "{g}");
+        }
+    }
+    let sum = |key: &str| groups.iter().map(|g| n(g, key)).sum::<u64>();
+    assert_eq!(n(r, "requests"), sum("requests"), "{r}");
+    assert_eq!(n(r, "pairs"), sum("pairs"), "{r}");
+}
+
+/// The mixed mode runs a closed-loop group and an open-loop (rate) group together: with request
+/// counts each group sends exactly its count; with --duration a rate group sends one request per
+/// due time before the end (20/s for 1 s: 20), and the text report names every group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_mode_reports_every_group() {
+    let server = TestServer::simple(&["bert=bert"]).await;
+    let bulk = "name=bulk,priority=5,tenant=batch,docs=8,concurrency=2,requests=6";
+    let interactive = "name=interactive,priority=0,tenant=search,docs=3,rate=50";
+    let args = ["--group", bulk, "--group", interactive, "--requests", "5"];
+    let r = report(&server, &args).await;
+    check_mixed(&r, &["bulk", "interactive"]);
+    let (b, i) = (&r["groups"][0], &r["groups"][1]);
+    assert_eq!(
+        (b["requests"].as_u64(), b["ok"].as_u64()),
+        (Some(6), Some(6)),
+        "{r}"
+    );
+    assert_eq!(
+        (i["requests"].as_u64(), i["ok"].as_u64()),
+        (Some(5), Some(5)),
+        "{r}"
+    );
+    assert_eq!(
+        (b["priority"].as_u64(), b["tenant"].as_str()),
+        (Some(5), Some("batch"))
+    );
+    assert_eq!(
+        (b["concurrency"].as_u64(), b["rate"].as_f64()),
+        (Some(2), None)
+    );
+    assert_eq!(
+        (i["rate"].as_f64(), i["concurrency"].as_u64()),
+        (Some(50.0), None)
+    );
+    assert_eq!(
+        (i["shape"].as_str(), i["docs"].as_u64()),
+        (Some("rerank"), Some(3))
+    );
+
+    let timed = [
+        "--group",
+        "name=flood,docs=8,concurrency=2",
+        "--group",
+        "name=light,docs=3,rate=20",
+        "--duration",
+        "1",
+    ];
+    let r = report(&server, &timed).await;
+    check_mixed(&r, &["flood", "light"]);
+    assert_eq!(r["groups"][1]["requests"], 20, "{r}");
+    let out = bench(&server, &timed).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for part in [
+        "mixed load over grpc",
+        "evicted",
+        "refused",
+        "flood ",
+        "light ",
+        "total: ",
+    ] {
+        assert!(text.contains(part), "no {part:?} in\n{text}");
+    }
+}
+
+/// A group whose requests exceed the model's queue bound has each one counted as refused
+/// (RESOURCE_EXHAUSTED, not displaced), beside a group that fits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_mode_counts_refusals_apart_from_evictions() {
+    let server = TestServer::start(
+        vec![model("small=bert,max_queue_pairs=4")],
+        ServerOptions::default(),
+        RequestLimits::default(),
+    )
+    .await;
+    let args = [
+        "--group",
+        "name=big,docs=6,concurrency=1,requests=3",
+        "--group",
+        "name=fits,docs=2,rate=100,requests=4",
+        "--warmup",
+        "0",
+    ];
+    let r = report(&server, &args).await;
+    check_mixed(&r, &["big", "fits"]);
+    let (big, fits) = (&r["groups"][0], &r["groups"][1]);
+    assert_eq!(
+        (big["refused"].as_u64(), big["evicted"].as_u64()),
+        (Some(3), Some(0)),
+        "{r}"
+    );
+    let example = big["failures"]["RESOURCE_EXHAUSTED"]["example"]
+        .as_str()
+        .unwrap();
+    assert!(example.contains("max_queue_pairs 4"), "{r}");
+    assert_eq!(fits["requests"], 4, "{r}");
+}
+
+/// What a user may ask is bounded, and the error names the setting, the limit and the value;
+/// nothing is sent.
+#[tokio::test]
+async fn mixed_mode_refuses_what_is_out_of_bounds() {
+    let groups: Vec<String> = (0..17).map(|i| format!("name=g{i},rate=1")).collect();
+    let mut args = vec!["--addr", "http://127.0.0.1:1"];
+    for g in &groups {
+        args.extend(["--group", g.as_str()]);
+    }
+    let cases: [(Vec<&str>, &str); 4] = [
+        (args, "17 --group flags; the limit is 16"),
+        (
+            vec!["--group", "name=a,rate=5000"],
+            "`rate` is \"5000\"; give requests per second from 0.01 to 1000",
+        ),
+        (
+            vec!["--group", "name=a,concurrency=0"],
+            "`concurrency` is \"0\"; give an integer from 1 to 1000",
+        ),
+        (
+            vec!["--group", "name=a,rate=1", "--size", "3"],
+            "cannot be used with '--size",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = run_bench(&args).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -57,6 +57,16 @@ impl Host {
                 .collect(),
         }
     }
+
+    /// The report's `host` line.
+    pub fn line(&self) -> String {
+        format!(
+            "  host        {}, {} cores, flags: {}\n",
+            self.cpu,
+            self.cores,
+            self.flags.join(" ")
+        )
+    }
 }
 
 /// User + system CPU seconds process `pid` has used so far, all its threads together.

@@ -8,10 +8,21 @@ use std::time::{Duration, Instant};
 
 use crossrank::api::pb;
 use pb::cross_encoder_client::CrossEncoderClient;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
 use super::report::{Failure, Tally};
 use super::rest::Rest;
+
+/// A gRPC client on `channel` that takes messages of any size (the server bounds them).
+pub fn grpc_client(channel: Channel) -> CrossEncoderClient<Channel> {
+    CrossEncoderClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX)
+}
+
+/// The gRPC metadata that names a call's tenant (when API keys are off).
+pub const TENANT_HEADER: &str = "x-crossrank-tenant";
 
 /// One client's connection.
 pub enum Conn {
@@ -21,10 +32,7 @@ pub enum Conn {
 
 impl Conn {
     pub fn grpc(channel: Channel) -> Self {
-        let client = CrossEncoderClient::new(channel)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
-        Self::Grpc(Box::new(client))
+        Self::Grpc(Box::new(grpc_client(channel)))
     }
 
     /// Sends request number `k` (warm-up requests use any `k`) with deadline `timeout`.
@@ -71,7 +79,12 @@ pub struct Plan {
     /// Share of requests sent with chaos: half of them get a random deadline below `timeout`,
     /// half are dropped by the client after a random delay below it (a cancel).
     pub chaos: f64,
-    pub corpus: Vec<(String, String)>,
+    /// Sent as every request's `priority` (0, the default, is the highest).
+    pub priority: u32,
+    /// Sent as [`TENANT_HEADER`] with every gRPC call; `None`: no tenant named.
+    pub tenant: Option<MetadataValue<Ascii>>,
+    /// Shared by every group of a mixed run.
+    pub corpus: Arc<[(String, String)]>,
 }
 
 /// Counters shared by the clients and the progress display.
@@ -163,10 +176,20 @@ impl Plan {
         let first = (k as usize).wrapping_mul(self.size) % n;
         (0..self.size).map(|j| (first + j) % n).collect()
     }
+
+    /// A call carrying `message`, with deadline `timeout` and the plan's tenant.
+    fn call<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(timeout);
+        if let Some(tenant) = &self.tenant {
+            request.metadata_mut().insert(TENANT_HEADER, tenant.clone());
+        }
+        request
+    }
 }
 
 /// Sends request number `k` over gRPC with deadline `timeout`.
-async fn send(
+pub async fn send(
     client: &mut CrossEncoderClient<Channel>,
     plan: &Plan,
     k: u64,
@@ -193,9 +216,10 @@ async fn send(
             let request = pb::ScoreRequest {
                 model: plan.model.clone(),
                 pairs,
+                priority: plan.priority,
                 ..Default::default()
             };
-            let response = client.score(timed(request, timeout)).await?;
+            let response = client.score(plan.call(request, timeout)).await?;
             if plan.keep_scores {
                 for (&i, r) in indices.iter().zip(&response.get_ref().results) {
                     if let Some(&s) = r.scores.first() {
@@ -209,15 +233,17 @@ async fn send(
                 model: plan.model.clone(),
                 query,
                 documents: documents().collect(),
+                priority: plan.priority,
                 ..Default::default()
             };
-            client.rerank(timed(request, timeout)).await?;
+            client.rerank(plan.call(request, timeout)).await?;
         }
         Shape::Stream => {
             use pb::rerank_stream_request::Kind;
             let header = pb::RerankStreamHeader {
                 model: plan.model.clone(),
                 query,
+                priority: plan.priority,
                 ..Default::default()
             };
             let mut messages = vec![pb::RerankStreamRequest {
@@ -232,7 +258,7 @@ async fn send(
                     kind: Some(Kind::Documents(batch)),
                 });
             }
-            let request = timed(tokio_stream::iter(messages), timeout);
+            let request = plan.call(tokio_stream::iter(messages), timeout);
             let mut responses = client.rerank_stream(request).await?.into_inner();
             let mut finished = false;
             while let Some(message) = responses.message().await? {
@@ -249,10 +275,4 @@ async fn send(
         }
     }
     Ok(())
-}
-
-fn timed<T>(message: T, timeout: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(timeout);
-    request
 }

@@ -1,10 +1,12 @@
 //! `crossrank bench`: a load generator for a running server, over gRPC or the REST port's
 //! `/v2/rerank`, on a deterministic corpus; it reports latency, throughput and, with
-//! `--server-pid`, the server's CPU per pair.
+//! `--server-pid`, the server's CPU per pair. With `--group` (repeated) it runs several client
+//! groups at once, each with its own priority, tenant, request size and rate ([`mixed`]).
 
 mod corpus;
 mod host;
 mod load;
+mod mixed;
 mod report;
 mod rest;
 
@@ -20,6 +22,7 @@ use tonic::transport::Endpoint;
 
 use host::{cpu_seconds, Host};
 use load::{Conn, Plan, Progress, Shape, Stop};
+use mixed::spec::GroupSpec;
 use report::{CpuTime, Report, Setup, Tally};
 
 /// How requests reach the server.
@@ -96,12 +99,25 @@ pub struct BenchArgs {
     /// ({"index", "score"}) sorted by index.
     #[arg(long)]
     scores_out: Option<PathBuf>,
+    /// A client group of a mixed run (repeat for more, at most 16), as comma-separated
+    /// key=value: name (required), priority (0, the highest), tenant (sent as
+    /// x-crossrank-tenant), shape (rerank), docs (20), chunk (10), requests (else --requests or
+    /// --duration), and exactly one of rate (requests/s, 0.01-1000: open loop, latency from
+    /// each request's due time) or concurrency (clients, 1-1000: closed loop). E.g.
+    /// `name=bulk,priority=5,tenant=batch,docs=100,concurrency=3`.
+    #[arg(long = "group", value_name = "SPEC",
+          conflicts_with_all = ["shape", "size", "chunk", "concurrency", "scores_out", "chaos"])]
+    groups: Vec<GroupSpec>,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let corpus = corpus::pairs(args.corpus_size as usize, args.seed);
+    let corpus: Arc<[(String, String)]> =
+        corpus::pairs(args.corpus_size as usize, args.seed).into();
     if let Some(path) = &args.write_corpus {
         return write_corpus(path, &corpus);
+    }
+    if !args.groups.is_empty() {
+        return run_mixed(&args, corpus);
     }
     if args.scores_out.is_some() && args.shape != Shape::Score {
         bail!("--scores-out needs --shape score");
@@ -128,21 +144,49 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.scores_out {
         write_scores(path, scores)?;
     }
-    match &args.json {
-        Some(path) if path == Path::new("-") => println!("{}", serde_json::to_string(&report)?),
+    emit(&args.json, &report, || report.text())
+}
+
+/// The mixed mode: `--group` given.
+fn run_mixed(args: &BenchArgs, corpus: Arc<[(String, String)]>) -> anyhow::Result<()> {
+    if args.protocol != Protocol::Grpc {
+        bail!("--group runs over gRPC: leave out --protocol http");
+    }
+    if args.requests.is_none() && !(args.duration > 0.0 && args.duration.is_finite()) {
+        bail!(
+            "--duration must be a positive number of seconds, got {}",
+            args.duration
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(mixed::drive(args, corpus))?;
+    emit(&args.json, &report, || report.text())
+}
+
+/// The report as JSON on standard output (`--json -`), or as JSON in a file and as text, or as
+/// text only.
+fn emit<R: serde::Serialize>(
+    json: &Option<PathBuf>,
+    report: &R,
+    text: impl Fn() -> String,
+) -> anyhow::Result<()> {
+    match json {
+        Some(path) if path == Path::new("-") => println!("{}", serde_json::to_string(report)?),
         Some(path) => {
-            std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            std::fs::write(path, serde_json::to_vec_pretty(report)?)
                 .with_context(|| format!("writing {}", path.display()))?;
-            print!("{}", report.text());
+            print!("{}", text());
         }
-        None => print!("{}", report.text()),
+        None => print!("{}", text()),
     }
     Ok(())
 }
 
 async fn drive(
     args: &BenchArgs,
-    corpus: Vec<(String, String)>,
+    corpus: Arc<[(String, String)]>,
 ) -> anyhow::Result<(Report, Vec<(usize, f32)>)> {
     let plan = Arc::new(Plan {
         shape: args.shape,
@@ -153,6 +197,8 @@ async fn drive(
         keep_scores: args.scores_out.is_some(),
         backoff: Duration::from_millis(args.backoff_ms),
         chaos: args.chaos,
+        priority: 0,
+        tenant: None,
         corpus,
     });
     let mut conns = connect(args).await?;

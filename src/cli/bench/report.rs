@@ -8,12 +8,19 @@ use serde::Serialize;
 
 use super::host::Host;
 
+/// What the server says when it evicts a queued request for higher-priority work
+/// (RESOURCE_EXHAUSTED; src/engine's message for `PairError::Evicted`).
+pub const DISPLACED: &str = "displaced by higher-priority work";
+
 /// Outcomes recorded by one client; merged at the end.
 #[derive(Default)]
 pub struct Tally {
-    ok: Vec<Duration>,
-    pairs: u64,
-    errors: BTreeMap<String, Failures>,
+    /// Latencies of successful requests.
+    pub(super) ok: Vec<Duration>,
+    /// Pairs in successful requests.
+    pub(super) pairs: u64,
+    /// Failed requests by code.
+    pub(super) errors: BTreeMap<String, Failures>,
     /// (corpus index, first score) of pairs scored by Score requests, when asked for.
     pub scores: Vec<(usize, f32)>,
 }
@@ -45,9 +52,22 @@ impl From<tonic::Status> for Failure {
 }
 
 #[derive(Default)]
-struct Failures {
-    latencies: Vec<Duration>,
-    example: String,
+pub(super) struct Failures {
+    pub(super) latencies: Vec<Duration>,
+    /// Of them, RESOURCE_EXHAUSTED calls evicted for higher-priority work ([`DISPLACED`]).
+    pub(super) displaced: u64,
+    pub(super) example: String,
+}
+
+impl Failures {
+    pub(super) fn report(self) -> ErrorReport {
+        ErrorReport {
+            count: self.latencies.len() as u64,
+            displaced: self.displaced,
+            latency_ms: Percentiles::of(self.latencies),
+            example: self.example,
+        }
+    }
 }
 
 impl Tally {
@@ -57,8 +77,10 @@ impl Tally {
     }
 
     pub fn error(&mut self, latency: Duration, failure: Failure) {
+        let displaced = failure.code == "RESOURCE_EXHAUSTED" && failure.message.contains(DISPLACED);
         let entry = self.errors.entry(failure.code).or_default();
         entry.latencies.push(latency);
+        entry.displaced += u64::from(displaced);
         if entry.example.is_empty() {
             entry.example = failure.message;
         }
@@ -71,6 +93,7 @@ impl Tally {
         for (code, f) in other.errors {
             let entry = self.errors.entry(code).or_default();
             entry.latencies.extend(f.latencies);
+            entry.displaced += f.displaced;
             if entry.example.is_empty() {
                 entry.example = f.example;
             }
@@ -83,14 +106,7 @@ impl Tally {
         let errors: BTreeMap<String, ErrorReport> = self
             .errors
             .into_iter()
-            .map(|(code, f)| {
-                let report = ErrorReport {
-                    count: f.latencies.len() as u64,
-                    latency_ms: Percentiles::of(f.latencies),
-                    example: f.example,
-                };
-                (code, report)
-            })
+            .map(|(code, f)| (code, f.report()))
             .collect();
         let requests_failed = errors.values().map(|e| e.count).sum();
         Report {
@@ -118,7 +134,7 @@ pub struct CpuTime {
 }
 
 impl CpuTime {
-    fn report(self, pairs: u64) -> CpuReport {
+    pub(super) fn report(self, pairs: u64) -> CpuReport {
         let per_pair = |s: f64| (pairs > 0).then(|| s * 1e6 / pairs as f64);
         CpuReport {
             server_s: self.server,
@@ -175,6 +191,10 @@ pub struct Report {
 #[derive(Serialize)]
 pub struct ErrorReport {
     pub count: u64,
+    /// Of them, calls evicted from a full queue by higher-priority work (RESOURCE_EXHAUSTED
+    /// only; left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub displaced: u64,
     pub latency_ms: Option<Percentiles>,
     /// The first message seen with this code.
     pub example: String,
@@ -189,9 +209,13 @@ pub struct Percentiles {
     pub max: f64,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl Percentiles {
     /// Nearest-rank percentiles in milliseconds; `None` for no samples.
-    fn of(mut samples: Vec<Duration>) -> Option<Self> {
+    pub(super) fn of(mut samples: Vec<Duration>) -> Option<Self> {
         if samples.is_empty() {
             return None;
         }
@@ -211,7 +235,7 @@ impl Percentiles {
         })
     }
 
-    fn line(&self) -> String {
+    pub(super) fn line(&self) -> String {
         format!(
             "p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}  mean {:.1} ms",
             self.p50, self.p90, self.p99, self.max, self.mean
@@ -245,27 +269,32 @@ impl Report {
             out += &format!("  latency     {}\n", p.line());
         }
         for (code, e) in &self.errors {
-            let latency = e.latency_ms.as_ref().map(Percentiles::line);
-            out += &format!(
-                "  error       {code} x{}  {}\n              e.g. {}\n",
-                e.count,
-                latency.unwrap_or_default(),
-                e.example
-            );
+            out += &e.line(code);
         }
         out += &self.cpu.line();
-        out += &format!(
-            "  host        {}, {} cores, flags: {}\n",
-            self.host.cpu,
-            self.host.cores,
-            self.host.flags.join(" ")
-        );
+        out += &self.host.line();
         out
     }
 }
 
+impl ErrorReport {
+    pub(super) fn line(&self, code: &str) -> String {
+        let latency = self.latency_ms.as_ref().map(Percentiles::line);
+        let displaced = match self.displaced {
+            0 => String::new(),
+            n => format!(" ({n} {DISPLACED})"),
+        };
+        format!(
+            "  error       {code} x{}{displaced}  {}\n              e.g. {}\n",
+            self.count,
+            latency.unwrap_or_default(),
+            self.example
+        )
+    }
+}
+
 impl CpuReport {
-    fn line(&self) -> String {
+    pub(super) fn line(&self) -> String {
         let per_pair = |us: Option<f64>| us.map_or("-".into(), |us| format!("{us:.1}"));
         let server = match self.server_s {
             Some(s) => format!(
