@@ -110,8 +110,10 @@ impl Pending {
         priority.saturating_sub(u32::try_from(levels).unwrap_or(u32::MAX))
     }
 
-    /// Up to `max` pairs of the most urgent level, in serving order (start tag, then arrival).
-    fn candidates(&self, limits: &BatchLimits, now: Instant, max: usize) -> Vec<Candidate> {
+    /// The next pairs of the most urgent level, in serving order (start tag, then arrival): a
+    /// batch's worth when several queues share the level (so the batch keeps their fair
+    /// order), four when one queue has it alone (room to group pairs of similar length).
+    fn candidates(&self, limits: &BatchLimits, now: Instant) -> Vec<Candidate> {
         let aging = limits.priority_aging;
         let fifos: Vec<&Fifo> = self.fifos.values().collect();
         let level = |j: &Job| Self::effective(j, aging, now);
@@ -126,6 +128,8 @@ impl Pending {
                 .map(|j| (Reverse((j.tag, j.seq)), fifo, pos))
         };
         let mut heads: BinaryHeap<_> = (0..fifos.len()).filter_map(|f| at_best(f, 0)).collect();
+        let ahead = if heads.len() == 1 { 4 } else { 1 };
+        let max = limits.max_batch_pairs.saturating_mul(ahead).max(1);
         let mut out = Vec::with_capacity(max.min(self.pairs));
         while out.len() < max {
             let Some((Reverse((tag, _)), fifo, pos)) = heads.pop() else {
@@ -148,8 +152,7 @@ impl Pending {
     /// When the batch the next [`Pending::take`] would make is due: its first pair's
     /// `max_wait` after it was queued, or sooner if a pair it may take has an earlier deadline.
     pub fn due(&self, limits: &BatchLimits, now: Instant) -> Option<Instant> {
-        let window = candidate_window(limits);
-        let cands = self.candidates(limits, now, window);
+        let cands = self.candidates(limits, now);
         let first = cands.first()?;
         let window = first.enqueued + limits.max_wait;
         Some(
@@ -161,10 +164,10 @@ impl Pending {
     }
 
     /// Takes the next batch: the first pair in serving order, and the pairs of its level
-    /// nearest to it in length among the next few in order, within the batch limits and
-    /// `share_tokens` real tokens.
+    /// nearest to it in length among the next ones in order (see `candidates`), within the
+    /// batch limits and `share_tokens` real tokens.
     pub fn take(&mut self, limits: &BatchLimits, now: Instant, share_tokens: usize) -> Vec<Job> {
-        let cands = self.candidates(limits, now, candidate_window(limits));
+        let cands = self.candidates(limits, now);
         if cands.is_empty() {
             return Vec::new();
         }
@@ -331,10 +334,4 @@ impl Pending {
     fn prune(&mut self) {
         self.fifos.retain(|_, f| !f.jobs.is_empty());
     }
-}
-
-/// How many pairs, in serving order, the choice of a batch looks at: enough to group pairs of
-/// similar length, few enough that no pair is passed over for long.
-fn candidate_window(limits: &BatchLimits) -> usize {
-    limits.max_batch_pairs.saturating_mul(4).max(1)
 }
