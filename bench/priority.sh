@@ -6,7 +6,7 @@
 #                 and one batch's inference time from the server's /metrics over the phase
 #   c fifo        bulk + interactive, both priority 0, one tenant: today's FIFO ("before")
 #   d priority    bulk at priority 5, interactive at 0, default aging (100 ms)
-#   e slow-aging  d with priority_aging_ms=PRIO_SLOW_AGING_MS (2000): the trade-off
+#   e slow-aging  d with priority_aging_ms=PRIO_SLOW_AGING_MS (5000: 12 x 100 queued pairs are a ~13 s backlog, under the 25 s priority 5 takes to age to 0): the trade-off
 #   f tenants-same   a flooding tenant (PRIO_FLOOD_CLIENTS clients of Rerank-100) and a light one
 #                    (Rerank-20 at PRIO_RATE/s), same priority, one tenant name ("before")
 #   g tenants-apart  f with two tenant names ("after")
@@ -16,7 +16,7 @@
 # Usage: bench/priority.sh [THREADS=2]
 #   PRIO_SECONDS=45 per phase, PRIO_RATE=1 interactive requests/s, PRIO_DOCS=20 per interactive
 #   request, PRIO_BULK_CLIENTS=12, PRIO_BULK_DOCS=100, PRIO_FLOOD_CLIENTS=3,
-#   PRIO_QUEUE_PAIRS=1200 (the model's max_queue_pairs: 12 x 100 fills it), PRIO_SLOW_AGING_MS=2000,
+#   PRIO_QUEUE_PAIRS=1200 (the model's max_queue_pairs: 12 x 100 fills it), PRIO_SLOW_AGING_MS=5000,
 #   PRIO_MODEL=models/minilm-ce; CROSSRANK_BENCH_OUT keeps the raw reports (default: a temporary
 #   folder); CROSSRANK_BIN runs that binary instead of building target/release/crossrank.
 #   Smoke run (about a minute on a quiet machine): PRIO_SMOKE=1 bench/priority.sh (4 s phases,
@@ -33,7 +33,7 @@ docs=${PRIO_DOCS:-20}
 bulk_docs=${PRIO_BULK_DOCS:-100}
 flood_clients=${PRIO_FLOOD_CLIENTS:-$([ "$smoke" = 1 ] && echo 2 || echo 3)}
 queue=${PRIO_QUEUE_PAIRS:-1200}
-slow_aging=${PRIO_SLOW_AGING_MS:-2000}
+slow_aging=${PRIO_SLOW_AGING_MS:-5000}
 model_dir=${PRIO_MODEL:-models/minilm-ce}
 out=${CROSSRANK_BENCH_OUT:-$(mktemp -d)}
 mkdir -p "$out"
