@@ -2,9 +2,12 @@
 //! typed [`ServeConfig`].
 //!
 //! ```toml
+//! metric_tenants = ["search", "batch"]  # tenants with a metric label of their own (at most 64)
+//!
 //! [limits]                    # optional; these are the defaults
 //! max_pairs_per_request = 2048
 //! max_text_bytes = 65536
+//! max_priority = 9            # requests may give `priority` 0 (highest) to this
 //!
 //! [[models]]
 //! name = "minilm"
@@ -14,7 +17,9 @@
 //! max_batch_tokens = 16384
 //! max_batch_pairs = 32           # 64 when a replica is on a GPU
 //! max_wait_ms = 2
-//! max_queue_pairs = 4096
+//! max_queue_pairs = 4096      # full: lower-priority pairs are displaced, else refused
+//! priority_aging_ms = 100     # a waiting pair's priority improves one level per this (0: never)
+//! tenant_max_queue_pairs = 1024  # pairs one tenant may have queued (default: no quota)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -48,6 +53,14 @@ pub struct ModelConfig {
 
 /// Longest model name, in bytes (configured names, and the `model` field of requests).
 pub const MAX_MODEL_NAME_BYTES: usize = 128;
+
+/// Tenants with a metric label of their own (`metric_tenants`, `--metric-tenant`).
+pub const MAX_METRIC_TENANTS: usize = 64;
+
+/// The characters of model names, API key names and metric tenants: A-Z a-z 0-9 - _ .
+pub fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.".contains(&b)
+}
 
 /// Per-request limits, checked before any work is done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -155,6 +168,9 @@ pub struct ServeConfig {
     /// The data-plane keys file (`api_keys_file`, relative to the config file's directory;
     /// `--api-keys-file` wins).
     pub api_keys_file: Option<PathBuf>,
+    /// Tenants counted under their own name in the per-tenant metrics (`metric_tenants`, and
+    /// every `--metric-tenant`); others count as `(other)`.
+    pub metric_tenants: Vec<String>,
 }
 
 /// The TOML file's shape.
@@ -168,6 +184,8 @@ struct FileConfig {
     http_port: Option<u16>,
     default_model: Option<String>,
     api_keys_file: Option<PathBuf>,
+    #[serde(default)]
+    metric_tenants: Vec<String>,
 }
 
 /// A model's options as given (a TOML `[[models]]` table, a `--model` flag or a LoadModel
@@ -217,6 +235,7 @@ impl ServeConfig {
             http_port: file.http_port,
             default_model: file.default_model,
             api_keys_file: file.api_keys_file.map(|p| base.join(p)),
+            metric_tenants: file.metric_tenants,
         };
         config.check()?;
         Ok(config)
@@ -236,6 +255,19 @@ impl ServeConfig {
                 return Err(format!("model name {:?} is configured twice", m.name));
             }
             check_model(m)?;
+        }
+        let tenants = &self.metric_tenants;
+        if tenants.len() > MAX_METRIC_TENANTS {
+            return Err(format!(
+                "metric_tenants has {} names; the limit is {MAX_METRIC_TENANTS}",
+                tenants.len()
+            ));
+        }
+        let plain = |t: &String| !t.is_empty() && t.len() <= 128 && t.bytes().all(is_name_byte);
+        if let Some(bad) = tenants.iter().find(|t| !plain(t)) {
+            return Err(format!(
+                "metric_tenants: {bad:?} must be 1-128 characters of A-Z a-z 0-9 - _ ."
+            ));
         }
         self.limits.check()
     }

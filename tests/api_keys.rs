@@ -171,7 +171,9 @@ fn v2_body() -> serde_json::Value {
     json!({"model": "ce", "query": "what is a reranker", "documents": ["a model that scores pairs"]})
 }
 
-const KEYS: &str = "# team a\nkey-alpha-0001\n\n  key-bravo-0002  \n# revoked: key-old-0000\n";
+/// Two keys, the second named `search` (the first is `key-0`).
+const KEYS: &str =
+    "# team a\nkey-alpha-0001\n\n  search  key-bravo-0002  \n# revoked: key-old-0000\n";
 const WRONG: &str = "key-wrong-9999";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,7 +365,10 @@ async fn sighup_reloads_the_keys_and_a_bad_file_keeps_the_old_ones() {
     })
     .await;
     let log = server.stderr();
-    assert!(log.contains("line 2: the key has a space"), "{log}");
+    assert!(
+        log.contains("line 2: 3 fields separated by whitespace"),
+        "{log}"
+    );
     assert_eq!(
         grpc_score(&server, Some("Bearer key-second-2")).await,
         Code::Ok
@@ -458,16 +463,33 @@ fn bad_key_files_stop_the_server_at_start_naming_the_line() {
     assert!(!out.contains("key-alpha") && !err.contains("key-alpha"));
 }
 
-/// The span's `key_index` attribute, if it has one.
-fn key_index(span: &Span) -> Option<i64> {
+/// The span's integer attribute `key`, if it has one.
+fn int_attribute(span: &Span, key: &str) -> Option<i64> {
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    let a = span.attributes.iter().find(|a| a.key == "key_index")?;
+    let a = span.attributes.iter().find(|a| a.key == key)?;
     match a.value.as_ref()?.value.as_ref()? {
         Value::IntValue(i) => Some(*i),
-        other => panic!("key_index is {other:?}"),
+        other => panic!("{key} is {other:?}"),
     }
 }
 
+/// The span's `key_index` attribute, if it has one.
+fn key_index(span: &Span) -> Option<i64> {
+    int_attribute(span, "key_index")
+}
+
+/// The span's `tenant` attribute, if it has one.
+fn tenant(span: &Span) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let a = span.attributes.iter().find(|a| a.key == "tenant")?;
+    match a.value.as_ref()?.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        other => panic!("tenant is {other:?}"),
+    }
+}
+
+/// The spans of both ports carry the key's position and its name as the tenant (not what
+/// `x-crossrank-tenant` says), and the request's priority; never the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_carry_the_key_index_and_never_the_key() {
     let (collector, endpoint) = Collector::start().await;
@@ -487,11 +509,19 @@ async fn spans_carry_the_key_index_and_never_the_key() {
     let server = TestServer::start_http(vec![model("ce=bert")], opts, Default::default()).await;
 
     let mut c = server.client();
-    c.score(keyed(score_request(), Some("Bearer key-alpha-0001")))
-        .await
-        .unwrap();
+    let score = pb::ScoreRequest {
+        priority: 2,
+        ..score_request()
+    };
+    let mut req = keyed(score, Some("Bearer key-alpha-0001"));
+    // Ignored: with keys, the tenant is the key's name.
+    let header = "x-crossrank-tenant";
+    req.metadata_mut().insert(header, "search".parse().unwrap());
+    c.score(req).await.unwrap();
     let addr = server.http_addr.unwrap().to_string();
-    let r = http_at(addr, "/v2/rerank", Some(v2_body()), Some("key-bravo-0002")).await;
+    let mut body = v2_body();
+    body["priority"] = json!(1);
+    let r = http_at(addr, "/v2/rerank", Some(body), Some("key-bravo-0002")).await;
     assert_eq!(r.status, 200, "{}", r.body);
 
     let rpc = "crossrank.v1.CrossEncoder/Score";
@@ -512,6 +542,14 @@ async fn spans_carry_the_key_index_and_never_the_key() {
     let find = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
     assert_eq!(key_index(find(rpc)), Some(0), "the first key is index 0");
     assert_eq!(key_index(find("POST /v2/rerank")), Some(1));
+    assert_eq!(
+        tenant(find(rpc)).as_deref(),
+        Some("key-0"),
+        "unnamed: key-<N>"
+    );
+    assert_eq!(tenant(find("POST /v2/rerank")).as_deref(), Some("search"));
+    assert_eq!(int_attribute(find(rpc), "priority"), Some(2));
+    assert_eq!(int_attribute(find("POST /v2/rerank"), "priority"), Some(1));
     let everything = format!("{spans:?}");
     assert_no_key_in(&everything, "the exported spans");
 }

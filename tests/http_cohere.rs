@@ -142,7 +142,8 @@ async fn v1_objects_documents_and_top_n() {
         .all(|r| r.get("document").is_none()));
 }
 
-/// Errors in Cohere's format (`message`, and Jina's `detail`), naming what is wrong.
+/// Errors in Cohere's format (`message`, and Jina's `detail`), naming what is wrong; a
+/// `priority` beyond --max-priority (default 9) among them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_name_the_field() {
     let server = start(&["ce=bert", "three=bert_3labels"]).await;
@@ -187,6 +188,21 @@ async fn errors_name_the_field() {
             400,
             "3 labels",
         ),
+        (
+            json!({"model": "ce", "query": "q", "documents": ["a"], "priority": 11}),
+            400,
+            "`priority` is 11; the limit is 9 (max_priority",
+        ),
+        (
+            json!({"model": "ce", "query": "q", "documents": ["a"], "priority": 5_000_000_000_i64}),
+            400,
+            "`priority` is 5000000000; the limit is 9",
+        ),
+        (
+            json!({"model": "ce", "query": "q", "documents": ["a"], "priority": -1}),
+            400,
+            "`priority` is -1; give 0 (the highest) to 9",
+        ),
     ];
     for (body, status, needle) in cases {
         for path in ["/v2/rerank", "/v1/rerank"] {
@@ -197,6 +213,9 @@ async fn errors_name_the_field() {
             assert_eq!(v["detail"], v["message"]);
         }
     }
+    let most = json!({"model": "ce", "query": "q", "documents": ["a"], "priority": 9});
+    let (got, v) = post(&server, "/v2/rerank", &most).await;
+    assert_eq!(got, 200, "priority 9, the limit: {v}");
     let limit = RequestLimits::default().max_text_bytes;
     let long = "x".repeat(limit + 1);
     let body = json!({"model": "ce", "query": "q", "documents": ["a", long]});

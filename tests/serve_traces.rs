@@ -1,6 +1,6 @@
-//! Traces: the RPC span of a Rerank is a child of the caller's W3C `traceparent`, its steps are
-//! its children, and the batch span that ran its pairs links back to it; all received by a real
-//! OTLP/gRPC collector.
+//! Traces: the RPC span of a Rerank is a child of the caller's W3C `traceparent`, carries the
+//! request's priority and tenant, its steps are its children, and the batch span that ran its
+//! pairs links back to it; all received by a real OTLP/gRPC collector.
 
 mod common;
 
@@ -37,12 +37,16 @@ async fn rerank_span_joins_the_callers_trace() {
         model: "ce".into(),
         query: "q".into(),
         documents: docs,
+        priority: 7,
         ..Default::default()
     });
     req.metadata_mut().insert(
         "traceparent",
         format!("00-{trace_id}-{caller_span}-01").parse().unwrap(),
     );
+    let tenant = "team-t";
+    req.metadata_mut()
+        .insert("x-crossrank-tenant", tenant.parse().unwrap());
     server.client().rerank(req).await.unwrap();
 
     let spans = collector
@@ -70,6 +74,13 @@ async fn rerank_span_joins_the_callers_trace() {
         caller_span,
         "the RPC span's parent is the caller's span"
     );
+    let attribute = |key: &str| {
+        let a = rpc.attributes.iter().find(|a| a.key == key);
+        a.and_then(|a| a.value.clone()?.value)
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    assert_eq!(attribute("priority"), Some(Value::IntValue(7)));
+    assert_eq!(attribute("tenant"), Some(Value::StringValue(tenant.into())));
     for child in ["tokenize", "queue_wait"] {
         let s = spans
             .iter()

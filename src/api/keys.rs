@@ -1,14 +1,18 @@
 //! Data-plane API keys (`--api-keys-file`): when set, every scoring call on either port must
 //! present one of the file's keys in `authorization` (`Bearer <key>`, or the bare key, which
-//! LlamaIndex's TEI client sends). The file holds one key per line; blank lines and lines
-//! starting with `#` are skipped. It is read at start-up (a bad file stops the server, naming
-//! the line) and again on SIGHUP (a bad file then keeps the old keys, and the log says why).
+//! LlamaIndex's TEI client sends). The file holds one key per line, `KEY` or `NAME KEY`
+//! (whitespace between); blank lines and lines starting with `#` are skipped. The name is the
+//! tenant of the calls that present the key (`key-<N>` for a key without one, N its
+//! [`KeyIndex`]); several keys may share a name, e.g. a tenant's old and new key during a
+//! rotation. The file is read at start-up (a bad file stops the server, naming the line) and
+//! again on SIGHUP (a bad file then keeps the old keys, and the log says why).
 //!
 //! Only the SHA-256 digest of each key is kept. A presented key is hashed and its digest
 //! compared in full with every key's, without an early exit: the time a check takes depends on
 //! the number of keys and on the length of what was presented, never on which key matched or
 //! how much of one did. Neither keys nor digests are logged; a key's position in the file
-//! ([`KeyIndex`]) may be.
+//! ([`KeyIndex`]) and its name may be. Error messages name the line and the byte, never what
+//! the line holds (a line written `KEY NAME` by mistake would otherwise show the key).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,8 @@ use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 
+use crate::config::is_name_byte;
+use crate::engine::request::MAX_TENANT_BYTES;
 use crate::engine::ServeError;
 
 /// Keys one file may hold.
@@ -26,9 +32,18 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
 
 /// Which key a call presented: its position among the file's keys, from 0, in file order
-/// (comments and blank lines are not counted). For now it is the call's tenant.
+/// (comments and blank lines are not counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyIndex(pub usize);
+
+/// The key a call presented, as it may be logged: its position and its name (the call's
+/// tenant). Never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMatch {
+    pub index: KeyIndex,
+    /// The line's NAME, or `key-<index>` for a line with a key alone.
+    pub name: Arc<str>,
+}
 
 impl KeyIndex {
     /// As a span field: an i64, which OpenTelemetry exports as an integer (tracing-opentelemetry
@@ -40,9 +55,10 @@ impl KeyIndex {
 
 type KeyDigest = [u8; 32];
 
-/// The keys of a file, as digests, in file order.
+/// The keys of a file, as digests, in file order, with their names.
 struct KeySet {
     digests: Vec<KeyDigest>,
+    names: Vec<Arc<str>>,
 }
 
 /// The keys in force, and the file they came from.
@@ -100,7 +116,7 @@ impl ApiKeys {
     }
 
     /// The key that the `authorization` header (or metadata) value presents.
-    pub fn check(&self, authorization: Option<&[u8]>) -> Result<KeyIndex, ServeError> {
+    pub fn check(&self, authorization: Option<&[u8]>) -> Result<KeyMatch, ServeError> {
         let Some(value) = authorization else {
             return Err(ServeError::Unauthenticated(
                 "this server requires an API key: send the header `authorization: Bearer <key>` \
@@ -109,7 +125,12 @@ impl ApiKeys {
             ));
         };
         let digest: KeyDigest = Sha256::digest(presented(value)).into();
-        self.set().find(&digest).map(KeyIndex).ok_or_else(|| {
+        let set = self.set();
+        let found = set.find(&digest).map(|i| KeyMatch {
+            index: KeyIndex(i),
+            name: set.names[i].clone(),
+        });
+        found.ok_or_else(|| {
             ServeError::Unauthenticated(
                 "the API key in `authorization` is not one of this server's keys".into(),
             )
@@ -157,31 +178,24 @@ fn read_keys(path: &Path) -> Result<KeySet, String> {
     parse(&text).map_err(at)
 }
 
-/// The keys of a file's text: one per line, surrounding whitespace trimmed, blank lines and
-/// `#` comments skipped. A key is 1 to [`MAX_KEY_BYTES`] bytes of visible ASCII, no two alike.
+/// The keys of a file's text: one per line, `KEY` or `NAME KEY`, surrounding whitespace
+/// trimmed, blank lines and `#` comments skipped. A key is 1 to [`MAX_KEY_BYTES`] bytes of
+/// visible ASCII, no two alike; a name 1 to [`MAX_TENANT_BYTES`] characters of
+/// A-Z a-z 0-9 - _ . (names may repeat).
 fn parse(text: &[u8]) -> Result<KeySet, String> {
-    let mut digests = Vec::new();
+    let mut set = KeySet {
+        digests: Vec::new(),
+        names: Vec::new(),
+    };
     let mut lines_of: std::collections::HashMap<KeyDigest, usize> = Default::default();
     for (i, line) in text.split(|&b| b == b'\n').enumerate() {
         let n = i + 1;
-        let key = line.trim_ascii();
-        if key.is_empty() || key.starts_with(b"#") {
+        let line = line.trim_ascii();
+        if line.is_empty() || line.starts_with(b"#") {
             continue;
         }
-        if key.len() > MAX_KEY_BYTES {
-            return Err(format!(
-                "line {n}: the key is {} bytes; the limit is {MAX_KEY_BYTES}",
-                key.len()
-            ));
-        }
-        if let Some(col) = key.iter().position(|b| !b.is_ascii_graphic()) {
-            return Err(format!(
-                "line {n}: the key has a space, control or non-ASCII byte at byte {}; keys are \
-                 visible ASCII (they travel in an HTTP header)",
-                col + 1
-            ));
-        }
-        if digests.len() == MAX_KEYS {
+        let (name, key) = fields(line).map_err(|e| format!("line {n}: {e}"))?;
+        if set.digests.len() == MAX_KEYS {
             return Err(format!(
                 "line {n}: more than {MAX_KEYS} keys; the limit is {MAX_KEYS}"
             ));
@@ -190,12 +204,64 @@ fn parse(text: &[u8]) -> Result<KeySet, String> {
         if let Some(first) = lines_of.insert(digest, n) {
             return Err(format!("line {n}: the same key as line {first}"));
         }
-        digests.push(digest);
+        let name = name.unwrap_or_else(|| format!("key-{}", set.digests.len()));
+        set.digests.push(digest);
+        set.names.push(Arc::from(name));
     }
-    if digests.is_empty() {
+    if set.digests.is_empty() {
         return Err("the file holds no keys (only blank lines and # comments)".into());
     }
-    Ok(KeySet { digests })
+    Ok(set)
+}
+
+/// A line's name, when it has one, and its key; each checked.
+fn fields(line: &[u8]) -> Result<(Option<String>, &[u8]), String> {
+    let mut parts = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|p| !p.is_empty());
+    let (name, key) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(key), None, _) => (None, key),
+        (Some(name), Some(key), None) => (Some(check_name(name)?), key),
+        _ => {
+            return Err(format!(
+                "{} fields separated by whitespace; a line is KEY or NAME KEY (neither has spaces)",
+                3 + parts.count()
+            ))
+        }
+    };
+    if key.len() > MAX_KEY_BYTES {
+        return Err(format!(
+            "the key is {} bytes; the limit is {MAX_KEY_BYTES}",
+            key.len()
+        ));
+    }
+    if let Some(col) = key.iter().position(|b| !b.is_ascii_graphic()) {
+        return Err(format!(
+            "the key has a control or non-ASCII byte at byte {} of the key; keys are visible \
+             ASCII (they travel in an HTTP header)",
+            col + 1
+        ));
+    }
+    Ok((name, key))
+}
+
+/// A key's name: 1 to [`MAX_TENANT_BYTES`] characters of A-Z a-z 0-9 - _ . (a tenant's name,
+/// and possibly a metric label).
+fn check_name(name: &[u8]) -> Result<String, String> {
+    if name.len() > MAX_TENANT_BYTES {
+        return Err(format!(
+            "the name (the first of two fields) is {} bytes; the limit is {MAX_TENANT_BYTES}",
+            name.len()
+        ));
+    }
+    if let Some(col) = name.iter().position(|&b| !is_name_byte(b)) {
+        return Err(format!(
+            "the name (the first of two fields) has a character other than A-Z a-z 0-9 - _ . \
+             at byte {}",
+            col + 1
+        ));
+    }
+    Ok(String::from_utf8_lossy(name).into_owned())
 }
 
 /// Reloads `keys` on every SIGHUP, from a task of its own. The handler is installed before
@@ -241,14 +307,24 @@ mod tests {
         }
     }
 
+    /// The position of the key `authorization` presents.
+    fn index(k: &ApiKeys, authorization: &[u8]) -> Result<KeyIndex, ServeError> {
+        k.check(Some(authorization)).map(|m| m.index)
+    }
+
+    /// The name of the key `authorization` presents.
+    fn name(k: &ApiKeys, authorization: &[u8]) -> String {
+        k.check(Some(authorization)).unwrap().name.to_string()
+    }
+
     #[test]
     fn keys_are_found_by_position_with_or_without_bearer() {
         let k = keys("# staging\n\n  alpha-1 \r\nbeta/2==\n# old: gamma\ndelta\n");
         assert_eq!(k.len(), 3);
-        assert_eq!(k.check(Some(b"Bearer alpha-1")), Ok(KeyIndex(0)));
-        assert_eq!(k.check(Some(b"bearer  beta/2==")), Ok(KeyIndex(1)));
-        assert_eq!(k.check(Some(b"delta")), Ok(KeyIndex(2)));
-        assert_eq!(k.check(Some(b" BEARER delta ")), Ok(KeyIndex(2)));
+        assert_eq!(index(&k, b"Bearer alpha-1"), Ok(KeyIndex(0)));
+        assert_eq!(index(&k, b"bearer  beta/2=="), Ok(KeyIndex(1)));
+        assert_eq!(index(&k, b"delta"), Ok(KeyIndex(2)));
+        assert_eq!(index(&k, b" BEARER delta "), Ok(KeyIndex(2)));
         for wrong in [
             &b"gamma"[..],
             b"Bearer alpha",
@@ -273,21 +349,61 @@ mod tests {
                 format!("a\n{long}\n"),
                 "line 2: the key is 257 bytes; the limit is 256",
             ),
-            ("a\nb c\n".into(), "line 2: the key has a space"),
+            (
+                "a\nb c d\n".into(),
+                "line 2: 3 fields separated by whitespace",
+            ),
+            ("a\nb c\td\te\n".into(), "line 2: 4 fields"),
             ("a\nkéy\n".into(), "non-ASCII byte at byte 2"),
+            ("a\nname k\x01y\n".into(), "line 2: the key has a control"),
+            (
+                "a\nte/am key-b\n".into(),
+                "line 2: the name (the first of two fields) has a character other than A-Z a-z \
+                 0-9 - _ . at byte 3",
+            ),
+            (
+                format!("a\n{} key-b\n", "n".repeat(129)),
+                "line 2: the name (the first of two fields) is 129 bytes; the limit is 128",
+            ),
             ("a\nb\n\na\n".into(), "line 4: the same key as line 1"),
             ("# nothing\n\n".into(), "holds no keys"),
         ];
         for (text, want) in cases {
             let e = parse(text.as_bytes()).err().unwrap();
             assert!(e.contains(want), "{e:?} lacks {want:?}");
-            assert!(!e.contains("kkkk") && !e.contains("b c"), "a key in {e:?}");
+            for part in ["kkkk", "b c", "k\x01y", "te/am", "key-b", "nnnn"] {
+                assert!(!e.contains(part), "{part:?}, a part of a line, in {e:?}");
+            }
         }
         let many: String = (0..=MAX_KEYS).map(|i| format!("key{i}\n")).collect();
         let e = parse(many.as_bytes()).err().unwrap();
         assert_eq!(e, "line 10001: more than 10000 keys; the limit is 10000");
         let longest = "k".repeat(MAX_KEY_BYTES);
         assert!(parse(longest.as_bytes()).is_ok());
+        let named = format!("{} {longest}", "n".repeat(MAX_TENANT_BYTES));
+        assert!(parse(named.as_bytes()).is_ok());
+    }
+
+    /// `NAME KEY` lines name their key (whitespace between: spaces or tabs); a key alone is
+    /// `key-<N>`, N its position; keys may share a name; a named key is matched by its key
+    /// alone (the name is not part of it).
+    #[test]
+    fn keys_have_names_given_or_by_position() {
+        let k = keys("# team a, old and new\nteam-a sk-1\nteam-a\t sk-2\nsk-3\n\nb.2_x sk-4\n");
+        assert_eq!(k.len(), 4);
+        assert_eq!(name(&k, b"Bearer sk-1"), "team-a");
+        assert_eq!(name(&k, b"sk-2"), "team-a");
+        assert_eq!(index(&k, b"sk-2"), Ok(KeyIndex(1)));
+        assert_eq!(
+            name(&k, b"Bearer sk-3"),
+            "key-2",
+            "the third key is index 2"
+        );
+        assert_eq!(name(&k, b"sk-4"), "b.2_x");
+        assert!(k.check(Some(b"team-a sk-1")).is_err());
+        assert!(k.check(Some(b"team-a")).is_err());
+        let e = parse(b"team-a k1\nteam-b k1\n").err().unwrap();
+        assert_eq!(e, "line 2: the same key as line 1");
     }
 
     #[test]
@@ -298,11 +414,11 @@ mod tests {
         let k = ApiKeys::load(&path).unwrap();
         std::fs::write(&path, "two\nthree\n").unwrap();
         assert_eq!(k.reload(), Ok(2));
-        assert_eq!(k.check(Some(b"three")), Ok(KeyIndex(1)));
+        assert_eq!(index(&k, b"three"), Ok(KeyIndex(1)));
         assert!(k.check(Some(b"one")).is_err());
         std::fs::write(&path, "").unwrap();
         assert!(k.reload().unwrap_err().contains("holds no keys"));
-        assert_eq!(k.check(Some(b"two")), Ok(KeyIndex(0)));
+        assert_eq!(index(&k, b"two"), Ok(KeyIndex(0)));
         let big = vec![b'#'; MAX_FILE_BYTES as usize + 1];
         std::fs::write(&path, big).unwrap();
         let e = k.reload().unwrap_err();

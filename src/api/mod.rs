@@ -7,6 +7,7 @@ pub mod grpc;
 pub mod http;
 pub mod keys;
 mod options;
+pub mod tenant;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -61,14 +61,20 @@ pub struct ServeArgs {
     #[arg(long, env = "CROSSRANK_CONFIG")]
     config: Option<PathBuf>,
     /// A model to serve: NAME=DIR[,device=cuda:0][,dtype=f16][,replicas=2][,max_batch_tokens=N]
-    /// [,max_batch_pairs=N][,max_wait_ms=N][,max_queue_pairs=N][,max_length=N]; DIR may be a
-    /// Hugging Face id, org/name[@revision]. Repeatable; in the environment, separate several
-    /// with ';'.
+    /// [,max_batch_pairs=N][,max_wait_ms=N][,max_queue_pairs=N][,max_length=N]
+    /// [,priority_aging_ms=N][,tenant_max_queue_pairs=N]; DIR may be a Hugging Face id,
+    /// org/name[@revision]. priority_aging_ms (default 100; 0: none): a waiting pair's
+    /// priority improves one level per this many ms; tenant_max_queue_pairs (default: none):
+    /// pairs one tenant may have queued on the model, beyond which its requests are refused.
+    /// Repeatable; in the environment, separate several with ';'.
     #[arg(long = "model", env = "CROSSRANK_MODELS", value_delimiter = ';')]
     models: Vec<ModelConfig>,
     /// Keys file for the data plane: every Score/Rerank call on both ports (gRPC and REST) must
     /// send `authorization: Bearer <key>` (or the bare key) with one of its keys. One key per
-    /// line; blank lines and `#` comments skipped; reread on SIGHUP. Unset: no key needed.
+    /// line, `KEY` or `NAME KEY`: NAME (A-Z a-z 0-9 - _ ., at most 128) is the tenant of the
+    /// key's calls, `key-<N>` when not given (N its position from 0); blank lines and `#`
+    /// comments skipped; reread on SIGHUP. Unset: no key needed, and a call's tenant is its
+    /// `x-crossrank-tenant` header.
     #[arg(long, env = "CROSSRANK_API_KEYS_FILE", value_name = "FILE")]
     api_keys_file: Option<PathBuf>,
     /// Token required (as `authorization: Bearer …`) for LoadModel / UnloadModel; unset disables them.
@@ -100,6 +106,21 @@ pub struct ServeArgs {
     /// Seconds a stream may send nothing while nothing is scored [default: 300, or the config file's].
     #[arg(long, env = "CROSSRANK_STREAM_IDLE_TIMEOUT_SECS")]
     stream_idle_timeout_secs: Option<u64>,
+    /// The largest (least urgent) `priority` a request may give, 0 being the highest; beyond
+    /// is INVALID_ARGUMENT (HTTP 400/422) [default: 9, or the config file's; at most 1000].
+    #[arg(long, env = "CROSSRANK_MAX_PRIORITY")]
+    max_priority: Option<u32>,
+    /// A tenant counted under its own name in the per-tenant metrics (tenant_pairs_total,
+    /// tenant_rejected_total); others count as `(other)`, calls without one as `(none)`.
+    /// Repeatable, added to the config file's `metric_tenants`; at most 64. In the environment,
+    /// separate several with ','.
+    #[arg(
+        long = "metric-tenant",
+        env = "CROSSRANK_METRIC_TENANTS",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    metric_tenants: Vec<String>,
     /// Largest request message in bytes [default: what the request limits allow, at most 64 MiB].
     #[arg(long, env = "CROSSRANK_MAX_MESSAGE_BYTES")]
     max_message_bytes: Option<usize>,
@@ -210,6 +231,12 @@ impl ServeArgs {
         l.stream_idle_timeout_secs = self
             .stream_idle_timeout_secs
             .unwrap_or(l.stream_idle_timeout_secs);
+        l.max_priority = self.max_priority.unwrap_or(l.max_priority);
+        for t in &self.metric_tenants {
+            if !config.metric_tenants.contains(t) {
+                config.metric_tenants.push(t.clone());
+            }
+        }
         config.check().map_err(anyhow::Error::msg)?;
         if config.models.is_empty() {
             bail!(
@@ -294,6 +321,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         println!("limits: {:?}", config.limits);
+        println!("metric tenants: {:?}", config.metric_tenants);
         if let Some(keys) = &api_keys {
             println!("api keys: {} from {}", keys.len(), keys.path().display());
         }
@@ -322,6 +350,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         let listener = bind(&args.host, args.port, "--port").await?;
         println!("crossrank listening on {}", listener.local_addr()?);
+        crossrank::telemetry::metrics::metrics().set_metric_tenants(&config.metric_tenants);
         let engine = Engine::new(config.limits);
         engine.registry.set_hub_transfer(args.hub.transfer());
         let metrics_host = args.metrics_host.as_deref().unwrap_or(&args.host);

@@ -207,7 +207,7 @@ impl Engine {
         let reservation = model
             .queue
             .reserve(texts.len(), &how.class)
-            .map_err(|r| rejected(&model.name, r))?;
+            .map_err(|r| rejected(&model.name, &how.class.tenant, r))?;
         let work = model
             .tokenizer
             .work_bytes(&texts, how.instruction.as_deref());
@@ -247,7 +247,7 @@ impl Engine {
             .observe(tokenize.as_secs_f64());
         reservation
             .submit(jobs)
-            .map_err(|r| rejected(&model.name, r))?;
+            .map_err(|r| rejected(&model.name, &how.class.tenant, r))?;
         Ok(Enqueued {
             usage,
             truncated,
@@ -342,8 +342,9 @@ pub fn check_rerankable(model: &LoadedModel) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Counts pairs, tokens and truncated pairs of a scored request (or stream batch).
-pub fn record_scored(model: &str, usage: &Usage) {
+/// Counts pairs, tokens and truncated pairs of a scored request (or stream batch), and the
+/// pairs of its tenant.
+pub fn record_scored(model: &str, tenant: &str, usage: &Usage) {
     let m = metrics();
     let l = ModelLabel {
         model: model.into(),
@@ -353,13 +354,20 @@ pub fn record_scored(model: &str, usage: &Usage) {
     m.truncated_pairs
         .get_or_create(&l)
         .inc_by(usage.truncated as u64);
+    m.tenant_scored(model, tenant, usage.pairs);
 }
 
-fn rejected(model: &str, r: Rejected) -> ServeError {
+/// A request of `tenant` refused (or displaced) for `reason`, in the rejection metrics.
+fn record_rejected(model: &str, tenant: &str, reason: &str) {
+    metrics().reject(model, reason);
+    metrics().tenant_rejected(model, tenant, reason);
+}
+
+fn rejected(model: &str, tenant: &str, r: Rejected) -> ServeError {
     match r {
-        Rejected::Full { .. } => metrics().reject(model, "overload"),
-        Rejected::TenantQuota { .. } => metrics().reject(model, "tenant_quota"),
-        Rejected::Displaced { .. } => metrics().reject(model, "evicted"),
+        Rejected::Full { .. } => record_rejected(model, tenant, "overload"),
+        Rejected::TenantQuota { .. } => record_rejected(model, tenant, "tenant_quota"),
+        Rejected::Displaced { .. } => record_rejected(model, tenant, "evicted"),
         Rejected::Late { .. } => metrics().reject(model, "deadline"),
         _ => {}
     }
@@ -396,11 +404,20 @@ fn rejected(model: &str, r: Rejected) -> ServeError {
     }
 }
 
-pub fn pair_outcome(outcome: Result<Vec<f32>, PairError>) -> Result<Vec<f32>, ServeError> {
+/// A pair's result for the request of `tenant` on `model`; a displaced pair is counted as an
+/// `evicted` rejection (the request ends with it, so it is counted once per request).
+pub fn pair_outcome(
+    model: &str,
+    tenant: &str,
+    outcome: Result<Vec<f32>, PairError>,
+) -> Result<Vec<f32>, ServeError> {
     outcome.map_err(|e| match e {
         PairError::DeadlineExceeded => deadline_exceeded(),
         PairError::Inference(m) => ServeError::InferenceFailed(format!("inference failed: {m}")),
-        PairError::Evicted { by_priority } => displaced(by_priority),
+        PairError::Evicted { by_priority } => {
+            record_rejected(model, tenant, "evicted");
+            displaced(by_priority)
+        }
         PairError::Stopped(_) => ServeError::ModelFailed(
             "the model stopped serving before this pair ran: a replica thread died (see the \
              server's log)"

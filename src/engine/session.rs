@@ -120,7 +120,8 @@ impl Session {
         if self.batches.insert(r.batch_id) {
             self.timing.inference += r.inference;
         }
-        Some(pair_outcome(r.outcome).map(|s| (r.index, s)))
+        let outcome = pair_outcome(&self.model.name, &self.how.class.tenant, r.outcome);
+        Some(outcome.map(|s| (r.index, s)))
     }
 
     /// Waits for every pending pair; scores in input order.
@@ -135,7 +136,7 @@ impl Session {
 
     /// Counts the session's pairs in the metrics; its timing so far.
     pub fn finish(&mut self) -> Timing {
-        record_scored(&self.model.name, &self.usage);
+        record_scored(&self.model.name, &self.how.class.tenant, &self.usage);
         self.timing.total = self.start.elapsed();
         self.timing
     }

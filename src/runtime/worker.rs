@@ -14,7 +14,7 @@ use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 use crate::models::ModelSpec;
 use crate::scheduler::{Job, PairError, Queue};
-use crate::telemetry::metrics::{metrics, ModelLabel};
+use crate::telemetry::metrics::metrics;
 use crate::tokenize::{Encoded, PairTokenizer};
 
 /// What a replica thread needs to start.
@@ -225,12 +225,13 @@ fn run_batch(model: &str, network: &Network, batch_id: u64, jobs: Vec<Job>) {
     let tokens: usize = inputs.iter().map(|e| e.len()).sum();
     let padded = inputs.iter().map(|e| e.len()).max().unwrap_or(0) * inputs.len();
     m.batch(model, inputs.len(), tokens, padded, inference);
-    let wait = m.queue_wait.get_or_create(&ModelLabel {
-        model: model.into(),
-    });
-    for job in &live {
-        wait.observe(start.saturating_duration_since(job.enqueued).as_secs_f64());
-    }
+    m.queue_waits(
+        model,
+        live.iter().map(|j| {
+            let waited = start.saturating_duration_since(j.enqueued);
+            (j.sink.class.priority, waited)
+        }),
+    );
     let mut errors = outcomes.iter().filter_map(|o| o.as_ref().err());
     if let Some(first) = errors.next() {
         let pairs = 1 + errors.count();

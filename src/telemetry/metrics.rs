@@ -2,7 +2,7 @@
 //! (requests), the engine (pairs, rejections) and the replica threads (batches). Documented in
 //! docs/metrics.md; served as Prometheus text by `telemetry::serve_metrics`.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,6 +11,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use super::scheduling::{
+    ListedTenants, PriorityLabels, QueueLevels, TenantLabels, TenantReasonLabels,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabel {
@@ -79,6 +83,13 @@ pub struct Metrics {
     pub replicas: Family<ModelLabel, Gauge>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_request_duration: Hist<RouteLabels>,
+    pub queue_wait_by_priority: Hist<PriorityLabels>,
+    pub tenant_pairs: Family<TenantLabels, Counter>,
+    pub tenant_rejections: Family<TenantReasonLabels, Counter>,
+    /// Depth and evictions per priority, as read at the last scrape (a collector).
+    pub(super) queue_levels: Arc<QueueLevels>,
+    /// The tenants whose counts carry their name.
+    pub(super) listed_tenants: ListedTenants,
 }
 
 fn h<L: Clone + std::hash::Hash + Eq>(buckets: fn() -> Histogram) -> Hist<L> {
@@ -119,6 +130,11 @@ impl Metrics {
             replicas: Family::default(),
             http_requests: Family::default(),
             http_request_duration: h(seconds),
+            queue_wait_by_priority: h(seconds),
+            tenant_pairs: Family::default(),
+            tenant_rejections: Family::default(),
+            queue_levels: Arc::default(),
+            listed_tenants: ListedTenants::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -194,7 +210,8 @@ impl Metrics {
         );
         r.register(
             "rejections",
-            "Requests or pairs refused or dropped, by reason (overload, deadline, cancelled)",
+            "Requests or pairs refused or dropped, by reason (overload, tenant_quota, evicted, \
+             deadline, cancelled)",
             m.rejections.clone(),
         );
         r.register(
@@ -207,7 +224,28 @@ impl Metrics {
             "Replica threads of the model",
             m.replicas.clone(),
         );
+        m.register_scheduling(&mut r);
         Self { registry: r, ..m }
+    }
+
+    /// The families by priority and tenant ([`super::scheduling`]).
+    fn register_scheduling(&self, r: &mut Registry) {
+        r.register(
+            "queue_wait_by_priority_seconds",
+            "Time a pair waited in its model's queue before its batch ran, by its priority",
+            self.queue_wait_by_priority.clone(),
+        );
+        r.register(
+            "tenant_pairs",
+            "Pairs scored, by tenant (listed tenants by name, others as (other))",
+            self.tenant_pairs.clone(),
+        );
+        r.register(
+            "tenant_rejected",
+            "Requests refused or displaced, by tenant and reason (overload, tenant_quota, evicted)",
+            self.tenant_rejections.clone(),
+        );
+        r.register_collector(Box::new(self.queue_levels.clone()));
     }
 
     /// Prometheus text format, version 0.0.4.

@@ -2,6 +2,7 @@
 //! OpenTelemetry traces ([`tracing`]).
 
 pub mod metrics;
+pub mod scheduling;
 
 use std::sync::Arc;
 
@@ -30,9 +31,11 @@ pub async fn serve_metrics(listener: TcpListener, engine: Arc<Engine>) -> std::i
     axum::serve(listener, app).await
 }
 
-/// Gauges read from the registry at scrape time: queue depth, model state, replicas.
+/// Gauges read from the registry at scrape time: queue depth (also by priority, with the
+/// evictions), model state, replicas.
 fn refresh(engine: &Engine) {
     let m = metrics();
+    let mut levels = Vec::new();
     for entry in engine.registry.entries() {
         let model = entry.config.name.clone();
         let state = entry.state();
@@ -55,11 +58,15 @@ fn refresh(engine: &Engine) {
             .get_or_create(&l)
             .set(entry.config.devices.len() as i64);
         let depth = if let State::Ready(loaded) = state {
-            loaded.queue.depth()
+            let stats = loaded.queue.stats();
+            let model = &l.model;
+            levels.extend(stats.by_priority.into_iter().map(|s| (model.clone(), s)));
+            stats.depth
         } else {
             0
         };
         m.queue_depth.get_or_create(&l).set(depth as i64);
     }
+    m.set_queue_levels(levels);
 }
 pub mod tracing;

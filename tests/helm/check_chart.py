@@ -7,6 +7,7 @@ Usage: check_chart.py HELM CROSSRANK_BINARY CHART_DIR
 Exits non-zero with every failure listed.
 """
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -182,6 +183,9 @@ def main() -> None:
         out = check_config(name, kinds, work)
         for m in (values and yaml.safe_load(values.read_text()) or {}).get("models", []):
             check(f"model {m['name']}:" in out, f"{name}: model {m['name']} missing from {out}")
+        want = given.get("limits", {}).get("maxPriority", 9)
+        check(re.search(rf"max_priority: {want}\b", out) is not None,
+              f"{name}: max_priority is not {want} in {out}")
 
     if gpu := rendered.get("gpu-two-models"):
         c = gpu["Deployment"]["spec"]["template"]["spec"]["containers"][0]
@@ -254,6 +258,7 @@ def main() -> None:
         (["autoscaling.enabled=true", "autoscaling.targetCPUUtilizationPercentage=0"], "metric"),
         (["tls.enabled=true"], "secretName"),
         (["limits.maxStreamInFlight=0"], "maxStreamInFlight"),
+        (["limits.maxPriority=1001"], "maxPriority"),
         (["hub.endpoint=ftp://mirror"], "endpoint"),
         (["http.readinessProbe=true"], "http.enabled"),
         (["http.enabled=true", "http.readinessProbe=true", "tls.enabled=true", "tls.secretName=s",

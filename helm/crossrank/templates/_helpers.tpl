@@ -68,6 +68,7 @@ max_id_bytes = {{ .Values.limits.maxIdBytes | int }}
 max_tokenizing_bytes = {{ .Values.limits.maxTokenizingBytes | int64 }}
 max_stream_in_flight = {{ .Values.limits.maxStreamInFlight | int }}
 stream_idle_timeout_secs = {{ .Values.limits.streamIdleTimeoutSecs | int }}
+max_priority = {{ .Values.limits.maxPriority | int }}
 {{- range .Values.models }}
 
 [[models]]

@@ -2,6 +2,7 @@
 
 use super::pb;
 use crate::activation::ActivationChoice;
+use crate::api::tenant::Tenant;
 use crate::config::RequestLimits;
 use crate::engine::request::{
     check_id, check_model_name, Options, RerankFields, Truncation, ValidRerank, ValidScore,
@@ -46,22 +47,36 @@ pub fn options(
     })
 }
 
+/// `options` with the request's priority and the call's tenant (checked with the rest by
+/// `ValidScore::new` / `ValidRerank::new`).
+fn classed(options: Options, priority: u32, tenant: &Tenant) -> Options {
+    Options {
+        priority,
+        tenant: tenant.0.clone(),
+        ..options
+    }
+}
+
 pub fn score_request(
     r: pb::ScoreRequest,
+    tenant: &Tenant,
     limits: &RequestLimits,
 ) -> Result<ValidScore, ServeError> {
     check_id("request_id", &r.request_id, limits)?;
     let options = options(r.model, r.activation, r.truncation, r.instruction)?;
+    let options = classed(options, r.priority, tenant);
     let pairs = r.pairs.into_iter().map(|p| (p.text_a, p.text_b)).collect();
     ValidScore::new(options, pairs, limits)
 }
 
 pub fn rerank_request(
     r: pb::RerankRequest,
+    tenant: &Tenant,
     limits: &RequestLimits,
 ) -> Result<ValidRerank, ServeError> {
     check_id("request_id", &r.request_id, limits)?;
     let options = options(r.model, r.activation, r.truncation, r.instruction)?;
+    let options = classed(options, r.priority, tenant);
     let fields = RerankFields {
         query: r.query,
         documents: r.documents.into_iter().map(|d| (d.id, d.text)).collect(),

@@ -23,7 +23,7 @@ use crate::engine::Engine;
 use crate::registry::State;
 pub use body::Budget;
 use health::Health;
-pub use status::{log_value, record_trace_id};
+pub use status::{log_value, record_tenant, record_trace_id};
 
 /// The largest response message (gRPC's encoding limit of every service).
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;

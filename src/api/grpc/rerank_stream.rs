@@ -11,9 +11,10 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
-use super::status::observed;
+use super::status::{observed, record_priority};
 use super::{convert, pb};
-use crate::engine::request::{check_count, check_id, check_min_score, check_text};
+use crate::api::tenant::Tenant;
+use crate::engine::request::{check_count, check_id, check_min_score, check_options, check_text};
 use crate::engine::{Engine, RankOptions, RerankOutput, RerankSession, ServeError};
 
 type Out = mpsc::Sender<Result<pb::RerankStreamResponse, Status>>;
@@ -22,6 +23,7 @@ type Out = mpsc::Sender<Result<pb::RerankStreamResponse, Status>>;
 pub async fn run(
     engine: Arc<Engine>,
     mut inbound: Streaming<pb::RerankStreamRequest>,
+    tenant: Tenant,
     deadline: Option<Instant>,
     out: Out,
     span: tracing::Span,
@@ -47,8 +49,11 @@ pub async fn run(
         .as_ref()
         .map_or_else(|_| String::new(), |h| engine.model_label(&h.model));
     span.record("model", model.as_str());
+    if let Ok(h) = &header {
+        record_priority(&span, h.priority);
+    }
     let work = observed("RerankStream", model, span, async {
-        let scoring = drive(&engine, header?, inbound, deadline, &out);
+        let scoring = drive(&engine, header?, &tenant, inbound, deadline, &out);
         match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), scoring)
                 .await
@@ -76,11 +81,12 @@ enum Closed {
 async fn drive(
     engine: &Engine,
     h: pb::RerankStreamHeader,
+    tenant: &Tenant,
     mut inbound: Streaming<pb::RerankStreamRequest>,
     deadline: Option<Instant>,
     out: &Out,
 ) -> Result<(), ServeError> {
-    let options = convert::options(
+    let mut options = convert::options(
         h.model.clone(),
         h.activation,
         h.truncation,
@@ -89,6 +95,9 @@ async fn drive(
     if let Some(text) = &options.instruction {
         check_text("header.instruction", text, &engine.limits)?;
     }
+    options.priority = h.priority;
+    options.tenant = tenant.0.clone();
+    check_options(&options, &engine.limits)?;
     check_text("header.query", &h.query, &engine.limits)?;
     check_id("header.request_id", &h.request_id, &engine.limits)?;
     check_min_score(h.min_score)?;

@@ -9,9 +9,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::status::{self, log_value, observed, rpc_span};
+use super::status::{self, log_value, observed, record_priority, record_tenant, rpc_span};
 use super::{convert, pb, rerank_stream};
 use crate::api::deadline::{deadline, unary_deadline};
+use crate::api::tenant::Tenant;
 use crate::engine::stream::{run_bounded, StreamEnd};
 use crate::engine::{Engine, ServeError};
 
@@ -27,10 +28,11 @@ pub struct Scoring {
 async fn score_one(
     engine: &Engine,
     req: pb::ScoreRequest,
+    tenant: &Tenant,
     deadline: Option<Instant>,
 ) -> Result<pb::ScoreResponse, ServeError> {
     let request_id = req.request_id.clone();
-    let valid = convert::score_request(req, &engine.limits)?;
+    let valid = convert::score_request(req, tenant, &engine.limits)?;
     let out = engine.score(valid, deadline).await?;
     Ok(convert::score_response(out, request_id))
 }
@@ -44,7 +46,9 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
         let deadline = unary_deadline(req.metadata(), self.default_timeout);
         let model = self.engine.model_label(&req.get_ref().model);
         let span = rpc_span("Score", &model, &req);
-        let work = score_one(&self.engine, req.into_inner(), deadline);
+        record_priority(&span, req.get_ref().priority);
+        let tenant = tenant_of(&req);
+        let work = score_one(&self.engine, req.into_inner(), &tenant, deadline);
         Ok(Response::new(observed("Score", model, span, work).await?))
     }
 
@@ -55,10 +59,12 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
         let deadline = unary_deadline(req.metadata(), self.default_timeout);
         let model = self.engine.model_label(&req.get_ref().model);
         let span = rpc_span("Rerank", &model, &req);
+        record_priority(&span, req.get_ref().priority);
+        let tenant = tenant_of(&req);
         let req = req.into_inner();
         let work = async {
             let request_id = req.request_id.clone();
-            let valid = convert::rerank_request(req, &self.engine.limits)?;
+            let valid = convert::rerank_request(req, &tenant, &self.engine.limits)?;
             let out = self.engine.rerank(valid, deadline).await?;
             Ok(convert::rerank_response(out, request_id))
         };
@@ -73,10 +79,12 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
     ) -> Result<Response<Self::ScoreStreamStream>, Status> {
         let deadline = deadline(req.metadata());
         let stream_span = rpc_span("ScoreStream", "", &req);
+        let tenant = tenant_of(&req);
         let (tx, rx) = mpsc::channel(self.engine.limits.max_stream_in_flight);
         tokio::spawn(score_stream(
             self.engine.clone(),
             req.into_inner(),
+            tenant,
             deadline,
             tx,
             stream_span,
@@ -92,17 +100,27 @@ impl pb::cross_encoder_server::CrossEncoder for Scoring {
     ) -> Result<Response<Self::RerankStreamStream>, Status> {
         let deadline = deadline(req.metadata());
         let span = rpc_span("RerankStream", "", &req);
+        let tenant = tenant_of(&req);
         let (tx, rx) = mpsc::channel(64);
         let engine = self.engine.clone();
         tokio::spawn(rerank_stream::run(
             engine,
             req.into_inner(),
+            tenant,
             deadline,
             tx,
             span,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// The call's tenant, which the caller check ([`super::keys::KeyCheck`]) settled.
+fn tenant_of<T>(req: &Request<T>) -> Tenant {
+    req.extensions()
+        .get::<Tenant>()
+        .cloned()
+        .unwrap_or_default()
 }
 
 type ScoreOut = mpsc::Sender<Result<pb::ScoreResponse, Status>>;
@@ -115,6 +133,7 @@ type ScoreOut = mpsc::Sender<Result<pb::ScoreResponse, Status>>;
 async fn score_stream(
     engine: Arc<Engine>,
     inbound: Streaming<pb::ScoreRequest>,
+    tenant: Tenant,
     deadline: Option<Instant>,
     tx: ScoreOut,
     stream_span: tracing::Span,
@@ -128,8 +147,12 @@ async fn score_stream(
             pairs = tracing::field::Empty,
             tokens = tracing::field::Empty,
             status = tracing::field::Empty,
+            priority = i64::from(request.priority),
+            tenant = tracing::field::Empty,
         );
-        answer(engine.clone(), request, deadline, tx.clone(), span)
+        record_tenant(&span, Some(&tenant));
+        let tenant = tenant.clone();
+        answer(engine.clone(), request, tenant, deadline, tx.clone(), span)
     };
     let end: Option<Status> = match run_bounded(&engine, inbound, handle).await {
         StreamEnd::HalfClosed => None,
@@ -151,6 +174,7 @@ async fn score_stream(
 async fn answer(
     engine: Arc<Engine>,
     request: pb::ScoreRequest,
+    tenant: Tenant,
     deadline: Option<Instant>,
     tx: ScoreOut,
     span: tracing::Span,
@@ -161,7 +185,7 @@ async fn answer(
         "ScoreStream",
         model,
         span,
-        score_one(&engine, request, deadline),
+        score_one(&engine, request, &tenant, deadline),
     );
     // Dropping the scoring future (client gone) drops its queued pairs.
     let response = tokio::select! {

@@ -3,6 +3,7 @@
 
 use tonic::{Code, Status};
 
+use crate::api::tenant::Tenant;
 use crate::engine::ServeError;
 
 pub fn code(e: &ServeError) -> Code {
@@ -86,7 +87,8 @@ pub fn log_value(s: &str) -> String {
 }
 
 /// The span of one RPC, a child of the caller's span when it sent a W3C `traceparent`, with
-/// the position of the caller's API key when keys are required (never the key).
+/// the call's tenant, and the position of the caller's API key when keys are required (never
+/// the key). The handler records `priority` once it has read it.
 pub fn rpc_span<T>(method: &str, model: &str, req: &tonic::Request<T>) -> tracing::Span {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let span = tracing::info_span!(
@@ -99,14 +101,29 @@ pub fn rpc_span<T>(method: &str, model: &str, req: &tonic::Request<T>) -> tracin
         status = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         key_index = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+        priority = tracing::field::Empty,
     );
-    if let Some(key) = req.extensions().get::<crate::api::keys::KeyIndex>() {
-        span.record("key_index", key.field());
+    if let Some(key) = req.extensions().get::<crate::api::keys::KeyMatch>() {
+        span.record("key_index", key.index.field());
     }
+    record_tenant(&span, req.extensions().get::<Tenant>());
     let headers = req.metadata().clone().into_headers();
     let _ = span.set_parent(crate::telemetry::tracing::remote_context(&headers));
     record_trace_id(&span);
     span
+}
+
+/// The call's tenant, when it has one, as the span's `tenant`.
+pub fn record_tenant(span: &tracing::Span, tenant: Option<&Tenant>) {
+    if let Some(t) = tenant.filter(|t| !t.0.is_empty()) {
+        span.record("tenant", t.as_str());
+    }
+}
+
+/// A request's `priority` as the span's `priority` (an integer attribute).
+pub fn record_priority(span: &tracing::Span, priority: u32) {
+    span.record("priority", i64::from(priority));
 }
 
 /// Puts the span's trace id into its fields, so that log lines inside it carry it.

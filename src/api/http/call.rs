@@ -1,6 +1,6 @@
-//! One REST call from headers to answer, the same for every scoring route: the key, the content
-//! type, the deadline, the body, the span (continuing the caller's `traceparent`), the metrics,
-//! `x-request-id` and TEI's timing headers.
+//! One REST call from headers to answer, the same for every scoring route: the key and the
+//! tenant, the content type, the deadline, the body, the span (continuing the caller's
+//! `traceparent`), the metrics, `x-request-id` and TEI's timing headers.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +18,9 @@ use super::error::{ApiError, Dialect, HttpFailure};
 use super::Http;
 use crate::api::deadline::{less_margin, parse_timeout};
 use crate::api::grpc::{log_value, record_trace_id};
-use crate::api::keys::KeyIndex;
+use crate::api::keys::KeyMatch;
+use crate::api::tenant::{Tenant, TENANT_HEADER};
+use crate::engine::request::Options;
 use crate::engine::{ServeError, Timing};
 use crate::telemetry::metrics::HttpGuard;
 
@@ -36,6 +38,22 @@ pub struct Call {
     pub deadline: Instant,
     /// The model the call is served by (its `model` field, the default, or the only one).
     pub model: String,
+    /// Whom the call is for: its key's name, or `x-crossrank-tenant` when keys are off.
+    pub tenant: Tenant,
+}
+
+impl Call {
+    /// The options every route starts from: the call's model and tenant, and `priority`,
+    /// which is recorded on the call's span (the current one while a route runs).
+    pub fn options(&self, priority: u32) -> Options {
+        tracing::Span::current().record("priority", i64::from(priority));
+        Options {
+            model: self.model.clone(),
+            tenant: self.tenant.0.clone(),
+            priority,
+            ..Options::default()
+        }
+    }
 }
 
 /// A route's answer: a JSON body, and where the time went.
@@ -81,6 +99,7 @@ impl Http {
         let mut guard = None;
         let result = async {
             let key = self.authorize(&parts.headers, dialect)?;
+            let tenant = tenant(&parts.headers, key.as_ref(), dialect)?;
             body::check_json_type(&parts.headers).map_err(|f| ApiError::http(f, dialect))?;
             let (deadline, timeout) = self.deadline(&parts.headers, dialect)?;
             let bytes = body::read(
@@ -102,11 +121,12 @@ impl Http {
             let model = self.resolve_model(parsed.model(), dialect)?;
             let label = self.engine.model_label(&model);
             guard = Some(HttpGuard::start(route, dialect.label(), &label));
-            let span = http_span(route, &label, &parts.headers, key);
+            let span = http_span(route, &label, &parts.headers, key.as_ref(), &tenant);
             let call = Call {
                 dialect,
                 deadline,
                 model,
+                tenant,
             };
             work(self.clone(), call, parsed).instrument(span).await
         }
@@ -210,13 +230,13 @@ impl Http {
         Err(refused)
     }
 
-    /// The data-plane key check (`--api-keys-file`): the position of the key that
-    /// `authorization` presents; open (`None`) when no keys are configured.
+    /// The data-plane key check (`--api-keys-file`): the key that `authorization` presents;
+    /// open (`None`) when no keys are configured.
     fn authorize(
         &self,
         headers: &HeaderMap,
         dialect: Dialect,
-    ) -> Result<Option<KeyIndex>, ApiError> {
+    ) -> Result<Option<KeyMatch>, ApiError> {
         let Some(keys) = &self.opts.api_keys else {
             return Ok(None);
         };
@@ -227,6 +247,21 @@ impl Http {
             .map(Some)
             .map_err(|e| ApiError::serve(&e, dialect))
     }
+}
+
+/// The call's tenant: the key's name, else `x-crossrank-tenant`; a bad header is 400 in every
+/// dialect (it is not a body field).
+fn tenant(
+    headers: &HeaderMap,
+    key: Option<&KeyMatch>,
+    dialect: Dialect,
+) -> Result<Tenant, ApiError> {
+    let header = headers.get(TENANT_HEADER).map(HeaderValue::as_bytes);
+    Tenant::of_call(key, header).map_err(|e| {
+        let mut refused = ApiError::serve(&e, dialect);
+        refused.status = StatusCode::BAD_REQUEST;
+        refused
+    })
 }
 
 /// Plain seconds, as a decimal number (at most a year).
@@ -246,12 +281,14 @@ fn timing_headers(h: &mut HeaderMap, t: &Timing, total: Duration) {
 }
 
 /// The span of one REST call, a child of the caller's span when it sent a W3C `traceparent`,
-/// with the position of the caller's API key when keys are required (never the key).
+/// with the call's tenant, and the position of the caller's API key when keys are required
+/// (never the key); the route records `priority` ([`Call::options`]).
 fn http_span(
     route: &str,
     model: &str,
     headers: &HeaderMap,
-    key: Option<KeyIndex>,
+    key: Option<&KeyMatch>,
+    tenant: &Tenant,
 ) -> tracing::Span {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let span = tracing::info_span!(
@@ -263,8 +300,11 @@ fn http_span(
         tokens = tracing::field::Empty,
         status = tracing::field::Empty,
         trace_id = tracing::field::Empty,
-        key_index = key.map(KeyIndex::field),
+        key_index = key.map(|k| k.index.field()),
+        tenant = tracing::field::Empty,
+        priority = tracing::field::Empty,
     );
+    crate::api::grpc::record_tenant(&span, Some(tenant));
     let _ = span.set_parent(crate::telemetry::tracing::remote_context(headers));
     record_trace_id(&span);
     span

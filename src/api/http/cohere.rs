@@ -59,7 +59,8 @@ pub struct CohereRequest {
     #[schema(minimum = 1)]
     #[serde(default, deserialize_with = "whole")]
     pub max_tokens_per_doc: Option<i64>,
-    /// Accepted (0 is the highest); not used for scheduling yet.
+    /// Scheduling priority: 0 (the default) is the highest, served first and displaced last
+    /// when the model's queue is full; at most the server's --max-priority (default 9).
     #[schema(minimum = 0)]
     #[serde(default, deserialize_with = "whole")]
     pub priority: Option<i64>,
@@ -193,16 +194,11 @@ async fn run(
 ) -> Result<(RerankOutput, Option<Vec<Map<String, Value>>>), ApiError> {
     let return_documents = r.return_documents.unwrap_or(return_documents);
     let fail = |e: ServeError| ApiError::serve(&e, call.dialect);
+    let priority = priority(r.priority, h.engine.limits.max_priority).map_err(fail)?;
     let options = Options {
-        model: call.model.clone(),
         max_tokens_per_doc: positive("max_tokens_per_doc", r.max_tokens_per_doc).map_err(fail)?,
-        ..Options::default()
+        ..call.options(priority)
     };
-    if let Some(p) = r.priority.filter(|&p| p < 0) {
-        return Err(fail(ServeError::Invalid(format!(
-            "`priority` is {p}; give 0 (the highest) or more"
-        ))));
-    }
     let top_n = positive("top_n", r.top_n).map_err(fail)?.unwrap_or(0);
     let mut extras = return_documents.then(Vec::new);
     let documents = r
@@ -248,6 +244,22 @@ fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error
         .or_else(float)
         .map(Some)
         .ok_or_else(|| D::Error::custom(format!("{n} is not an integer (within 64 bits)")))
+}
+
+/// `priority`: absent or null is 0, the highest; beyond `max` is refused here when it does
+/// not fit the engine's `u32` (`ValidRerank::new` refuses the rest, with the same message).
+fn priority(p: Option<i64>, max: u32) -> Result<u32, ServeError> {
+    match p {
+        None => Ok(0),
+        Some(p) if p < 0 => Err(ServeError::Invalid(format!(
+            "`priority` is {p}; give 0 (the highest) to {max}"
+        ))),
+        Some(p) => u32::try_from(p).map_err(|_| {
+            ServeError::Invalid(format!(
+                "`priority` is {p}; the limit is {max} (max_priority; 0 is the highest)"
+            ))
+        }),
+    }
 }
 
 /// An optional count that must be at least 1 when given.

@@ -103,10 +103,10 @@ pub async fn models(State(h): State<Arc<Http>>) -> Response {
 
 /// This API as an OpenAPI 3.1 document, generated from the Rust types.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
-pub async fn openapi() -> Response {
+pub async fn openapi(State(h): State<Arc<Http>>) -> Response {
     (
         [(http::header::CONTENT_TYPE, "application/json")],
-        super::openapi::document(),
+        h.openapi.clone(),
     )
         .into_response()
 }

@@ -34,6 +34,8 @@ pub struct Http {
     pub opts: ServerOptions,
     pub budget: Arc<Budget>,
     pub body: BodyLimits,
+    /// `GET /openapi.json`, with this server's bounds.
+    pub openapi: bytes::Bytes,
 }
 
 impl Http {
@@ -45,11 +47,13 @@ impl Http {
             max_bytes,
             max_entries: engine.limits.max_pairs_per_request,
         };
+        let openapi = openapi::document(engine.limits.max_priority).into();
         Self {
             engine,
             opts,
             budget,
             body,
+            openapi,
         }
     }
 }

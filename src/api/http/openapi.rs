@@ -1,7 +1,6 @@
 //! The OpenAPI 3.1 document of the REST port, generated from the request and response types by
-//! utoipa (served at `GET /openapi.json`).
-
-use std::sync::OnceLock;
+//! utoipa (served at `GET /openapi.json`), with the server's own bounds where they are
+//! configured (`priority`'s maximum is `--max-priority`).
 
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -46,8 +45,28 @@ impl utoipa::Modify for Bearer {
     }
 }
 
-/// The document, as JSON bytes (built once).
-pub fn document() -> &'static [u8] {
-    static DOC: OnceLock<Vec<u8>> = OnceLock::new();
-    DOC.get_or_init(|| Api::openapi().to_json().unwrap_or_default().into_bytes())
+/// The document, as JSON bytes, for a server whose `priority` goes up to `max_priority`.
+pub fn document(max_priority: u32) -> Vec<u8> {
+    let mut doc = serde_json::to_value(Api::openapi()).unwrap_or_default();
+    let priority = &mut doc["components"]["schemas"]["CohereRequest"]["properties"]["priority"];
+    if let Some(schema) = priority.as_object_mut() {
+        schema.insert("maximum".into(), max_priority.into());
+    }
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    /// `priority` is bounded by the configured maximum; the rest is utoipa's.
+    #[test]
+    fn the_priority_maximum_is_the_servers() {
+        let doc: serde_json::Value = serde_json::from_slice(&super::document(4)).unwrap();
+        let p = &doc["components"]["schemas"]["CohereRequest"]["properties"]["priority"];
+        assert_eq!(
+            (&p["minimum"], &p["maximum"]),
+            (&0.into(), &4.into()),
+            "{p}"
+        );
+        assert!(doc["paths"]["/v2/rerank"].is_object());
+    }
 }

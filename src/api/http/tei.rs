@@ -236,14 +236,14 @@ fn options(
     direction: Option<String>,
 ) -> Result<Options, ServeError> {
     Ok(Options {
-        model: call.model.clone(),
         activation,
         truncation: match truncate {
             Some(false) => Truncation::Reject,
             None | Some(true) => Truncation::LongestFirst,
         },
         truncate_left: truncate_left(direction.as_deref())?,
-        ..Options::default()
+        // TEI has no priority field: its calls are of the highest.
+        ..call.options(0)
     })
 }
 
