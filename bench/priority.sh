@@ -6,7 +6,7 @@
 #                 and one batch's inference time from the server's /metrics over the phase
 #   c fifo        bulk + interactive, both priority 0, one tenant: today's FIFO ("before")
 #   d priority    bulk at priority 5, interactive at 0, default aging (100 ms)
-#   e slow-aging  d with priority_aging_ms=PRIO_SLOW_AGING_MS (5000: 12 x 100 queued pairs are a ~13 s backlog, under the 25 s priority 5 takes to age to 0): the trade-off
+#   e slow-aging  d with priority_aging_ms=PRIO_SLOW_AGING_MS (20000: 12 x 100 queued pairs are a 25-40 s backlog on a 2-core CPU, under the 100 s priority 5 then takes to age to 0): the trade-off
 #   f tenants-same   a flooding tenant (PRIO_FLOOD_CLIENTS clients of Rerank-100) and a light one
 #                    (Rerank-20 at PRIO_RATE/s), same priority, one tenant name ("before")
 #   g tenants-apart  f with two tenant names ("after")
@@ -16,8 +16,8 @@
 # Usage: bench/priority.sh [THREADS=2]
 #   PRIO_SECONDS=45 per phase, PRIO_RATE=1 interactive requests/s, PRIO_DOCS=20 per interactive
 #   request, PRIO_BULK_CLIENTS=12, PRIO_BULK_DOCS=100, PRIO_FLOOD_CLIENTS=3,
-#   PRIO_QUEUE_PAIRS=1200 (the model's max_queue_pairs: 12 x 100 fills it), PRIO_SLOW_AGING_MS=5000,
-#   PRIO_MODEL=models/minilm-ce; CROSSRANK_BENCH_OUT keeps the raw reports (default: a temporary
+#   PRIO_QUEUE_PAIRS=1200 (the model's max_queue_pairs: 12 x 100 fills it), PRIO_SLOW_AGING_MS=20000,
+#   PRIO_MODEL=models/minilm-ce, PRIO_MODEL_OPTS="" (more model options, e.g. ",max_batch_pairs=16"); CROSSRANK_BENCH_OUT keeps the raw reports (default: a temporary
 #   folder); CROSSRANK_BIN runs that binary instead of building target/release/crossrank.
 #   Smoke run (about a minute on a quiet machine): PRIO_SMOKE=1 bench/priority.sh (4 s phases,
 #   2 bulk and 2 flood clients; any PRIO_* given still wins).
@@ -33,8 +33,9 @@ docs=${PRIO_DOCS:-20}
 bulk_docs=${PRIO_BULK_DOCS:-100}
 flood_clients=${PRIO_FLOOD_CLIENTS:-$([ "$smoke" = 1 ] && echo 2 || echo 3)}
 queue=${PRIO_QUEUE_PAIRS:-1200}
-slow_aging=${PRIO_SLOW_AGING_MS:-5000}
+slow_aging=${PRIO_SLOW_AGING_MS:-20000}
 model_dir=${PRIO_MODEL:-models/minilm-ce}
+model_opts=${PRIO_MODEL_OPTS:-}
 out=${CROSSRANK_BENCH_OUT:-$(mktemp -d)}
 mkdir -p "$out"
 rm -f "$out"/phase-*.json "$out/commands.txt"
@@ -42,7 +43,7 @@ cr=${CROSSRANK_BIN:-target/release/crossrank}
 
 echo "PRIO_SECONDS=$secs PRIO_RATE=$rate PRIO_DOCS=$docs PRIO_BULK_CLIENTS=$bulk_clients" \
   "PRIO_BULK_DOCS=$bulk_docs PRIO_FLOOD_CLIENTS=$flood_clients PRIO_QUEUE_PAIRS=$queue" \
-  "PRIO_SLOW_AGING_MS=$slow_aging PRIO_MODEL=$model_dir bench/priority.sh $threads" > "$out/command.txt"
+  "PRIO_SLOW_AGING_MS=$slow_aging PRIO_MODEL=$model_dir PRIO_MODEL_OPTS=$model_opts bench/priority.sh $threads" > "$out/command.txt"
 ./scripts/setup.sh
 [ -n "${CROSSRANK_BIN:-}" ] || cargo build --release --quiet
 
@@ -57,7 +58,7 @@ trap stop_server EXIT
 start_server() {
   local log="$out/server-$1"
   $cr serve --host 127.0.0.1 --port 0 --metrics-port 0 --threads "$threads" \
-    --model "minilm=$model_dir,max_queue_pairs=$queue$2" > "$log.out" 2> "$log.log" &
+    --model "minilm=$model_dir,max_queue_pairs=$queue$model_opts$2" > "$log.out" 2> "$log.log" &
   server=$!
   # The server prints each port once it is bound (the metrics port after the gRPC one).
   until grep -q '^crossrank metrics on ' "$log.out"; do

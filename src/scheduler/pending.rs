@@ -33,7 +33,8 @@ struct Fifo {
 #[derive(Default)]
 pub struct Pending {
     fifos: BTreeMap<Key, Fifo>,
-    /// The service point of the virtual clock: the largest start tag taken so far.
+    /// The service point of the virtual clock: the start tag of the first pair not yet served
+    /// at the level last served (a newcomer starts there).
     vtime: u64,
     next_seq: u64,
     pairs: usize,
@@ -174,9 +175,14 @@ impl Pending {
         let lengths: Vec<usize> = cands.iter().map(|c| c.len).collect();
         let chosen = select::choose(&lengths, limits, share_tokens);
         let mut picked: Vec<Candidate> = chosen.iter().map(|&i| cands[i]).collect();
-        self.vtime = self
-            .vtime
-            .max(picked.iter().map(|c| c.tag).max().unwrap_or(0));
+        // The service point moves to the first pair left behind (pairs passed over for their
+        // length keep their place), or past the batch when it took every candidate in order.
+        let skipped = (0..cands.len()).find(|i| chosen.binary_search(i).is_err());
+        let frontier = match skipped {
+            Some(i) => cands[i].tag,
+            None => picked.iter().map(|c| c.tag).max().unwrap_or(0),
+        };
+        self.vtime = self.vtime.max(frontier);
         // Remove from the back of each queue first, so positions stay valid.
         picked.sort_by_key(|c| Reverse((c.fifo, c.pos)));
         let keys: Vec<Key> = self.fifos.keys().cloned().collect();

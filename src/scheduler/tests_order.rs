@@ -332,3 +332,35 @@ fn a_request_that_cannot_start_before_its_deadline_is_refused_at_once() {
     assert!(submit("b", Duration::from_secs(10)).0.is_ok());
     assert_eq!(queue.depth(), 12);
 }
+
+/// Pairs passed over for their length keep their place: a tenant arriving after a batch that
+/// reached ahead for similar lengths starts at the first pair left behind, not after the
+/// pairs the batch reached for.
+#[test]
+fn a_newcomer_starts_at_the_first_pair_left_behind() {
+    let t = Clock(Instant::now());
+    let l = limits(4);
+    let mut q = Pending::default();
+    // One tenant alone: the batch takes the first pair and the three nearest it in length from
+    // the next 16, leaving the 50-token pairs behind.
+    let lengths = [10, 50, 50, 50, 50, 10, 10, 10];
+    let (jobs, _rx) = test_request(&lengths, class(0, "bulk"), None, t.at(0));
+    q.push(jobs);
+    let first: Vec<usize> = take(&mut q, &l, t.at(1)).into_iter().map(|p| p.2).collect();
+    assert_eq!(first, vec![0, 5, 6, 7]);
+    let _light = push(&mut q, 2, class(0, "light"), t.at(2));
+    // The bulk pairs left behind (tags 10..210) and the light ones (tags from 10) interleave.
+    let next: Vec<(String, usize)> = take(&mut q, &l, t.at(3))
+        .into_iter()
+        .map(|p| (p.1, p.2))
+        .collect();
+    assert_eq!(
+        next,
+        vec![
+            ("bulk".into(), 1),
+            ("light".into(), 0),
+            ("light".into(), 1),
+            ("bulk".into(), 2)
+        ]
+    );
+}

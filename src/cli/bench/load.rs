@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossrank::api::pb;
+use crossrank::api::tenant::TENANT_HEADER;
 use pb::cross_encoder_client::CrossEncoderClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
@@ -20,9 +21,6 @@ pub fn grpc_client(channel: Channel) -> CrossEncoderClient<Channel> {
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX)
 }
-
-/// The gRPC metadata that names a call's tenant (when API keys are off).
-pub const TENANT_HEADER: &str = "x-crossrank-tenant";
 
 /// One client's connection.
 pub enum Conn {
