@@ -14,7 +14,7 @@
 # About 8 minutes on a quiet 2-core machine once built; run it on a quiet machine.
 #
 # Usage: bench/priority.sh [THREADS=2]
-#   PRIO_SECONDS=45 per phase, PRIO_RATE=1 interactive requests/s, PRIO_DOCS=20 per interactive
+#   PRIO_SECONDS=60 per phase, PRIO_RATE=0.5 interactive requests/s (a quarter of a 2-core CPU's MiniLM capacity), PRIO_DOCS=20 per interactive
 #   request, PRIO_BULK_CLIENTS=12, PRIO_BULK_DOCS=100, PRIO_FLOOD_CLIENTS=3,
 #   PRIO_QUEUE_PAIRS=1200 (the model's max_queue_pairs: 12 x 100 fills it), PRIO_SLOW_AGING_MS=20000,
 #   PRIO_MODEL=models/minilm-ce, PRIO_MODEL_OPTS="" (more model options, e.g. ",max_batch_pairs=16"); CROSSRANK_BENCH_OUT keeps the raw reports (default: a temporary
@@ -26,9 +26,9 @@ source "$(dirname "$0")/../scripts/env.sh"
 cd "$CROSSRANK_ROOT"
 threads=${1:-2}
 smoke=${PRIO_SMOKE:-0}
-secs=${PRIO_SECONDS:-$([ "$smoke" = 1 ] && echo 4 || echo 45)}
+secs=${PRIO_SECONDS:-$([ "$smoke" = 1 ] && echo 4 || echo 60)}
 bulk_clients=${PRIO_BULK_CLIENTS:-$([ "$smoke" = 1 ] && echo 2 || echo 12)}
-rate=${PRIO_RATE:-1}
+rate=${PRIO_RATE:-0.5}
 docs=${PRIO_DOCS:-20}
 bulk_docs=${PRIO_BULK_DOCS:-100}
 flood_clients=${PRIO_FLOOD_CLIENTS:-$([ "$smoke" = 1 ] && echo 2 || echo 3)}
