@@ -341,26 +341,22 @@ fn a_newcomer_starts_at_the_first_pair_left_behind() {
     let t = Clock(Instant::now());
     let l = limits(4);
     let mut q = Pending::default();
-    // One tenant alone: the batch takes the first pair and the three nearest it in length from
-    // the next 16, leaving the 50-token pairs behind.
-    let lengths = [10, 50, 50, 50, 50, 10, 10, 10];
+    // One tenant alone: the batch takes the first pair and the three nearest it in length,
+    // reaching past eight 50-token pairs.
+    let lengths = [10, 50, 50, 50, 50, 50, 50, 50, 50, 10, 10, 10];
     let (jobs, _rx) = test_request(&lengths, class(0, "bulk"), None, t.at(0));
     q.push(jobs);
-    let first: Vec<usize> = take(&mut q, &l, t.at(1)).into_iter().map(|p| p.2).collect();
-    assert_eq!(first, vec![0, 5, 6, 7]);
+    let indices = |b: Vec<(u32, String, usize)>| b.into_iter().map(|p| (p.1, p.2)).collect();
+    let first: Vec<(String, usize)> = indices(take(&mut q, &l, t.at(1)));
+    let bulk = |i: usize| ("bulk".to_string(), i);
+    assert_eq!(first, vec![bulk(0), bulk(9), bulk(10), bulk(11)]);
     let _light = push(&mut q, 2, class(0, "light"), t.at(2));
-    // The bulk pairs left behind (tags 10..210) and the light ones (tags from 10) interleave.
-    let next: Vec<(String, usize)> = take(&mut q, &l, t.at(3))
-        .into_iter()
-        .map(|p| (p.1, p.2))
-        .collect();
-    assert_eq!(
-        next,
-        vec![
-            ("bulk".into(), 1),
-            ("light".into(), 0),
-            ("light".into(), 1),
-            ("bulk".into(), 2)
-        ]
-    );
+    // The light pairs start where the bulk pairs left behind do: the next batch is led by
+    // the first of those (50 tokens, so it groups with its kind), and the light pairs lead
+    // the one after, ahead of the rest of the bulk backlog.
+    let second: Vec<(String, usize)> = indices(take(&mut q, &l, t.at(3)));
+    assert_eq!(second, vec![bulk(1), bulk(2), bulk(3), bulk(4)]);
+    let third: Vec<(String, usize)> = indices(take(&mut q, &l, t.at(3)));
+    let light = |i: usize| ("light".to_string(), i);
+    assert_eq!(third, vec![light(0), light(1), bulk(5), bulk(6)]);
 }
