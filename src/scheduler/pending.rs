@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 use super::{select, BatchLimits, Job, PairError};
 
 /// Batches' worth of pairs, in serving order, among which a batch groups pairs of similar
-/// length. Grouping matters: with one batch's worth (strict fair order), two tenants' mixed
-/// lengths ran 25% fewer pairs/s than one tenant's grouped (`bench/priority.sh`, phases f and
-/// g). A pair passed over keeps its start tag, so it leads a batch soon after.
+/// length, each queue within its share of the first batch's worth. Grouping matters: with one
+/// batch's worth in strict fair order, two tenants' mixed lengths ran 25% fewer pairs/s than
+/// one tenant's grouped (`bench/priority.sh`, phases f and g); without the shares, a newcomer's
+/// pairs were passed over for the bulk pairs nearer the first one's length. A pair passed over
+/// keeps its start tag, so it leads a batch soon after.
 const LOOK_AHEAD: usize = 4;
 
 /// A queue of its own per priority and tenant: arrival order inside.
@@ -169,7 +171,8 @@ impl Pending {
     }
 
     /// Takes the next batch: the first pair in serving order, and the pairs of its level
-    /// nearest to it in length among the next ones in order (see `candidates`), within the
+    /// nearest to it in length among the next ones in order (see `candidates`), each (priority,
+    /// tenant) queue at most its share of the first batch's worth in that order, within the
     /// batch limits and `share_tokens` real tokens.
     pub fn take(&mut self, limits: &BatchLimits, now: Instant, share_tokens: usize) -> Vec<Job> {
         let cands = self.candidates(limits, now);
@@ -177,7 +180,8 @@ impl Pending {
             return Vec::new();
         }
         let lengths: Vec<usize> = cands.iter().map(|c| c.len).collect();
-        let chosen = select::choose(&lengths, limits, share_tokens);
+        let queues: Vec<usize> = cands.iter().map(|c| c.fifo).collect();
+        let chosen = select::choose_shared(&lengths, &queues, limits, share_tokens);
         let mut picked: Vec<Candidate> = chosen.iter().map(|&i| cands[i]).collect();
         // The service point moves to the first pair left behind (pairs passed over for their
         // length keep their place), or past the batch when it took every candidate in order.
