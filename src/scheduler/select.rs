@@ -8,12 +8,13 @@ use super::BatchLimits;
 /// pairs closest to it in length that fit the budget (padded cost = longest × count ≤
 /// `max_batch_tokens`, count ≤ `max_batch_pairs`, real tokens ≤ `share_tokens`). The first
 /// always goes, so nothing starves. Indices ascending.
+#[cfg(test)]
 pub fn choose(lengths: &[usize], limits: &BatchLimits, share_tokens: usize) -> Vec<usize> {
     let groups = vec![0; lengths.len()];
     choose_shared(lengths, &groups, limits, share_tokens)
 }
 
-/// [`choose`] over pairs of several queues (`groups[i]` is pair i's): each queue takes at most
+/// `choose` over pairs of several queues (`groups[i]` is pair i's): each queue takes at most
 /// as many pairs as it has among the first `max_batch_pairs` in serving order, so the batch
 /// keeps the queues' fair shares while the pairs of each are grouped by length.
 pub fn choose_shared(
