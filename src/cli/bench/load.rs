@@ -95,6 +95,30 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Counts one finished request of `size` pairs in `tally` and here; true if it failed.
+    pub fn record(
+        &self,
+        tally: &mut Tally,
+        size: usize,
+        outcome: Result<(), Failure>,
+        latency: Duration,
+    ) -> bool {
+        let failed = match outcome {
+            Ok(()) => {
+                tally.ok(latency, size);
+                self.pairs.fetch_add(size as u64, Ordering::Relaxed);
+                false
+            }
+            Err(failure) => {
+                tally.error(latency, failure);
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+        };
+        self.done.fetch_add(1, Ordering::Relaxed);
+        failed
+    }
+
     /// The next request number, or `None` once the run is over.
     fn claim(&self, stop: Stop) -> Option<u64> {
         match stop {
@@ -119,23 +143,9 @@ pub async fn client(mut conn: Conn, plan: Arc<Plan>, stop: Stop, progress: Arc<P
                 .map_err(Failure::from),
             http => http.send(&plan, k, &mut tally, plan.timeout).await,
         };
-        let latency = start.elapsed();
-        match outcome {
-            Ok(()) => {
-                tally.ok(latency, plan.size);
-                progress
-                    .pairs
-                    .fetch_add(plan.size as u64, Ordering::Relaxed);
-            }
-            Err(failure) => {
-                tally.error(latency, failure);
-                progress.failed.fetch_add(1, Ordering::Relaxed);
-                progress.done.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(plan.backoff).await;
-                continue;
-            }
+        if progress.record(&mut tally, plan.size, outcome, start.elapsed()) {
+            tokio::time::sleep(plan.backoff).await;
         }
-        progress.done.fetch_add(1, Ordering::Relaxed);
     }
     tally
 }

@@ -131,12 +131,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.protocol == Protocol::Http && args.chaos > 0.0 {
         bail!("--chaos {} needs --protocol grpc", args.chaos);
     }
-    if args.requests.is_none() && !(args.duration > 0.0 && args.duration.is_finite()) {
-        bail!(
-            "--duration must be a positive number of seconds, got {}",
-            args.duration
-        );
-    }
+    check_duration(&args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -147,17 +142,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     emit(&args.json, &report, || report.text())
 }
 
-/// The mixed mode: `--group` given.
-fn run_mixed(args: &BenchArgs, corpus: Arc<[(String, String)]>) -> anyhow::Result<()> {
-    if args.protocol != Protocol::Grpc {
-        bail!("--group runs over gRPC: leave out --protocol http");
-    }
+/// Without `--requests`, the run lasts `--duration` seconds: a positive number.
+fn check_duration(args: &BenchArgs) -> anyhow::Result<()> {
     if args.requests.is_none() && !(args.duration > 0.0 && args.duration.is_finite()) {
         bail!(
             "--duration must be a positive number of seconds, got {}",
             args.duration
         );
     }
+    Ok(())
+}
+
+/// The mixed mode: `--group` given.
+fn run_mixed(args: &BenchArgs, corpus: Arc<[(String, String)]>) -> anyhow::Result<()> {
+    if args.protocol != Protocol::Grpc {
+        bail!("--group runs over gRPC: leave out --protocol http");
+    }
+    check_duration(args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

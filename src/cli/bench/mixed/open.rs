@@ -2,7 +2,6 @@
 //! or not earlier ones have finished, so a slow server cannot slow the arrivals down (no
 //! coordinated omission), and each latency counts from the request's due time.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,17 +84,5 @@ fn joined(done: Result<Done, JoinError>) -> Done {
 }
 
 fn record(tally: &mut Tally, progress: &Progress, plan: &Plan, (outcome, latency): Done) {
-    match outcome {
-        Ok(()) => {
-            tally.ok(latency, plan.size);
-            progress
-                .pairs
-                .fetch_add(plan.size as u64, Ordering::Relaxed);
-        }
-        Err(failure) => {
-            tally.error(latency, failure);
-            progress.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    progress.done.fetch_add(1, Ordering::Relaxed);
+    progress.record(tally, plan.size, outcome, latency);
 }
