@@ -356,6 +356,8 @@ async fn h2c_with_prior_knowledge() {
     let got = answers[3].1["results"].as_array().unwrap();
     for (g, e) in got.iter().zip(&expected) {
         assert_eq!(g["index"].as_u64().unwrap(), u64::from(e.index));
-        assert_eq!(g["relevance_score"].as_f64().unwrap() as f32, e.score);
+        // The four HTTP calls may share a batch (other padding), so the last bits may differ.
+        let score = g["relevance_score"].as_f64().unwrap() as f32;
+        assert!((score - e.score).abs() <= 1e-5, "{score} vs {}", e.score);
     }
 }
