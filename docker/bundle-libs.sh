@@ -2,7 +2,7 @@
 # Copies the shared libraries that BINARY loads from outside the base system into DEST: libtorch,
 # c10 and their companions from the torch wheel (found with ldd), and with --cuda also every
 # library the wheel's nvidia-* packages bring (libtorch_cuda opens some of them with dlopen,
-# which ldd cannot see). Used by the Dockerfile; tests/deploy.rs checks that the set is complete.
+# which ldd cannot see). Used by the Dockerfile; tests/serve/deploy.rs checks that the set is complete.
 # --link puts symbolic links in DEST instead of copies: the same set of names without the
 # gigabytes a CUDA build of torch brings (what the test uses).
 #

@@ -2,7 +2,7 @@
 
 Usage: http_clients.py BASE_URL MODEL EXPECTED.json   (run with .venv-clients/bin/python)
 
-EXPECTED.json is written by tests/http_clients.rs:
+EXPECTED.json is written by tests/http/clients.rs:
   query, documents, top_n      what every client reranks
   reference                    [{index, score}] of sentence-transformers' CrossEncoder.rank, best first
   grpc                         [{index, score}] of crossrank's gRPC Rerank on the same input

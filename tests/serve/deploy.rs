@@ -1,0 +1,199 @@
+//! What the container image and the Helm chart promise, checked without Docker or a cluster.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::server::{model, model_at, TestServer};
+use crossrank::api::ServerOptions;
+use crossrank::config::RequestLimits;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn ok(out: &Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn chart_lints_renders_validates_and_refuses_bad_values() {
+    let helm = root().join(".tools/helm");
+    assert!(
+        helm.exists(),
+        "run ./scripts/setup.sh: it installs helm into .tools/"
+    );
+    let out = Command::new("python")
+        .arg(root().join("tests/helm/check_chart.py"))
+        .arg(&helm)
+        .arg(env!("CARGO_BIN_EXE_crossrank"))
+        .arg(root().join("helm/crossrank"))
+        .output()
+        .unwrap();
+    println!("{}", ok(&out));
+}
+
+/// Libraries the runtime image's base (debian bookworm-slim) provides, as bundle-libs.sh says.
+fn system_library(path: &str) -> bool {
+    let name = Path::new(path).file_name().unwrap().to_string_lossy();
+    let system = [
+        "ld-linux",
+        "libc.",
+        "libm.",
+        "libdl.",
+        "libpthread.",
+        "librt.",
+        "libgcc_s.",
+        "libstdc++.",
+        "libz.",
+    ];
+    (path.starts_with("/lib") || path.starts_with("/usr/lib"))
+        && system.iter().any(|s| name.starts_with(s))
+}
+
+/// Every library `file` needs resolves into `bundle` or the base system, with the bundle on
+/// LD_LIBRARY_PATH as in the image.
+fn assert_resolves(file: &Path, bundle: &Path) {
+    let out = Command::new("ldd")
+        .arg(file)
+        .env("LD_LIBRARY_PATH", bundle)
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    for line in text.lines() {
+        assert!(!line.contains("not found"), "{}: {line}", file.display());
+        if let Some((_, target)) = line.split_once("=> ") {
+            let path = target.split(' ').next().unwrap_or_default();
+            assert!(
+                path.starts_with(bundle.to_str().unwrap()) || system_library(path),
+                "{} loads {path}, which the image would not have",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn image_bundle_holds_every_library_the_binary_loads() {
+    let bundle = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg(root().join("docker/bundle-libs.sh"))
+        .arg("--link")
+        .arg(env!("CARGO_BIN_EXE_crossrank"))
+        .arg(bundle.path())
+        .output()
+        .unwrap();
+    ok(&out);
+    let libs: Vec<PathBuf> = std::fs::read_dir(bundle.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let names: Vec<String> = libs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in ["libtorch.so", "libtorch_cpu.so", "libc10.so"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    assert_resolves(Path::new(env!("CARGO_BIN_EXE_crossrank")), bundle.path());
+    for lib in &libs {
+        assert_resolves(lib, bundle.path());
+    }
+}
+
+#[test]
+fn dockerfile_runs_serve_as_non_root_and_copies_what_it_builds_from() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    for want in [
+        "torch==2.13.0",
+        "docker/bundle-libs.sh",
+        "COPY --from=build /out/lib /opt/crossrank/lib",
+        "USER 10001:10001",
+        "EXPOSE 50051 9464",
+        r#"ENTRYPOINT ["/usr/local/bin/crossrank", "serve"]"#,
+        // the user has no home: models by Hugging Face id need a writable cache
+        "HF_HOME=/var/cache/crossrank/huggingface",
+        "chown -R 10001:10001 /var/cache/crossrank",
+    ] {
+        assert!(dockerfile.contains(want), "Dockerfile lacks {want:?}");
+    }
+    let runtime = dockerfile.split("AS runtime").nth(1).unwrap();
+    assert!(
+        !runtime.contains("python"),
+        "the runtime image must not need Python"
+    );
+    let ignored = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    let ignored: Vec<&str> = ignored
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    for copied in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        "proto",
+        "src",
+        "docker",
+    ] {
+        assert!(
+            !ignored.contains(&copied),
+            ".dockerignore drops {copied}, which the build copies"
+        );
+    }
+}
+
+fn health(server: &TestServer, service: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_crossrank"))
+        .args(["health", "--timeout-secs", "20", "--service", service])
+        .arg(format!("--addr=http://{}", server.addr))
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_command_reports_readiness_and_liveness() {
+    let server = TestServer::simple(&["bert=bert"]).await;
+    let (ready, live, unknown) = tokio::task::spawn_blocking(move || {
+        let r = (
+            health(&server, ""),
+            health(&server, "crossrank.liveness"),
+            health(&server, "nope"),
+        );
+        drop(server);
+        r
+    })
+    .await
+    .unwrap();
+    assert!(ok(&ready).contains("SERVING"));
+    ok(&live);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("NotFound"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_holds_while_readiness_fails() {
+    let missing = tempfile::tempdir().unwrap();
+    let models = vec![model("bert=bert"), model_at("broken", missing.path())];
+    let server =
+        TestServer::start_unready(models, ServerOptions::default(), RequestLimits::default()).await;
+    server.wait_serving("bert").await;
+    let (ready, live) = tokio::task::spawn_blocking(move || {
+        let r = (health(&server, ""), health(&server, "crossrank.liveness"));
+        drop(server);
+        r
+    })
+    .await
+    .unwrap();
+    assert!(
+        !ready.status.success(),
+        "a failed model must keep the pod unready"
+    );
+    ok(&live);
+}
