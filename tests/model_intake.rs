@@ -35,10 +35,10 @@ fn load_after_deleting(name: &str) -> CrossEncoder {
     common::copy_dir(&fixtures().join(name), &dir);
     let model = ModelDir::read(&dir);
     assert!(remove_all_but_weights(&dir) >= 2, "{name}");
-    let network = Network::load(&model, tch::Device::Cpu, None)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let tokenizer = PairTokenizer::load(&model, &network.spec, None)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let network =
+        Network::load(&model, tch::Device::Cpu, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let tokenizer =
+        PairTokenizer::load(&model, &network.spec, None).unwrap_or_else(|e| panic!("{name}: {e}"));
     CrossEncoder { network, tokenizer }
 }
 
@@ -47,7 +47,15 @@ fn load_after_deleting(name: &str) -> CrossEncoder {
 #[test]
 fn encoders_load_from_one_read_of_their_directory() {
     let exp = expected();
-    for name in ["bert", "roberta", "distilbert", "modernbert", "deberta_v3", "qwen3", "bert_sharded"] {
+    for name in [
+        "bert",
+        "roberta",
+        "distilbert",
+        "modernbert",
+        "deberta_v3",
+        "qwen3",
+        "bert_sharded",
+    ] {
         let reference = &exp.models[name];
         let model = load_after_deleting(name);
         let scores = model
