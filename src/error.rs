@@ -15,11 +15,15 @@ pub enum RuntimeError {
     },
     #[error("{path}: invalid config: {message}")]
     Config { path: PathBuf, message: String },
+    /// `supported`: the architectures served (the models' family table gives them).
     #[error(
         "unsupported architecture {given:?}; supported: {}, or a TorchScript model.pt with crossrank.json",
-        crate::models::SUPPORTED_ARCHITECTURES.join(", ")
+        supported.join(", ")
     )]
-    UnknownArchitecture { given: String },
+    UnknownArchitecture {
+        given: String,
+        supported: Vec<&'static str>,
+    },
     #[error("tensor {name:?} is missing from the checkpoint (expected shape {expected:?})")]
     MissingTensor { name: String, expected: Vec<i64> },
     #[error("tensor {name:?} has shape {found:?}; the config implies {expected:?}")]

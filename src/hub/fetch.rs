@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use sha2::Digest;
 
 use super::cache::RepoCache;
-use super::files::{self, REQUIRED, SINGLE_WEIGHTS, WEIGHTS_INDEX};
+use super::files::{self, SINGLE_WEIGHTS, WEIGHTS_INDEX};
 use super::http::{error_chain, invalid, resumes_at, FileMeta, Hub};
 use super::pace::{Cancel, Pace};
 use super::progress::Tracker;
@@ -111,7 +111,7 @@ fn cached(
         .commit_of(repo)
         .ok_or_else(|| missing(format!("record of the revision {:?}", repo.revision)))?;
     let dir = cache.snapshot(&commit);
-    for file in REQUIRED {
+    for file in files::required() {
         if !dir.join(file).is_file() {
             return Err(missing(format!("{file} in the snapshot {commit}")));
         }
@@ -159,7 +159,7 @@ impl Fetcher<'_> {
     /// Configs and tokenizer first, then the module configs `modules.json` names, then the
     /// weights (the index first when sharded).
     fn model(&mut self, listed: &BTreeSet<String>) -> Result<(), HubError> {
-        if let Some(missing) = REQUIRED.iter().find(|f| !listed.contains(**f)) {
+        if let Some(missing) = files::required().find(|f| !listed.contains(*f)) {
             return Err(invalid(
                 self.repo,
                 missing,

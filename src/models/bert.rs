@@ -1,16 +1,14 @@
 //! `BertForSequenceClassification`: BERT encoder, tanh pooler on [CLS], linear classifier.
 
-use std::path::Path;
-
 use tch::{Device, Tensor};
 
-use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
 use super::encoder::{Encoder, BERT_NAMES};
 use super::weights::{Linear, Weights};
-use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{config_of, spec_from, Inputs, Loaded, SequenceClassifier};
 use crate::device::DType;
 use crate::error::Result;
+use crate::model_dir::ModelDir;
 
 struct Bert {
     embeddings: Embeddings,
@@ -19,16 +17,12 @@ struct Bert {
     classifier: Linear,
 }
 
-pub fn load(
-    dir: &Path,
-    raw: &RawConfig,
-    device: Device,
-    dtype: DType,
-) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
-    let path = dir.join("config.json");
-    let cfg = raw.bert_like(&path)?;
-    let spec = spec_from(raw, &path, &cfg, 0, true)?;
-    let w = Weights::load(dir, "bert.", device, dtype)?;
+pub fn load(dir: &ModelDir, device: Device, dtype: DType) -> Result<Loaded> {
+    let arch = config_of(dir)?;
+    let (raw, path) = (&arch.raw, arch.path());
+    let cfg = raw.bert_like(path)?;
+    let spec = spec_from((dir, arch, raw), &cfg, 0, true)?;
+    let w = Weights::load(dir.weight_files()?, "bert.", device, dtype)?;
     let h = cfg.hidden_size;
     let model = Bert {
         embeddings: Embeddings::load(&w, "bert.embeddings", &cfg, true, Positions::Sequential)?,

@@ -1,53 +1,14 @@
-//! `config.json` of a Hugging Face sequence-classification checkpoint, reduced to what the
-//! runtime needs. Field names follow transformers; DistilBERT's own names are mapped here.
+//! The sizes of a Hugging Face sequence-classification checkpoint's `config.json` (read into
+//! [`RawConfig`] by the model directory), reduced to what the runtime needs. Field names follow transformers; DistilBERT's own names are mapped here.
 //!
 //! A config is untrusted input: every size it gives is checked against [`LIMITS`] (by
 //! [`EncoderConfig::bounded`], or [`bounded`] for an architecture's own fields) before it sizes
 //! anything, and the errors name the file, the field, the limit and the value.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
-
 use crate::error::{Result, RuntimeError};
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RawConfig {
-    #[serde(default)]
-    pub architectures: Vec<String>,
-    #[serde(default)]
-    pub model_type: Option<String>,
-    pub vocab_size: Option<i64>,
-    pub hidden_size: Option<i64>,
-    pub num_hidden_layers: Option<i64>,
-    pub num_attention_heads: Option<i64>,
-    pub intermediate_size: Option<i64>,
-    pub hidden_act: Option<String>,
-    pub layer_norm_eps: Option<f64>,
-    pub max_position_embeddings: Option<i64>,
-    pub type_vocab_size: Option<i64>,
-    pub pad_token_id: Option<i64>,
-    pub position_embedding_type: Option<String>,
-    /// ELECTRA: embeddings narrower than the encoder, projected up.
-    pub embedding_size: Option<i64>,
-    // DistilBERT names.
-    pub dim: Option<i64>,
-    pub n_layers: Option<i64>,
-    pub n_heads: Option<i64>,
-    pub hidden_dim: Option<i64>,
-    pub activation: Option<String>,
-    #[serde(default)]
-    pub id2label: BTreeMap<String, String>,
-    pub num_labels: Option<i64>,
-    pub sentence_transformers: Option<StSection>,
-    pub sbert_ce_default_activation_function: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct StSection {
-    pub activation_fn: Option<String>,
-}
+pub use crate::model_dir::arch::{RawConfig, StSection};
 
 /// The encoder dimensions every supported architecture shares.
 #[derive(Debug, Clone)]
@@ -106,8 +67,9 @@ pub fn bounded(path: &Path, field: &str, kind: &str, value: i64) -> Result<i64> 
 }
 
 impl RawConfig {
+    /// `config.json` at `path`, alone (a model's loaders take theirs from its `ModelDir`).
     pub fn read(path: &Path) -> Result<Self> {
-        super::json_file::read_json(path)
+        crate::model_dir::read::read_json(path)
     }
 
     /// Labels in id order: `id2label` when present, else `num_labels` generic names
@@ -304,11 +266,6 @@ fn need_at_least(path: &Path, field: &str, value: Option<i64>, min: i64) -> Resu
         }
         None => Err(invalid(path, format!("`{field}` is missing"))),
     }
-}
-
-/// An architecture's own fields of `config.json` at `path` (serde defaults for absent ones).
-pub(crate) fn read_fields<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    super::json_file::read_json(path)
 }
 
 pub(crate) fn invalid(path: &Path, message: String) -> RuntimeError {

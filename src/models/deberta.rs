@@ -9,12 +9,13 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{bounded, invalid, read_fields, EncoderConfig, RawConfig};
+use super::config::{bounded, invalid, EncoderConfig};
 use super::encoder::HiddenAct;
 use super::weights::{LayerNorm, Linear, Weights};
-use super::{refuse_int8, spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{config_of, spec_from, Inputs, Loaded, SequenceClassifier};
 use crate::device::{upload, DType};
 use crate::error::Result;
+use crate::model_dir::ModelDir;
 
 /// The DeBERTa-specific config fields, with transformers' defaults.
 #[derive(Deserialize)]
@@ -124,33 +125,28 @@ struct Deberta {
     classifier: Linear,
 }
 
-pub fn load(
-    dir: &Path,
-    raw: &RawConfig,
-    device: Device,
-    dtype: DType,
-) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
-    let path = dir.join("config.json");
-    let c: Config = read_fields(&path)?;
-    let mut cfg = raw.bert_like(&path)?;
+pub fn load(dir: &ModelDir, device: Device, dtype: DType) -> Result<Loaded> {
+    let arch = config_of(dir)?;
+    let (raw, path) = (&arch.raw, arch.path());
+    let c: Config = arch.fields()?;
+    let mut cfg = raw.bert_like(path)?;
     // DeBERTa's defaults where BERT's differ: no token types, LayerNorm eps 1e-7.
     cfg.type_vocab_size = raw.type_vocab_size.unwrap_or(0);
     cfg.layer_norm_eps = raw.layer_norm_eps.unwrap_or(1e-7);
-    let cfg = cfg.bounded(&path)?;
-    bounded_fields(&c, &path)?;
+    let cfg = cfg.bounded(path)?;
+    bounded_fields(&c, path)?;
     let spec = super::cap_square_attention(
-        spec_from(raw, &path, &cfg, 0, cfg.type_vocab_size > 0)?,
-        &path,
+        spec_from((dir, arch, raw), &cfg, 0, cfg.type_vocab_size > 0)?,
+        path,
     );
     if c.conv_kernel_size > 0 {
         return Err(invalid(
-            &path,
+            path,
             "`conv_kernel_size` > 0 (the convolution layer of DeBERTa-v2 xlarge/xxlarge) is not supported".into(),
         ));
     }
-    refuse_int8(dtype, "DeBERTa")?;
-    let w = Weights::load(dir, "deberta.", device, dtype)?;
-    let model = build(&w, &c, &cfg, &path, spec.labels.len() as i64)?;
+    let w = Weights::load(dir.weight_files()?, "deberta.", device, dtype)?;
+    let model = build(&w, &c, &cfg, path, spec.labels.len() as i64)?;
     Ok((Box::new(model), spec))
 }
 

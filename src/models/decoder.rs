@@ -16,13 +16,14 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{bounded, invalid, need, read_fields, EncoderConfig, RawConfig};
+use super::config::{bounded, invalid, need, EncoderConfig};
 use super::encoder::HiddenAct;
 use super::rotary;
 use super::weights::{Linear, Weights};
-use super::{refuse_int8, spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{config_of, spec_from, Inputs, Loaded, SequenceClassifier};
 use crate::device::DType;
 use crate::error::{Result, RuntimeError};
+use crate::model_dir::{ArchConfig, ModelDir};
 
 /// Which decoder family: they differ in biases and the query/key norm.
 #[derive(Clone, Copy, PartialEq)]
@@ -137,37 +138,57 @@ struct Decoder {
     pad_token_id: Option<i64>,
 }
 
+pub fn load_qwen3(dir: &ModelDir, device: Device, dtype: DType) -> Result<Loaded> {
+    load_form(dir, Family::Qwen3, device, dtype)
+}
+
+pub fn load_qwen2(dir: &ModelDir, device: Device, dtype: DType) -> Result<Loaded> {
+    load_form(dir, Family::Qwen2, device, dtype)
+}
+
+pub fn load_llama(dir: &ModelDir, device: Device, dtype: DType) -> Result<Loaded> {
+    load_form(dir, Family::Llama, device, dtype)
+}
+
+/// The `*ForCausalLM` form scores with its LogitScore tokens, the other with its `score` head.
+fn load_form(dir: &ModelDir, family: Family, device: Device, dtype: DType) -> Result<Loaded> {
+    let arch = config_of(dir)?;
+    let logit_score = match arch.architecture().ends_with("ForCausalLM") {
+        true => Some(super::logit_score::read(dir)?),
+        false => None,
+    };
+    load(dir, arch, family, logit_score, (device, dtype))
+}
+
 /// `logit_score`: `Some` for the causal form.
-pub fn load(
-    dir: &Path,
-    raw: &RawConfig,
+fn load(
+    dir: &ModelDir,
+    arch: &ArchConfig,
     family: Family,
     logit_score: Option<TrueFalse>,
-    device: Device,
-    dtype: DType,
-) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
-    let path = dir.join("config.json");
-    let c: Config = read_fields(&path)?;
+    (device, dtype): (Device, DType),
+) -> Result<Loaded> {
+    let (raw, path) = (&arch.raw, arch.path());
+    let c: Config = arch.fields()?;
     if c.use_sliding_window {
         return Err(invalid(
-            &path,
+            path,
             "`use_sliding_window` is not supported".into(),
         ));
     }
-    refuse_int8(dtype, "decoder models")?;
-    let theta = rope_theta(&c, &path)?;
-    let enc = sizes(&c, family, &path)?;
+    let theta = rope_theta(&c, path)?;
+    let enc = sizes(&c, family, path)?;
     if let Some(d) = c.head_dim {
-        bounded(&path, "head_dim", "head_dim", d)?;
+        bounded(path, "head_dim", "head_dim", d)?;
     }
     if let Some(kv) = c.num_key_value_heads {
-        bounded(&path, "num_key_value_heads", "num_attention_heads", kv)?;
+        bounded(path, "num_key_value_heads", "num_attention_heads", kv)?;
     }
-    let mut spec = spec_from(raw, &path, &enc, 0, false)?;
+    let mut spec = spec_from((dir, arch, raw), &enc, 0, false)?;
     if logit_score.is_some() {
         // One score per pair; the default activation is what spec_from found, else Sigmoid.
         spec.labels = vec!["LABEL_0".into()];
-        spec.default_activation = super::default_activation(raw, &path, 1)?;
+        spec.default_activation = super::default_activation(dir, arch, 1)?;
     }
     let heads = enc.num_heads;
     let kv_heads = c.num_key_value_heads.unwrap_or(heads);
@@ -181,18 +202,18 @@ pub fn load(
         (Some(q), Some(kv)) if head_dim > 0 => (q, kv),
         _ => {
             return Err(invalid(
-                &path,
+                path,
                 format!("{heads} heads of size {head_dim} overflow"),
             ))
         }
     };
     if kv_heads < 1 || heads % kv_heads != 0 || head_dim % 2 != 0 {
         return Err(invalid(
-            &path,
+            path,
             format!("{heads} query heads, {kv_heads} key/value heads and head size {head_dim}: query heads must be a multiple of key/value heads and the head size even"),
         ));
     }
-    let w = Weights::load(dir, "model.", device, dtype)?;
+    let w = Weights::load(dir.weight_files()?, "model.", device, dtype)?;
     let eps = c.rms_norm_eps.unwrap_or(1e-6);
     let (h, i) = (enc.hidden_size, enc.intermediate_size);
     let (qkv_bias, o_bias) = match family {

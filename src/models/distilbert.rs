@@ -1,17 +1,15 @@
 //! `DistilBertForSequenceClassification`: no token types, its own parameter names, and a
 //! pre_classifier + ReLU + classifier head on the first token.
 
-use std::path::Path;
-
 use tch::{Device, Tensor};
 
-use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
 use super::encoder::{Encoder, LayerNames};
 use super::weights::{Linear, Weights};
-use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{config_of, spec_from, Inputs, Loaded, SequenceClassifier};
 use crate::device::DType;
 use crate::error::Result;
+use crate::model_dir::ModelDir;
 
 const NAMES: LayerNames = LayerNames {
     query: "attention.q_lin",
@@ -31,16 +29,12 @@ struct DistilBert {
     classifier: Linear,
 }
 
-pub fn load(
-    dir: &Path,
-    raw: &RawConfig,
-    device: Device,
-    dtype: DType,
-) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
-    let path = dir.join("config.json");
-    let cfg = raw.distilbert(&path)?;
-    let spec = spec_from(raw, &path, &cfg, 0, false)?;
-    let w = Weights::load(dir, "distilbert.", device, dtype)?;
+pub fn load(dir: &ModelDir, device: Device, dtype: DType) -> Result<Loaded> {
+    let arch = config_of(dir)?;
+    let (raw, path) = (&arch.raw, arch.path());
+    let cfg = raw.distilbert(path)?;
+    let spec = spec_from((dir, arch, raw), &cfg, 0, false)?;
+    let w = Weights::load(dir.weight_files()?, "distilbert.", device, dtype)?;
     let h = cfg.hidden_size;
     let model = DistilBert {
         embeddings: Embeddings::load(

@@ -1,17 +1,15 @@
 //! `ElectraForSequenceClassification`: ELECTRA discriminator (embeddings optionally projected up to
 //! the hidden size) and a dense + GELU + out_proj head on the first token.
 
-use std::path::Path;
-
 use tch::{Device, Tensor};
 
-use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
 use super::encoder::{Encoder, HiddenAct, BERT_NAMES};
 use super::weights::{Linear, Weights};
-use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{config_of, spec_from, Inputs, Loaded, SequenceClassifier};
 use crate::device::DType;
 use crate::error::Result;
+use crate::model_dir::ModelDir;
 
 struct Electra {
     embeddings: Embeddings,
@@ -21,16 +19,12 @@ struct Electra {
     out_proj: Linear,
 }
 
-pub fn load(
-    dir: &Path,
-    raw: &RawConfig,
-    device: Device,
-    dtype: DType,
-) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
-    let path = dir.join("config.json");
-    let cfg = raw.bert_like(&path)?;
-    let spec = spec_from(raw, &path, &cfg, 0, true)?;
-    let w = Weights::load(dir, "electra.", device, dtype)?;
+pub fn load(dir: &ModelDir, device: Device, dtype: DType) -> Result<Loaded> {
+    let arch = config_of(dir)?;
+    let (raw, path) = (&arch.raw, arch.path());
+    let cfg = raw.bert_like(path)?;
+    let spec = spec_from((dir, arch, raw), &cfg, 0, true)?;
+    let w = Weights::load(dir.weight_files()?, "electra.", device, dtype)?;
     let h = cfg.hidden_size;
     let project = if cfg.embedding_size != h {
         Some(w.linear("electra.embeddings_project", cfg.embedding_size, h)?)

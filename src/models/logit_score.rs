@@ -1,57 +1,32 @@
 //! Which vocabulary tokens a causal reranker scores with (sentence-transformers' `LogitScore`
 //! module): `true_token_id` and `false_token_id` from the module's `config.json`, listed in
-//! `modules.json`; a plain causal-LM directory without one scores "yes" against "no", as
-//! sentence-transformers does.
-
-use std::path::Path;
-
-use serde::Deserialize;
+//! `modules.json` (both read by the model directory); a plain causal-LM directory without one
+//! scores "yes" against "no", as sentence-transformers does.
 
 use super::decoder::TrueFalse;
-use super::json_file;
 use crate::error::{Result, RuntimeError};
+use crate::model_dir::{files::TOKENIZER, ModelDir};
 
-#[derive(Deserialize)]
-struct Module {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    path: String,
-}
-
-#[derive(Deserialize)]
-struct Config {
-    true_token_id: i64,
-    false_token_id: Option<i64>,
-}
-
-pub fn read(dir: &Path) -> Result<TrueFalse> {
-    let modules_path = dir.join("modules.json");
-    if let Some(text) = json_file::read_optional(&modules_path, json_file::SMALL_LIMIT)? {
-        let modules: Vec<Module> = json_file::parse(&modules_path, &text)?;
-        if let Some(m) = modules.iter().find(|m| m.kind.ends_with("LogitScore")) {
-            if m.path.contains("..") || Path::new(&m.path).is_absolute() {
-                return Err(RuntimeError::Config {
-                    path: modules_path,
-                    message: format!("module path {:?} leaves the model directory", m.path),
-                });
-            }
-            let path = dir.join(&m.path).join("config.json");
-            let c: Config = json_file::read_json(&path)?;
-            return Ok(TrueFalse {
-                true_id: c.true_token_id,
-                false_id: c.false_token_id,
-                source: path.display().to_string(),
-            });
-        }
+pub fn read(dir: &ModelDir) -> Result<TrueFalse> {
+    match dir.logit_head()? {
+        Some(head) => Ok(TrueFalse {
+            true_id: head.true_token_id,
+            false_id: head.false_token_id,
+            source: head.path.display().to_string(),
+        }),
+        None => yes_no(dir),
     }
-    yes_no(dir)
 }
 
 /// The ids of "yes" and "no" in the model's tokenizer.
-fn yes_no(dir: &Path) -> Result<TrueFalse> {
-    let path = dir.join("tokenizer.json");
-    let text = json_file::read_text(&path, json_file::TOKENIZER_LIMIT)?;
+fn yes_no(dir: &ModelDir) -> Result<TrueFalse> {
+    let path = dir.path(TOKENIZER);
+    let text = dir
+        .tokenizer_json()?
+        .ok_or_else(|| RuntimeError::MissingFile {
+            dir: dir.dir().to_owned(),
+            what: "no tokenizer.json (crossrank needs a fast tokenizer file)".into(),
+        })?;
     let tokenizer = text
         .parse::<tokenizers::Tokenizer>()
         .map_err(|e| RuntimeError::Tokenizer {

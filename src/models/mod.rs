@@ -11,7 +11,7 @@ mod distilbert;
 mod electra;
 mod embeddings;
 mod encoder;
-pub mod json_file;
+mod family;
 mod logit_score;
 mod modernbert;
 mod packing;
@@ -29,23 +29,8 @@ use crate::activation::Activation;
 use crate::config::MAX_MAX_LENGTH;
 use crate::device::DType;
 use crate::error::{Result, RuntimeError};
-use config::RawConfig;
-
-pub const SUPPORTED_ARCHITECTURES: [&str; 13] = [
-    "BertForSequenceClassification",
-    "RobertaForSequenceClassification",
-    "XLMRobertaForSequenceClassification",
-    "ElectraForSequenceClassification",
-    "DistilBertForSequenceClassification",
-    "ModernBertForSequenceClassification",
-    "DebertaV2ForSequenceClassification",
-    "Qwen3ForSequenceClassification",
-    "Qwen2ForSequenceClassification",
-    "LlamaForSequenceClassification",
-    "Qwen3ForCausalLM",
-    "Qwen2ForCausalLM",
-    "LlamaForCausalLM",
-];
+use crate::model_dir::{ArchConfig, ModelDir, RawConfig};
+pub use family::{families, family, supported_architectures, Family, Kind};
 
 /// One padded batch on the model's device: int64 tensors of shape [batch, seq].
 pub struct Inputs {
@@ -76,88 +61,50 @@ pub struct ModelSpec {
     pub pad_token_id: i64,
 }
 
-/// Reads `config.json` (or `crossrank.json` for TorchScript) and builds the network on `device`.
-pub fn load(
-    dir: &Path,
-    device: Device,
-    dtype: DType,
-) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
-    if dir.join(torchscript::MODEL_FILE).is_file() {
-        if dtype == DType::Int8 {
-            return Err(RuntimeError::InvalidOption(
-                "dtype int8 is not available for TorchScript models; use f32 or bf16".into(),
-            ));
-        }
-        return torchscript::load(dir, device, dtype.kind());
-    }
-    let path = dir.join("config.json");
-    if !path.is_file() {
-        return Err(RuntimeError::MissingFile {
-            dir: dir.to_owned(),
-            what: "no config.json (nor a TorchScript model.pt)".into(),
-        });
-    }
-    let raw = RawConfig::read(&path)?;
-    let arch = raw.architectures.first().cloned().unwrap_or_default();
-    let (model, mut spec): (Box<dyn SequenceClassifier>, ModelSpec) = match arch.as_str() {
-        "BertForSequenceClassification" => bert::load(dir, &raw, device, dtype)?,
-        "RobertaForSequenceClassification" | "XLMRobertaForSequenceClassification" => {
-            roberta::load(dir, &raw, device, dtype)?
-        }
-        "ElectraForSequenceClassification" => electra::load(dir, &raw, device, dtype)?,
-        "DistilBertForSequenceClassification" => distilbert::load(dir, &raw, device, dtype)?,
-        "ModernBertForSequenceClassification" => modernbert::load(dir, &raw, device, dtype)?,
-        "DebertaV2ForSequenceClassification" => deberta::load(dir, &raw, device, dtype)?,
-        "Qwen3ForSequenceClassification" => {
-            decoder::load(dir, &raw, decoder::Family::Qwen3, None, device, dtype)?
-        }
-        "Qwen2ForSequenceClassification" => {
-            decoder::load(dir, &raw, decoder::Family::Qwen2, None, device, dtype)?
-        }
-        "LlamaForSequenceClassification" => {
-            decoder::load(dir, &raw, decoder::Family::Llama, None, device, dtype)?
-        }
-        "Qwen3ForCausalLM" | "Qwen2ForCausalLM" | "LlamaForCausalLM" => {
-            let family = match arch.as_str() {
-                "Qwen3ForCausalLM" => decoder::Family::Qwen3,
-                "Qwen2ForCausalLM" => decoder::Family::Qwen2,
-                _ => decoder::Family::Llama,
-            };
-            let tokens = logit_score::read(dir)?;
-            decoder::load(dir, &raw, family, Some(tokens), device, dtype)?
-        }
-        _ => return Err(RuntimeError::UnknownArchitecture { given: arch }),
+/// A network and what the runtime needs to know about it.
+pub type Loaded = (Box<dyn SequenceClassifier>, ModelSpec);
+
+/// Builds the network of `dir` on `device`: the family its `config.json` names (or a
+/// TorchScript `model.pt`), found in the table of [`families`], which also refuses a dtype the
+/// family lacks.
+pub fn load(dir: &ModelDir, device: Device, dtype: DType) -> Result<Loaded> {
+    let family = match dir.is_torchscript() {
+        true => &family::TORCHSCRIPT,
+        false => family::of(config_of(dir)?.architecture())?,
     };
-    spec.architecture = arch;
+    family.check_dtype(dtype)?;
+    let (model, mut spec) = (family.load)(dir, device, dtype)?;
+    if !dir.is_torchscript() {
+        spec.architecture = config_of(dir)?.architecture().to_owned();
+    }
     Ok((model, spec))
 }
 
-/// int8 is implemented for the BERT-family encoders only.
-fn refuse_int8(dtype: DType, family: &str) -> Result<()> {
-    match dtype {
-        DType::Int8 => Err(RuntimeError::InvalidOption(format!(
-            "dtype int8 is available for BERT-family encoders only; use f32 or bf16 for {family}"
-        ))),
-        _ => Ok(()),
-    }
+/// The directory's `config.json`, which every architecture but TorchScript needs.
+fn config_of(dir: &ModelDir) -> Result<&ArchConfig> {
+    dir.config()?.ok_or_else(|| RuntimeError::MissingFile {
+        dir: dir.dir().to_owned(),
+        what: "no config.json (nor a TorchScript model.pt)".into(),
+    })
 }
 
 /// The activation sentence-transformers applies by default: `activation_fn` of
-/// `config_sentence_transformers.json` (beside `config.json` at `path`), else the one named in
-/// `config.json`, else Sigmoid for one label and none for several.
-fn default_activation(raw: &RawConfig, path: &Path, labels: usize) -> Result<Activation> {
+/// `config_sentence_transformers.json`, else the one named in `config.json`, else Sigmoid for
+/// one label and none for several.
+fn default_activation(dir: &ModelDir, arch: &ArchConfig, labels: usize) -> Result<Activation> {
     #[derive(serde::Deserialize)]
     struct StConfig {
         activation_fn: Option<serde_json::Value>,
     }
-    let st_path = path.with_file_name("config_sentence_transformers.json");
-    let saved = match json_file::read_optional(&st_path, json_file::SMALL_LIMIT)? {
-        Some(text) => json_file::parse::<StConfig>(&st_path, &text)?
+    let st_path = dir.path(crate::model_dir::files::ST_CONFIG);
+    let saved = match dir.st_config()? {
+        Some(value) => crate::model_dir::arch::deserialize::<StConfig>(&st_path, value)?
             .activation_fn
             .and_then(|a| a.as_str().map(str::to_owned)),
         None => None,
     };
-    let named = match saved.as_deref().or(raw.st_activation()) {
+    let path = arch.path();
+    let named = match saved.as_deref().or(arch.raw.st_activation()) {
         Some(name) => Activation::from_class_path(name).map_err(|m| config::invalid(path, m))?,
         None => None,
     };
@@ -165,15 +112,15 @@ fn default_activation(raw: &RawConfig, path: &Path, labels: usize) -> Result<Act
 }
 
 /// The spec fields common to the config-driven architectures.
+/// `raw` is `arch`'s shared fields, possibly with an architecture's defaults filled in.
 fn spec_from(
-    raw: &RawConfig,
-    path: &Path,
+    (dir, arch, raw): (&ModelDir, &ArchConfig, &RawConfig),
     cfg: &config::EncoderConfig,
     position_offset: i64,
     uses_token_types: bool,
 ) -> Result<ModelSpec> {
-    let labels = raw.labels(path)?;
-    let default_activation = default_activation(raw, path, labels.len())?;
+    let labels = raw.labels(arch.path())?;
+    let default_activation = default_activation(dir, arch, labels.len())?;
     Ok(ModelSpec {
         architecture: String::new(),
         labels,

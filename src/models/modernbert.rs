@@ -13,13 +13,14 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{invalid, need, read_fields, EncoderConfig, RawConfig};
+use super::config::{invalid, need, EncoderConfig};
 use super::encoder::HiddenAct;
 use super::rotary;
 use super::weights::{LayerNorm, Linear, Weights};
-use super::{refuse_int8, spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{config_of, spec_from, Inputs, Loaded, SequenceClassifier};
 use crate::device::DType;
 use crate::error::Result;
+use crate::model_dir::ModelDir;
 
 /// The config fields ModernBERT reads, with transformers' defaults. Both layouts on the Hub are
 /// accepted: `global_attn_every_n_layers` / `global_rope_theta` / `local_rope_theta` (the
@@ -128,20 +129,15 @@ struct ModernBert {
     classifier: Linear,
 }
 
-pub fn load(
-    dir: &Path,
-    raw: &RawConfig,
-    device: Device,
-    dtype: DType,
-) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
-    let path = dir.join("config.json");
-    let c: Config = read_fields(&path)?;
-    let enc = encoder_config(&c, &path)?;
-    let spec = super::cap_square_attention(spec_from(raw, &path, &enc, 0, false)?, &path);
-    let spans = spans(&c, enc.num_layers, &path)?;
-    let (global_theta, local_theta) = thetas(&c, &path)?;
-    refuse_int8(dtype, "ModernBERT")?;
-    let w = Weights::load(dir, "model.", device, dtype)?;
+pub fn load(dir: &ModelDir, device: Device, dtype: DType) -> Result<Loaded> {
+    let arch = config_of(dir)?;
+    let (raw, path) = (&arch.raw, arch.path());
+    let c: Config = arch.fields()?;
+    let enc = encoder_config(&c, path)?;
+    let spec = super::cap_square_attention(spec_from((dir, arch, raw), &enc, 0, false)?, path);
+    let spans = spans(&c, enc.num_layers, path)?;
+    let (global_theta, local_theta) = thetas(&c, path)?;
+    let w = Weights::load(dir.weight_files()?, "model.", device, dtype)?;
     let (h, i, eps) = (enc.hidden_size, enc.intermediate_size, enc.layer_norm_eps);
     let norm = |name: &str| w.layer_norm_biased(name, h, eps, c.norm_bias);
     let layers = spans
@@ -180,7 +176,7 @@ pub fn load(
             "mean" => true,
             other => {
                 return Err(invalid(
-                    &path,
+                    path,
                     format!("classifier_pooling {other:?} is not supported (cls or mean)"),
                 ))
             }

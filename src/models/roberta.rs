@@ -2,17 +2,15 @@
 //! position ids offset past the padding index, no token types from the tokenizer, and a
 //! dense + tanh + out_proj head on `<s>`.
 
-use std::path::Path;
-
 use tch::{Device, Tensor};
 
-use super::config::RawConfig;
 use super::embeddings::{Embeddings, Positions};
 use super::encoder::{Encoder, BERT_NAMES};
 use super::weights::{Linear, Weights};
-use super::{spec_from, Inputs, ModelSpec, SequenceClassifier};
+use super::{config_of, spec_from, Inputs, Loaded, SequenceClassifier};
 use crate::device::DType;
 use crate::error::Result;
+use crate::model_dir::ModelDir;
 
 struct Roberta {
     embeddings: Embeddings,
@@ -21,20 +19,16 @@ struct Roberta {
     out_proj: Linear,
 }
 
-pub fn load(
-    dir: &Path,
-    raw: &RawConfig,
-    device: Device,
-    dtype: DType,
-) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
-    let path = dir.join("config.json");
+pub fn load(dir: &ModelDir, device: Device, dtype: DType) -> Result<Loaded> {
+    let arch = config_of(dir)?;
+    let (raw, path) = (&arch.raw, arch.path());
     let mut raw = raw.clone();
     raw.pad_token_id = Some(raw.pad_token_id.unwrap_or(1));
     raw.type_vocab_size = Some(raw.type_vocab_size.unwrap_or(1));
-    let cfg = raw.bert_like(&path)?;
+    let cfg = raw.bert_like(path)?;
     let padding_idx = cfg.pad_token_id;
-    let spec = spec_from(&raw, &path, &cfg, padding_idx + 1, false)?;
-    let w = Weights::load(dir, "roberta.", device, dtype)?;
+    let spec = spec_from((dir, arch, &raw), &cfg, padding_idx + 1, false)?;
+    let w = Weights::load(dir.weight_files()?, "roberta.", device, dtype)?;
     let h = cfg.hidden_size;
     let model = Roberta {
         embeddings: Embeddings::load(

@@ -7,17 +7,16 @@
 //!  "activation_fn": "torch.nn.modules.activation.Sigmoid", "labels": ["relevance"]}
 //! ```
 
-use std::path::Path;
-
 use serde::Deserialize;
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
-use super::{config::invalid, Inputs, ModelSpec, SequenceClassifier};
+use super::{config::invalid, Inputs, Loaded, ModelSpec, SequenceClassifier};
 use crate::activation::Activation;
+use crate::device::DType;
 use crate::error::{Result, RuntimeError};
-
-pub const MODEL_FILE: &str = "model.pt";
-const SPEC_FILE: &str = "crossrank.json";
+use crate::model_dir::arch::deserialize;
+use crate::model_dir::files::{TORCHSCRIPT, TORCHSCRIPT_SPEC};
+use crate::model_dir::ModelDir;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,13 +40,16 @@ struct Script {
     token_types: bool,
 }
 
-pub fn load(
-    dir: &Path,
-    device: Device,
-    kind: Kind,
-) -> Result<(Box<dyn SequenceClassifier>, ModelSpec)> {
-    let path = dir.join(SPEC_FILE);
-    let s: ScriptSpec = super::json_file::read_json(&path)?;
+pub fn load(dir: &ModelDir, device: Device, dtype: DType) -> Result<Loaded> {
+    let path = dir.path(TORCHSCRIPT_SPEC);
+    let value = dir
+        .script_spec()
+        .ok_or_else(|| RuntimeError::MissingFile {
+            dir: dir.dir().to_owned(),
+            what: "no TorchScript model.pt".into(),
+        })??;
+    let s: ScriptSpec = deserialize(&path, value)?;
+    let kind = dtype.kind();
     let num_labels = i64::try_from(s.num_labels).unwrap_or(i64::MAX);
     super::config::bounded(&path, "num_labels", "labels", num_labels)?;
     let labels = s
@@ -68,7 +70,7 @@ pub fn load(
         None => None,
     };
     let default_activation = named.unwrap_or(Activation::default_for(s.num_labels));
-    let mut module = CModule::load_on_device(dir.join(MODEL_FILE), device)?;
+    let mut module = CModule::load_on_device(dir.path(TORCHSCRIPT), device)?;
     module.f_set_eval()?;
     if kind != Kind::Float {
         // CModule::to has no fallible form; a failure there must not take the process down.

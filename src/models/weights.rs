@@ -1,10 +1,10 @@
 //! Checkpoint tensors by their Hugging Face names, checked against the shapes the config implies.
 //!
-//! Reads `model.safetensors`, or every shard listed in `model.safetensors.index.json`.
-//! A directory that only has `pytorch_model.bin` gets an error that says how to convert it.
+//! Reads the safetensors files the model directory found: `model.safetensors`, or every shard
+//! listed in `model.safetensors.index.json`.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 use tch::{Device, Kind, Tensor};
 
@@ -29,16 +29,17 @@ pub struct Weights {
 }
 
 impl Weights {
-    pub fn load(dir: &Path, prefix: &str, device: Device, dtype: DType) -> Result<Self> {
+    /// The tensors of `paths` (the model directory's safetensors files).
+    pub fn load(paths: &[PathBuf], prefix: &str, device: Device, dtype: DType) -> Result<Self> {
         let mut files = Vec::new();
         let mut index = HashMap::new();
-        for path in safetensors_files(dir)? {
-            let (file, entries) = safetensors::open(&path)?;
+        for path in paths {
+            let (file, entries) = safetensors::open(path)?;
             for (name, entry) in entries {
                 if let Some((other, _)) = index.insert(name.clone(), (files.len(), entry)) {
                     let other: &SafeFile = &files[other];
                     return Err(RuntimeError::Weights {
-                        path,
+                        path: path.clone(),
                         message: format!("tensor {name} is also in {}", other.path.display()),
                     });
                 }
@@ -175,61 +176,6 @@ impl Weights {
     }
 }
 
-/// The safetensors files of a model directory, or an error naming what is there instead.
-fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let single = dir.join("model.safetensors");
-    if single.is_file() {
-        return Ok(vec![single]);
-    }
-    let index = dir.join("model.safetensors.index.json");
-    if index.is_file() {
-        return shard_files(dir, &index);
-    }
-    let what = if dir.join("pytorch_model.bin").is_file() {
-        "only pytorch_model.bin is present; crossrank reads safetensors. Convert it with: python -c \
-         \"from transformers import AutoModelForSequenceClassification as M; \
-         M.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\""
-            .replace("DIR", &dir.display().to_string())
-    } else {
-        "no model.safetensors or model.safetensors.index.json".to_owned()
-    };
-    Err(RuntimeError::MissingFile {
-        dir: dir.to_owned(),
-        what,
-    })
-}
-
-fn shard_files(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        weight_map: HashMap<String, String>,
-    }
-    let parsed: Index = super::json_file::read_json(index)?;
-    let shards: BTreeSet<String> = parsed.weight_map.into_values().collect();
-    shards
-        .into_iter()
-        .map(|s| match plain_file_name(&s) {
-            true => Ok(dir.join(s)),
-            false => Err(RuntimeError::Weights {
-                path: index.to_owned(),
-                message: format!(
-                    "shard name {s:?} is not a plain file name in the model directory"
-                ),
-            }),
-        })
-        .collect()
-}
-
-/// A shard name must name a file in the model directory itself: no separators, no `..`, not
-/// absolute (the index is data, and must not make the server read other files).
-pub(crate) fn plain_file_name(name: &str) -> bool {
-    let p = Path::new(name);
-    !name.is_empty()
-        && !name.contains(['/', '\\'])
-        && p.file_name().is_some_and(|f| f == name)
-        && name != ".."
-}
-
 /// `x · Wᵀ + b`.
 pub struct Linear {
     weight: Weight,
@@ -348,33 +294,5 @@ impl LayerNorm {
             self.eps,
             true,
         )?)
-    }
-}
-
-#[cfg(test)]
-mod shard_tests {
-    use super::*;
-
-    #[test]
-    fn shard_names_stay_in_the_model_directory() {
-        for good in ["model-00001-of-00002.safetensors", "a..b.safetensors"] {
-            assert!(plain_file_name(good), "{good}");
-        }
-        for bad in [
-            "../x.safetensors",
-            "/etc/passwd",
-            "sub/x",
-            "..",
-            ".",
-            "",
-            "a\\b",
-        ] {
-            assert!(!plain_file_name(bad), "{bad}");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let index = dir.path().join("model.safetensors.index.json");
-        std::fs::write(&index, r#"{"weight_map": {"w": "../../etc/passwd"}}"#).unwrap();
-        let err = shard_files(dir.path(), &index).unwrap_err().to_string();
-        assert!(err.contains("not a plain file name"), "{err}");
     }
 }

@@ -12,6 +12,7 @@ use tch::Device;
 use crate::activation::{Activation, ActivationChoice};
 use crate::device::DType;
 use crate::error::{Result, RuntimeError};
+use crate::model_dir::ModelDir;
 use crate::models::{self, ModelSpec, SequenceClassifier};
 use crate::tokenize::{Encoded, PairTokenizer};
 
@@ -44,7 +45,7 @@ pub struct Network {
 }
 
 impl Network {
-    pub fn load(dir: &Path, device: Device, dtype: Option<DType>) -> Result<Self> {
+    pub fn load(dir: &ModelDir, device: Device, dtype: Option<DType>) -> Result<Self> {
         let dtype = dtype.unwrap_or(DType::default_for(device));
         if dtype == DType::Int8 && device != Device::Cpu {
             return Err(RuntimeError::InvalidOption(format!(
@@ -92,9 +93,11 @@ pub struct CrossEncoder {
 }
 
 impl CrossEncoder {
+    /// Reads `dir` once and loads the network and the tokenizer from it.
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
-        let network = Network::load(dir, opts.device, opts.dtype)?;
-        let tokenizer = PairTokenizer::load(dir, &network.spec, opts.max_length)?;
+        let dir = ModelDir::read(dir);
+        let network = Network::load(&dir, opts.device, opts.dtype)?;
+        let tokenizer = PairTokenizer::load(&dir, &network.spec, opts.max_length)?;
         Ok(Self { network, tokenizer })
     }
 

@@ -87,8 +87,9 @@ fn load_and_warm_up(cfg: &ReplicaConfig) -> Result<(Network, PairTokenizer)> {
     let device = crate::device::device_name(cfg.device);
     let span = tracing::info_span!("load_model", model = %cfg.name, %device, replica = cfg.index);
     let _entered = span.enter();
-    let network = Network::load(&cfg.dir, cfg.device, cfg.dtype)?;
-    let tokenizer = PairTokenizer::load(&cfg.dir, &network.spec, cfg.max_length)?;
+    let dir = crate::model_dir::ModelDir::read(&cfg.dir);
+    let network = Network::load(&dir, cfg.device, cfg.dtype)?;
+    let tokenizer = PairTokenizer::load(&dir, &network.spec, cfg.max_length)?;
     // The tokenizer's maximum never exceeds the model's serving positions, which never exceed
     // the server's maximum; the `min` keeps the warm-up bounded even so.
     let long = "warm up ".repeat(tokenizer.max_length().min(crate::config::MAX_MAX_LENGTH));

@@ -14,6 +14,9 @@ use tokenizers::Tokenizer;
 use super::render::{self, Failure, StepBudget};
 use super::{Encoded, Stop, StopSignal};
 use crate::error::{Result, RuntimeError};
+use crate::model_dir::files::{ST_CONFIG, TOKENIZER_CONFIG};
+use crate::model_dir::read::check_template_len;
+use crate::model_dir::ModelDir;
 
 /// A model's chat template with what rendering a pair needs.
 pub struct ChatPairs {
@@ -41,24 +44,19 @@ pub struct Prompt {
     tail: Vec<u32>,
 }
 
-/// Where the template was found, for messages.
-const TEMPLATE_FILE: &str = "chat_template.jinja";
-
 impl ChatPairs {
     /// The chat template of the model in `dir` (`chat_template.jinja`, else `tokenizer_config.json`
     /// `chat_template`), or `None` when it has none.
-    pub fn load(dir: &Path, tokenizer: &Tokenizer) -> Result<Option<Self>> {
-        let tokenizer_config = read_json(&dir.join("tokenizer_config.json"))?;
-        let Some((source, origin)) = template_source(dir, &tokenizer_config)? else {
+    pub fn load(dir: &ModelDir, tokenizer: &Tokenizer) -> Result<Option<Self>> {
+        let tokenizer_config = dir.tokenizer_config()?;
+        let Some((source, origin)) = template_source(dir, tokenizer_config)? else {
             return Ok(None);
         };
         let Some(structured) = message_format(dir, &source)? else {
             return Ok(None);
         };
-        let cut_left = tokenizer_config
-            .as_ref()
-            .and_then(|c| c.get("truncation_side")?.as_str())
-            == Some("left");
+        let cut_left =
+            tokenizer_config.and_then(|c| c.get("truncation_side")?.as_str()) == Some("left");
         let mut env = render::environment();
         let template_bytes = source.len();
         env.add_template_owned("chat", source)
@@ -71,7 +69,7 @@ impl ChatPairs {
                 system: default_prompt(dir)?,
                 tail: Vec::new(),
             },
-            specials: specials(tokenizer_config.as_ref()),
+            specials: specials(tokenizer_config),
             template_bytes,
             origin,
         };
@@ -305,14 +303,13 @@ const STRUCTURED_MARKERS: [&str; 6] = [
 /// lists a `message` modality (with its `format`); a plain Hugging Face directory always does.
 /// The format, when not saved, is structured if the template reads content as a list of typed
 /// parts, else flat. `None`: pairs are tokenized as text pairs.
-fn message_format(dir: &Path, source: &str) -> Result<Option<bool>> {
+fn message_format(dir: &ModelDir, source: &str) -> Result<Option<bool>> {
     let inferred = STRUCTURED_MARKERS.iter().any(|p| source.contains(p));
-    if !dir.join("modules.json").is_file() {
+    if !dir.has_modules() {
         return Ok(Some(inferred));
     }
-    let config = read_json(&dir.join("sentence_bert_config.json"))?;
-    let message = config
-        .as_ref()
+    let message = dir
+        .sbert_config()?
         .and_then(|c| c.get("modality_config")?.get("message"));
     Ok(
         message.map(|m| match m.get("format").and_then(|f| f.as_str()) {
@@ -323,78 +320,35 @@ fn message_format(dir: &Path, source: &str) -> Result<Option<bool>> {
     )
 }
 
-fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
-    use crate::models::json_file;
-    let Some(text) = json_file::read_optional(path, json_file::SMALL_LIMIT)? else {
-        return Ok(None);
-    };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| RuntimeError::Config {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
-}
-
 /// The template text: `chat_template.jinja`, else a string `chat_template` in the tokenizer
 /// config. A list of named templates is refused (which one sentence-transformers uses depends
 /// on the call).
 fn template_source(
-    dir: &Path,
-    config: &Option<serde_json::Value>,
-) -> Result<Option<(String, std::path::PathBuf)>> {
-    let file = dir.join(TEMPLATE_FILE);
-    if file.is_file() {
-        return read_template(file).map(Some);
+    dir: &ModelDir,
+    config: Option<&serde_json::Value>,
+) -> Result<Option<(String, PathBuf)>> {
+    if let Some(file) = dir.chat_template()? {
+        return Ok(Some(file.clone()));
     }
-    match config.as_ref().and_then(|c| c.get("chat_template")) {
+    let path = || dir.path(TOKENIZER_CONFIG);
+    match config.and_then(|c| c.get("chat_template")) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => {
-            let path = dir.join("tokenizer_config.json");
-            check_template_len(&path, s.len())?;
-            Ok(Some((s.clone(), path)))
+            check_template_len(&path(), s.len())?;
+            Ok(Some((s.clone(), path())))
         }
         Some(_) => Err(RuntimeError::Config {
-            path: dir.join("tokenizer_config.json"),
+            path: path(),
             message: "`chat_template` is not a single template string (named templates are not supported)".into(),
         }),
     }
 }
 
-/// The longest chat template accepted, in bytes. Real ones are a few KiB (Qwen3's ~4 KiB); a
-/// template's constant expressions are evaluated when it is compiled, before any fuel applies,
-/// so its length is bounded first.
-pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
-
-fn check_template_len(path: &Path, len: usize) -> Result<()> {
-    if len <= MAX_TEMPLATE_BYTES {
-        return Ok(());
-    }
-    Err(RuntimeError::Config {
-        path: path.to_owned(),
-        message: format!("the chat template has {len} bytes; the limit is {MAX_TEMPLATE_BYTES}"),
-    })
-}
-
-/// `chat_template.jinja`, read up to one byte past the limit.
-fn read_template(path: PathBuf) -> Result<(String, PathBuf)> {
-    use std::io::Read;
-    let mut text = String::new();
-    let read = std::fs::File::open(&path).and_then(|f| {
-        f.take(MAX_TEMPLATE_BYTES as u64 + 1)
-            .read_to_string(&mut text)
-    });
-    match read {
-        Ok(len) => check_template_len(&path, len).map(|()| (text, path)),
-        Err(source) => Err(RuntimeError::Io { path, source }),
-    }
-}
-
 /// The prompt sentence-transformers sends as the system message by default:
 /// `prompts[default_prompt_name]` of `config_sentence_transformers.json`.
-pub fn default_prompt(dir: &Path) -> Result<Option<String>> {
-    let path = dir.join("config_sentence_transformers.json");
-    let Some(config) = read_json(&path)? else {
+pub fn default_prompt(dir: &ModelDir) -> Result<Option<String>> {
+    let path = dir.path(ST_CONFIG);
+    let Some(config) = dir.st_config()? else {
         return Ok(None);
     };
     let Some(name) = config.get("default_prompt_name").and_then(|n| n.as_str()) else {
@@ -449,6 +403,7 @@ fn template_error(origin: &Path, e: &minijinja::Error) -> RuntimeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model_dir::files::{CHAT_TEMPLATE, MAX_TEMPLATE_BYTES};
 
     fn chat(source: &str, structured: bool, system: Option<&str>) -> ChatPairs {
         let mut env = render::environment();
@@ -463,7 +418,7 @@ mod tests {
             },
             specials: specials(Some(&serde_json::json!({"eos_token": {"content": "</s>"}}))),
             template_bytes: source.len(),
-            origin: PathBuf::from("chat_template.jinja"),
+            origin: PathBuf::from(CHAT_TEMPLATE),
         }
     }
 
@@ -495,16 +450,18 @@ mod tests {
     fn an_oversized_template_is_refused_before_it_is_compiled() {
         let dir = tempfile::tempdir().unwrap();
         let big = "x".repeat(MAX_TEMPLATE_BYTES + 1);
-        std::fs::write(dir.path().join(TEMPLATE_FILE), &big).unwrap();
-        let err = template_source(dir.path(), &None).unwrap_err().to_string();
-        assert!(err.contains(TEMPLATE_FILE), "{err}");
+        std::fs::write(dir.path().join(CHAT_TEMPLATE), &big).unwrap();
+        let model = ModelDir::read(dir.path());
+        let err = template_source(&model, None).unwrap_err().to_string();
+        assert!(err.contains(CHAT_TEMPLATE), "{err}");
         assert!(
             err.contains(&format!("{} bytes", MAX_TEMPLATE_BYTES + 1)),
             "{err}"
         );
-        std::fs::remove_file(dir.path().join(TEMPLATE_FILE)).unwrap();
-        let config = Some(serde_json::json!({ "chat_template": big }));
-        let err = template_source(dir.path(), &config)
+        std::fs::remove_file(dir.path().join(CHAT_TEMPLATE)).unwrap();
+        let config = serde_json::json!({ "chat_template": big });
+        let model = ModelDir::read(dir.path());
+        let err = template_source(&model, Some(&config))
             .unwrap_err()
             .to_string();
         assert!(err.contains("tokenizer_config.json"), "{err}");

@@ -21,15 +21,13 @@ pub const MAX_WORDPIECE_CHARS: usize = 200;
 /// of n characters cost up to n·L. SentencePiece's default `max_piece_length` is 16.
 pub const MAX_UNIGRAM_PIECE_CHARS: usize = 1024;
 
-/// Reads `path` (a tokenizer.json) and bounds its parameters (see [`bound`]).
-pub fn read(path: &Path) -> Result<Tokenizer> {
-    use crate::models::json_file;
+/// Parses `text`, the tokenizer.json at `path` (read whole by the model directory, at most
+/// its declared limit), and bounds its parameters (see [`bound`]).
+pub fn parse(path: &Path, text: &str) -> Result<Tokenizer> {
     let err = |message: String| RuntimeError::Tokenizer {
         path: path.to_owned(),
         message,
     };
-    // Read whole, at most TOKENIZER_LIMIT bytes (the size is checked before reading).
-    let text = json_file::read_text(path, json_file::TOKENIZER_LIMIT)?;
     // The crate unwraps inside some deserializers (decoders, seen by tests/fuzz_tokenizer.rs).
     let read = std::panic::catch_unwind(|| text.parse::<Tokenizer>());
     let mut tokenizer = match read {

@@ -2,7 +2,6 @@
 //! `tokenizer.json`, special tokens, token types, longest-first truncation at the model's
 //! maximum length and no padding (batches are padded later, per batch).
 
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use tokenizers::parallelism::MaybeParallelRefIterator;
@@ -17,6 +16,8 @@ mod stop;
 mod template;
 
 use crate::error::{Result, RuntimeError};
+use crate::model_dir::files::{ST_CONFIG, TOKENIZER};
+use crate::model_dir::ModelDir;
 use crate::models::ModelSpec;
 use ascii::AsciiWordPiece;
 use chat::ChatPairs;
@@ -53,32 +54,42 @@ pub struct PairTokenizer {
     max_length: usize,
     /// Special tokens the post-processor adds around a pair.
     added_pair_tokens: usize,
-    /// Where those go, learnt from the post-processor once; `None` when it does not add fixed
-    /// tokens around the two sides (every pair then goes through the post-processor).
-    template: Option<Template>,
-    /// BERT WordPiece on ASCII text without the crate (used with the template only).
-    ascii: Option<AsciiWordPiece>,
-    /// The model's chat template: when present, pairs are rendered through it instead.
-    chat: Option<ChatPairs>,
+    /// How a pair becomes tokens.
+    strategy: Strategy,
+}
+
+/// How a pair becomes tokens: one of three, chosen at load.
+enum Strategy {
+    /// Rendered through the model's chat template, then tokenized.
+    Chat(ChatPairs),
+    /// Each side tokenized alone and the two joined by the special tokens learnt once from the
+    /// post-processor; ASCII text skips the crate when the tokenizer is a BERT WordPiece.
+    Learnt {
+        template: Template,
+        ascii: Option<AsciiWordPiece>,
+    },
+    /// Each pair through the tokenizer's post-processor (it does not add fixed tokens around
+    /// the two sides).
+    PostProcessor,
 }
 
 impl PairTokenizer {
     /// Loads `tokenizer.json`. The maximum length is `max_length` when given, else the one
     /// sentence-transformers would use (`sentence_bert_config.json` `max_seq_length`, else
     /// `tokenizer_config.json` `model_max_length`), never above what the position embeddings allow.
-    pub fn load(dir: &Path, spec: &ModelSpec, max_length: Option<usize>) -> Result<Self> {
-        let path = dir.join("tokenizer.json");
-        if !path.is_file() {
-            return Err(RuntimeError::MissingFile {
-                dir: dir.to_owned(),
-                what: "no tokenizer.json (crossrank needs a fast tokenizer file)".into(),
-            });
-        }
+    pub fn load(dir: &ModelDir, spec: &ModelSpec, max_length: Option<usize>) -> Result<Self> {
+        let path = dir.path(TOKENIZER);
         let err = |message: String| RuntimeError::Tokenizer {
             path: path.clone(),
             message,
         };
-        let mut tokenizer = knobs::read(&path)?;
+        let Some(text) = dir.tokenizer_json()? else {
+            return Err(RuntimeError::MissingFile {
+                dir: dir.dir().to_owned(),
+                what: "no tokenizer.json (crossrank needs a fast tokenizer file)".into(),
+            });
+        };
+        let mut tokenizer = knobs::parse(&path, text)?;
         let configured = max_length.or_else(|| configured_max_length(dir));
         let max_length = configured
             .unwrap_or(spec.max_positions)
@@ -106,29 +117,12 @@ impl PairTokenizer {
                     .into(),
             )
                 })?;
-        let ascii = template
-            .as_ref()
-            .and_then(|_| AsciiWordPiece::new(&tokenizer));
-        let chat = ChatPairs::load(dir, &tokenizer)?;
-        if chat.is_none() {
-            if let Some(prompt) = chat::default_prompt(dir)? {
-                return Err(RuntimeError::Config {
-                    path: dir.join("config_sentence_transformers.json"),
-                    message: format!(
-                        "a default prompt ({prompt:?}) for a model that does not render pairs \
-                         through a chat template: sentence-transformers prepends it to every query, \
-                         which crossrank does not do"
-                    ),
-                });
-            }
-        }
+        let strategy = Strategy::choose(dir, &tokenizer, template)?;
         Ok(Self {
             plain: tokenizer,
             max_length,
             added_pair_tokens,
-            template,
-            ascii,
-            chat,
+            strategy,
         })
     }
 
@@ -138,14 +132,14 @@ impl PairTokenizer {
 
     /// Whether ASCII text skips the crate (BERT WordPiece tokenizers).
     pub fn has_ascii_fast_path(&self) -> bool {
-        self.ascii.is_some()
+        matches!(self.strategy, Strategy::Learnt { ascii: Some(_), .. })
     }
 
     /// Bytes tokenizing `texts` handles, for admission: the texts themselves, and with a chat
     /// template each pair's rendered prompt (the template, the instruction and, for a shared
     /// query, the query again).
     pub fn work_bytes(&self, texts: &Texts, instruction: Option<&str>) -> usize {
-        let Some(chat) = &self.chat else {
+        let Strategy::Chat(chat) = &self.strategy else {
             return texts.bytes();
         };
         let per_pair = chat.overhead_bytes(instruction);
@@ -162,13 +156,13 @@ impl PairTokenizer {
 
     /// Whether pairs are rendered through the model's chat template.
     pub fn uses_chat_template(&self) -> bool {
-        self.chat.is_some()
+        matches!(self.strategy, Strategy::Chat(_))
     }
 
     /// Whether pairs get their special tokens from the learnt template (else from the
     /// tokenizer's post-processor, pair by pair).
     pub fn joins_by_template(&self) -> bool {
-        self.template.is_some()
+        matches!(self.strategy, Strategy::Learnt { .. })
     }
 
     /// Tokenizes (text_a, text_b) pairs, in parallel across pairs.
@@ -218,7 +212,7 @@ impl PairTokenizer {
     }
 
     fn encode_unguarded(&self, texts: &Texts, ctl: &Control) -> Result<Vec<Encoded>, Stop> {
-        if let Some(chat) = &self.chat {
+        if let Strategy::Chat(chat) = &self.strategy {
             return self.encode_chat(chat, texts, ctl);
         }
         let mut out = Vec::with_capacity(texts.len());
@@ -350,8 +344,8 @@ impl PairTokenizer {
     /// truncation (the first ones, or the last when cutting from the left): the rest is dropped
     /// at once.
     fn side(&self, text: &str, type_id: u32, cut: Cut) -> Result<Side> {
-        if self.template.is_some() {
-            let mut ids = match self.ascii.as_ref().and_then(|a| a.encode(text)) {
+        if let Strategy::Learnt { ascii, .. } = &self.strategy {
+            let mut ids = match ascii.as_ref().and_then(|a| a.encode(text)) {
                 Some(ids) => ids,
                 None => self.crate_encode(text)?.get_ids().to_vec(),
             };
@@ -393,12 +387,12 @@ impl PairTokenizer {
     fn join(&self, first: &Side, second: Side, cut: Cut) -> Result<Encoded> {
         let (n1, n2) = longest_first(first.full_len, second.full_len, self.budget());
         let truncated = n1 < first.full_len || n2 < second.full_len;
-        let (a, b) = match (&self.template, &first.tokens, &second.tokens) {
-            (Some(template), Tokens::Ids(a), Tokens::Ids(b)) => {
+        let (a, b) = match (&self.strategy, &first.tokens, &second.tokens) {
+            (Strategy::Learnt { template, .. }, Tokens::Ids(a), Tokens::Ids(b)) => {
                 let (a, b) = (cut.slice(a, n1), cut.slice(b, n2));
                 return Ok(template.apply(a, b, truncated));
             }
-            (None, Tokens::Encoding(a), Tokens::Encoding(b)) => (a, b),
+            (Strategy::PostProcessor, Tokens::Encoding(a), Tokens::Encoding(b)) => (a, b),
             _ => {
                 return Err(RuntimeError::Tokenize(
                     "internal: the two sides of a pair were tokenized differently".into(),
@@ -546,23 +540,50 @@ pub fn longest_first(n1: usize, n2: usize, max: usize) -> (usize, usize) {
     }
 }
 
-fn configured_max_length(dir: &Path) -> Option<usize> {
-    let read = |file: &str, key: &str| -> Option<usize> {
-        // Bounded like every small model file; one that cannot be read gives no length here
-        // (the chat template's reader refuses it with the reason).
-        let path = dir.join(file);
-        let text =
-            crate::models::json_file::read_optional(&path, crate::models::json_file::SMALL_LIMIT)
-                .inspect_err(|e| tracing::warn!("{e}; its length setting is ignored"))
-                .ok()??;
-        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-        // transformers writes a huge sentinel when the length is unknown.
-        value
-            .get(key)?
-            .as_u64()
-            .filter(|&n| n < 1 << 30)
-            .map(|n| n as usize)
-    };
-    read("sentence_bert_config.json", "max_seq_length")
-        .or_else(|| read("tokenizer_config.json", "model_max_length"))
+/// The maximum length a model's files set: `max_seq_length` of `sentence_bert_config.json`,
+/// else `model_max_length` of `tokenizer_config.json`. A file that cannot be read gives no
+/// length here (the chat template's reader refuses it with the reason).
+fn configured_max_length(dir: &ModelDir) -> Option<usize> {
+    length_in(dir.sbert_config(), "max_seq_length")
+        .or_else(|| length_in(dir.tokenizer_config(), "model_max_length"))
+}
+
+fn length_in(config: Result<Option<&serde_json::Value>>, key: &str) -> Option<usize> {
+    let value = config
+        .inspect_err(|e| tracing::warn!("{e}; its length setting is ignored"))
+        .ok()??;
+    // transformers writes a huge sentinel when the length is unknown.
+    value
+        .get(key)?
+        .as_u64()
+        .filter(|&n| n < 1 << 30)
+        .map(|n| n as usize)
+}
+
+impl Strategy {
+    /// The chat template when the model has one that renders pairs; else the `template`
+    /// learnt from the post-processor (with the ASCII fast path when it applies); else the
+    /// post-processor itself. A default prompt without a chat template is refused.
+    fn choose(dir: &ModelDir, tokenizer: &Tokenizer, template: Option<Template>) -> Result<Self> {
+        if let Some(chat) = ChatPairs::load(dir, tokenizer)? {
+            return Ok(Self::Chat(chat));
+        }
+        if let Some(prompt) = chat::default_prompt(dir)? {
+            return Err(RuntimeError::Config {
+                path: dir.path(ST_CONFIG),
+                message: format!(
+                    "a default prompt ({prompt:?}) for a model that does not render pairs \
+                     through a chat template: sentence-transformers prepends it to every query, \
+                     which crossrank does not do"
+                ),
+            });
+        }
+        Ok(match template {
+            Some(template) => Self::Learnt {
+                template,
+                ascii: AsciiWordPiece::new(tokenizer),
+            },
+            None => Self::PostProcessor,
+        })
+    }
 }

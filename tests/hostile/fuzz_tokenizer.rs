@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crossrank::activation::Activation;
+use crossrank::model_dir::ModelDir;
 use crossrank::models::ModelSpec;
 use crossrank::tokenize::{Control, PairTokenizer, StopSignal, Texts};
 use rand::{Rng, SeedableRng};
@@ -151,7 +152,7 @@ fn spec() -> ModelSpec {
 /// whether it loaded, and how long it all took.
 fn exercise(dir: &Path) -> (Result<(), String>, Duration) {
     let start = Instant::now();
-    let tokenizer = match PairTokenizer::load(dir, &spec(), None) {
+    let tokenizer = match PairTokenizer::load(&ModelDir::read(dir), &spec(), None) {
         Ok(t) => t,
         Err(e) => return (Err(e.to_string()), start.elapsed()),
     };

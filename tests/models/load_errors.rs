@@ -102,7 +102,7 @@ fn unknown_architecture_lists_supported_ones() {
     });
     let err = load_err(&dir).to_string();
     assert!(err.contains("GPT2ForSequenceClassification"), "{err}");
-    for arch in crossrank::models::SUPPORTED_ARCHITECTURES {
+    for arch in crossrank::models::supported_architectures() {
         assert!(err.contains(arch), "{err} does not list {arch}");
     }
 }

@@ -2,23 +2,15 @@
 //! (metadata first, then a `take` that stops one byte past it, for files that grow or lie)
 //! before anything is allocated for it, so a 1 GiB `config.json` costs nothing but an error.
 //!
-//! Limits: [`TOKENIZER_LIMIT`] for `tokenizer.json` (real ones reach ~30 MB: large vocabularies
-//! and merges), [`SMALL_LIMIT`] for every other JSON file (`config.json`,
-//! `tokenizer_config.json`, `special_tokens_map.json`, `modules.json`, `crossrank.json`, the
-//! sentence-transformers configs, the shard index; real ones are a few KiB, a chat template in
-//! `tokenizer_config.json` some tens of KiB).
+//! The limits are declared with the files, in [`super::files::FILES`].
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+pub use super::files::{MAX_TEMPLATE_BYTES, SMALL_LIMIT, TOKENIZER_LIMIT};
 use crate::error::{Result, RuntimeError};
-
-/// Largest `tokenizer.json` read: 64 MiB.
-pub const TOKENIZER_LIMIT: u64 = 64 << 20;
-/// Largest small JSON file read (configs, indexes, module lists): 4 MiB.
-pub const SMALL_LIMIT: u64 = 4 << 20;
 
 /// The text of `path`, refused when it is longer than `limit` bytes (or not UTF-8).
 pub fn read_text(path: &Path, limit: u64) -> Result<String> {
@@ -78,6 +70,63 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
         path: path.to_owned(),
         message: e.to_string(),
     })
+}
+
+/// A chat template file, read up to one byte past [`super::files::MAX_TEMPLATE_BYTES`];
+/// `None` when it is not a regular file.
+pub fn read_template(path: PathBuf) -> Result<Option<(String, PathBuf)>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    let read = std::fs::File::open(&path).and_then(|f| {
+        f.take(MAX_TEMPLATE_BYTES as u64 + 1)
+            .read_to_string(&mut text)
+    });
+    match read {
+        Ok(len) => check_template_len(&path, len).map(|()| Some((text, path))),
+        Err(source) => Err(RuntimeError::Io { path, source }),
+    }
+}
+
+/// A chat template of `len` bytes from `path`, refused past [`MAX_TEMPLATE_BYTES`].
+pub fn check_template_len(path: &Path, len: usize) -> Result<()> {
+    if len <= MAX_TEMPLATE_BYTES {
+        return Ok(());
+    }
+    Err(RuntimeError::Config {
+        path: path.to_owned(),
+        message: format!("the chat template has {len} bytes; the limit is {MAX_TEMPLATE_BYTES}"),
+    })
+}
+
+/// The same error again, for a second part that needs the file (a file is read once; each
+/// part that needs it reports its failure). Only the variants reads produce are kept as they
+/// are; an I/O error keeps its kind and message.
+pub fn replay(e: &RuntimeError) -> RuntimeError {
+    match e {
+        RuntimeError::MissingFile { dir, what } => RuntimeError::MissingFile {
+            dir: dir.clone(),
+            what: what.clone(),
+        },
+        RuntimeError::Io { path, source } => RuntimeError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        RuntimeError::Config { path, message } => RuntimeError::Config {
+            path: path.clone(),
+            message: message.clone(),
+        },
+        RuntimeError::Weights { path, message } => RuntimeError::Weights {
+            path: path.clone(),
+            message: message.clone(),
+        },
+        RuntimeError::Tokenizer { path, message } => RuntimeError::Tokenizer {
+            path: path.clone(),
+            message: message.clone(),
+        },
+        other => RuntimeError::InvalidOption(other.to_string()),
+    }
 }
 
 fn too_large(path: &Path, size: u64, limit: u64) -> RuntimeError {
