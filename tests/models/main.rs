@@ -6,6 +6,7 @@
 mod common;
 
 mod hub;
+mod intake;
 mod load_errors;
 mod parity;
 mod parity_causal;
