@@ -3,7 +3,7 @@
 //! architecture error and the dtype check come from here, so a new family is one row.
 
 use super::{
-    bert, deberta, decoder, distilbert, electra, modernbert, roberta, torchscript, Loaded,
+    bert, deberta, decoder, distilbert, electra, fake, modernbert, roberta, torchscript, Loaded,
 };
 use crate::device::DType;
 use crate::error::{Result, RuntimeError};
@@ -74,7 +74,7 @@ const fn decoder(
 }
 
 /// Every family served from a `config.json`.
-static FAMILIES: [Family; 9] = [
+static FAMILIES: [Family; 10] = [
     encoder("BERT", &["BertForSequenceClassification"], bert::load, true),
     encoder(
         "RoBERTa",
@@ -124,6 +124,8 @@ static FAMILIES: [Family; 9] = [
         &["LlamaForSequenceClassification", "LlamaForCausalLM"],
         decoder::load_llama,
     ),
+    // Weightless, for server tests that do not test numerics (see `fake.rs`).
+    encoder("fake (tests)", &[fake::ARCHITECTURE], fake::load, false),
 ];
 
 /// A TorchScript `model.pt` with `crossrank.json`: chosen by the file, not by a name.

@@ -11,6 +11,7 @@ mod distilbert;
 mod electra;
 mod embeddings;
 mod encoder;
+mod fake;
 mod family;
 mod logit_score;
 mod modernbert;

@@ -3,6 +3,7 @@
 
 pub mod collector;
 pub mod fake_hub;
+pub mod fake_model;
 pub mod process;
 pub mod raw;
 pub mod rest;

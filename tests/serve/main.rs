@@ -11,6 +11,7 @@ mod bench;
 mod binary;
 mod cli;
 mod deploy;
+mod fake;
 mod faults;
 mod llm;
 mod metrics;
