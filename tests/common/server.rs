@@ -37,6 +37,17 @@ pub fn model(spec: &str) -> ModelConfig {
     flag.parse().unwrap()
 }
 
+/// `NAME[,OPTIONS]` on the weightless fake model (no fixture), written into a directory that
+/// lives as long as the returned guard.
+pub fn fake(spec: &str) -> (ModelConfig, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    super::fake_model::write(dir.path(), 0);
+    let (name, opts) = spec.split_once(',').map_or((spec, ""), |(n, o)| (n, o));
+    let sep = if opts.is_empty() { "" } else { "," };
+    let config = format!("{name}={}{sep}{opts}", dir.path().display());
+    (config.parse().unwrap(), dir)
+}
+
 pub fn model_at(name: &str, dir: &Path) -> ModelConfig {
     format!("{name}={}", dir.display()).parse().unwrap()
 }

@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::server::{model, TestServer};
+use common::server::{fake, TestServer};
 use crossrank::api::pb;
 use crossrank::api::ServerOptions;
 use crossrank::config::RequestLimits;
@@ -93,7 +93,8 @@ async fn a_priority_beyond_max_priority_is_invalid_argument_on_every_rpc() {
         max_priority: 3,
         ..Default::default()
     };
-    let server = TestServer::start(vec![model("ce=bert")], ServerOptions::default(), limits).await;
+    let (ce, _dir) = fake("ce");
+    let server = TestServer::start(vec![ce], ServerOptions::default(), limits).await;
     let mut c = server.client();
 
     let s = c.score(score("ce", 2, 4)).await.unwrap_err();
@@ -177,12 +178,9 @@ async fn post(server: &TestServer, path: &str, body: &Value, tenant: &[u8]) -> (
 /// the header, its length and the limit. 128 bytes are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_tenant_header_is_refused_naming_it() {
-    let server = TestServer::start_http(
-        vec![model("ce=bert")],
-        ServerOptions::default(),
-        RequestLimits::default(),
-    )
-    .await;
+    let (ce, _dir) = fake("ce");
+    let server =
+        TestServer::start_http(vec![ce], ServerOptions::default(), RequestLimits::default()).await;
     let long = "t".repeat(129);
     let want = "header `x-crossrank-tenant` is 129 bytes; the limit is 128";
     let mut req = tonic::Request::new(score("ce", 1, 0));
@@ -239,8 +237,9 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 /// rejection of its (listed) tenant, and the newcomer's queued pairs by priority.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_displacement_shows_by_priority_and_tenant() {
+    let (displace, _dir) = fake("displace,max_queue_pairs=4,max_wait_ms=4000");
     let server = TestServer::start(
-        vec![model("displace=bert,max_queue_pairs=4,max_wait_ms=4000")],
+        vec![displace],
         ServerOptions::default(),
         RequestLimits::default(),
     )
