@@ -384,6 +384,7 @@ impl LoadedModel {
     fn stop(&self) {
         self.queue.close();
         let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        // A replica never holds its model, but a thread cannot join itself.
         let me = std::thread::current().id();
         for w in workers.into_iter().filter(|w| w.thread().id() != me) {
             let _ = w.join();
@@ -393,7 +394,7 @@ impl LoadedModel {
 
 /// A model dropped without [`Registry::unload`] (its registry dropped, or a FAILED entry
 /// replaced by a new load) stops as unload stops it, so no replica thread outlives its model.
-/// This blocks the dropping thread for as long as [`LoadedModel::stop`] takes: at most the
+/// This blocks the dropping thread for as long as `stop` takes: at most the
 /// batch in flight when the queue is already failed (a replica died) or empty (every request
 /// holds the model, so none waits once it is dropped).
 impl Drop for LoadedModel {
