@@ -346,22 +346,60 @@ impl Registry {
         Ok(())
     }
 
-    /// Unloads everything (shutdown), draining each queue; loads still running are abandoned.
+    /// Unloads everything (shutdown), draining each queue and joining every replica; loads
+    /// still running are abandoned ([`Registry::abandoned_loads_ended`] waits for them).
     pub fn unload_all(&self) {
         for name in self.names() {
             let _ = self.unload(&name);
         }
     }
+
+    /// Completes once every abandoned load has ended. Each ends at its next check (between Hub
+    /// reads, or between replicas) and stops and joins whatever it had started; a replica
+    /// loading inside libtorch cannot be interrupted, so this may wait for its load and warm-up.
+    pub async fn abandoned_loads_ended(&self) {
+        // Subscribed before the count is read: `finish` counts a load out, then tells.
+        let mut changes = self.changes.subscribe();
+        while self.abandoned.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A registry dropped with models still loaded (a `serve` future dropped before it returned, a
+/// caller of the library that never unloaded) drains and joins them. Blocking: see
+/// [`LoadedModel`]'s `Drop`. Loads cannot be running then: each holds the registry.
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.unload_all();
+    }
 }
 
 impl LoadedModel {
-    /// Closes the queue and joins the replicas once they have drained it.
+    /// Closes the queue and joins the replicas once they have drained it: a join waits for the
+    /// batch each replica has in flight and for what is still queued (at most the model's
+    /// `max_queue_pairs`). A replica inside libtorch cannot be interrupted.
     fn stop(&self) {
         self.queue.close();
         let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
-        for w in workers {
+        // A replica never holds its model, but a thread cannot join itself.
+        let me = std::thread::current().id();
+        for w in workers.into_iter().filter(|w| w.thread().id() != me) {
             let _ = w.join();
         }
+    }
+}
+
+/// A model dropped without [`Registry::unload`] (its registry dropped, or a FAILED entry
+/// replaced by a new load) stops as unload stops it, so no replica thread outlives its model.
+/// This blocks the dropping thread for as long as `stop` takes: at most the
+/// batch in flight when the queue is already failed (a replica died) or empty (every request
+/// holds the model, so none waits once it is dropped).
+impl Drop for LoadedModel {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

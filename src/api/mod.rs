@@ -11,6 +11,7 @@ pub mod tenant;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -50,7 +51,8 @@ pub async fn serve(
 
 /// Serves every port of `listeners` until `shutdown` completes, then refuses new calls
 /// (UNAVAILABLE, HTTP 503), lets in-flight calls finish within the grace period, and drains and
-/// stops every model.
+/// stops every model. On every return, a transport error included, every model's replica
+/// threads have been joined ([`stop_models`]).
 pub async fn serve_on(
     listeners: Listeners,
     engine: Arc<Engine>,
@@ -63,7 +65,7 @@ pub async fn serve_on(
         engine.registry.announce(m);
     }
     let drain = engine.clone();
-    tokio::spawn(async move {
+    let trigger = tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: refusing new calls, finishing in-flight ones");
         drain.start_draining();
@@ -97,10 +99,35 @@ pub async fn serve_on(
         grace_engine.draining().await;
         tokio::time::sleep(grace).await;
     };
-    tokio::select! {
-        r = both => r?,
-        _ = grace_over => tracing::warn!(?grace, "grace period over; closing remaining calls"),
+    let outcome = tokio::select! {
+        r = both => r,
+        _ = grace_over => {
+            tracing::warn!(?grace, "grace period over; closing remaining calls");
+            Ok(())
+        }
+    };
+    trigger.abort();
+    stop_models(engine).await;
+    outcome
+}
+
+/// How long [`serve_on`] waits, once every model is stopped, for abandoned loads to end.
+const LOAD_WIND_DOWN: Duration = Duration::from_secs(5);
+
+/// The end of every [`serve_on`]: refuses new calls and loads, drains every model's queue and
+/// joins its replicas (off the async threads: a join waits for the batch in flight), abandons
+/// loads still running and waits up to [`LOAD_WIND_DOWN`] for them to stop what they started.
+/// A load inside libtorch cannot be interrupted: one still running after that stops and joins
+/// its replicas itself when it ends.
+async fn stop_models(engine: Arc<Engine>) {
+    engine.start_draining();
+    let unloading = engine.clone();
+    let _ = tokio::task::spawn_blocking(move || unloading.registry.unload_all()).await;
+    let loads = engine.registry.abandoned_loads_ended();
+    if tokio::time::timeout(LOAD_WIND_DOWN, loads).await.is_err() {
+        tracing::warn!(
+            bound = ?LOAD_WIND_DOWN,
+            "abandoned loads are still running; each joins its replicas when it ends"
+        );
     }
-    let _ = tokio::task::spawn_blocking(move || engine.registry.unload_all()).await;
-    Ok(())
 }

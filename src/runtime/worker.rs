@@ -1,5 +1,7 @@
 //! Replica threads: each owns one [`Network`] on its device and pulls batches from the model's
-//! queue until the queue is closed and drained. Inference never runs on async threads.
+//! queue until the queue is closed and drained, then ends; its owner joins it. A thread is named
+//! `{model}-replica-{index}` (the threads libtorch starts from it take that name too and end
+//! with it). Inference never runs on async threads.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -39,8 +41,10 @@ pub struct Started {
 
 type Ready = Result<(ModelSpec, DType, PairTokenizer)>;
 
-/// Starts one replica thread; returns once its model is loaded and warmed up (or failed).
+/// Starts one replica thread; returns once its model is loaded and warmed up (or failed). The
+/// caller joins the thread once it has closed the queue (`registry::LoadedModel`).
 pub fn spawn(cfg: ReplicaConfig, queue: Arc<Queue>) -> Result<Started> {
+    name_shared_pool();
     let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
     let thread_name = format!("{}-replica-{}", cfg.name, cfg.index);
     let handle = std::thread::Builder::new()
@@ -79,6 +83,19 @@ pub fn spawn(cfg: ReplicaConfig, queue: Arc<Queue>) -> Result<Started> {
             )))
         }
     }
+}
+
+/// Builds the process-wide rayon pool (the tokenizers' threads) with names of its own before a
+/// replica's first tokenization would build it: a thread takes the name of the thread that
+/// starts it, so the pool would carry that replica's name after the replica ended.
+fn name_shared_pool() {
+    static NAMED: std::sync::Once = std::sync::Once::new();
+    NAMED.call_once(|| {
+        // Err: something built it already (then not from a replica thread).
+        let _ = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("rayon-{i}"))
+            .build_global();
+    });
 }
 
 /// Loads the network and runs it once on a short and a maximum-length pair, so the first real

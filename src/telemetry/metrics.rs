@@ -5,61 +5,18 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use super::scheduling::{
-    ListedTenants, PriorityLabels, QueueLevels, TenantLabels, TenantReasonLabels,
+pub use super::labels::ModelLabel;
+use super::labels::{
+    CodeLabels, HttpLabels, ListedTenants, MethodLabels, PriorityLabels, ReasonLabels, RouteLabels,
+    StateLabels, TenantLabels, TenantReasonLabels,
 };
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ModelLabel {
-    pub model: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MethodLabels {
-    pub model: String,
-    pub method: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CodeLabels {
-    pub model: String,
-    pub method: String,
-    pub code: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
-    pub model: String,
-    pub reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StateLabels {
-    pub model: String,
-    pub state: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HttpLabels {
-    pub route: String,
-    pub dialect: String,
-    pub model: String,
-    /// "2xx", "4xx", "5xx", or "cancelled" when the client left first.
-    pub status: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    pub route: String,
-    pub dialect: String,
-}
+use super::levels::QueueLevels;
 
 type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
 

@@ -1,6 +1,8 @@
 //! Observability: Prometheus metrics ([`metrics`]) and their HTTP endpoint; logs and
 //! OpenTelemetry traces ([`tracing`]).
 
+pub mod labels;
+mod levels;
 pub mod metrics;
 pub mod scheduling;
 
@@ -11,7 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::engine::Engine;
 use crate::registry::State;
-use metrics::{metrics, ModelLabel, StateLabels};
+use labels::{ModelLabel, StateLabels};
+use metrics::metrics;
 
 /// Serves `GET /metrics` (Prometheus text format) on `listener` until the process ends.
 pub async fn serve_metrics(listener: TcpListener, engine: Arc<Engine>) -> std::io::Result<()> {
