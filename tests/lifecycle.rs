@@ -26,9 +26,29 @@ fn replica_threads(model: &str) -> usize {
     let prefix = &name[..name.len().min(15)];
     std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|comm| comm.starts_with(prefix))
+        .filter_map(|task| task.ok().map(|t| t.path()))
+        .filter(|task| {
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            comm.starts_with(prefix) && !exiting(task)
+        })
         .count()
+}
+
+/// Whether the task has begun to exit (PF_EXITING in the flags of its `stat`). A joined thread
+/// always has: join returns once the thread released its memory, which is after PF_EXITING is
+/// set and a moment before its /proc entry goes.
+fn exiting(task: &std::path::Path) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
+    // Fields after the `(comm)` one, which may hold spaces: state is the first, flags the seventh.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let flags: u64 = after
+        .split_whitespace()
+        .nth(6)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
+    // A task whose stat is gone has ended.
+    stat.is_empty() || flags & PF_EXITING != 0
 }
 
 /// libtorch runs on the calling thread alone (no OpenMP team per replica), so a thread named
