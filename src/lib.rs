@@ -52,7 +52,10 @@ mod layout {
         let mut names = BTreeSet::new();
         for entry in std::fs::read_dir(&src).expect("src/ is readable") {
             let path = entry.expect("src/ entries are readable").path();
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
             let is_module = if path.is_dir() {
                 path.join("mod.rs").is_file()
             } else {
@@ -78,7 +81,9 @@ mod layout {
 
     /// The module each bullet of `# Layout` names: "- [`name`]: ..." or "- `name` (binary only)".
     fn layout() -> Vec<String> {
-        let docs = include_str!("lib.rs").lines().map_while(|l| l.strip_prefix("//!"));
+        let docs = include_str!("lib.rs")
+            .lines()
+            .map_while(|l| l.strip_prefix("//!"));
         let section = docs.skip_while(|l| l.trim() != "# Layout").skip(1);
         let section = section.take_while(|l| !l.trim_start().starts_with('#'));
         section
@@ -95,7 +100,11 @@ mod layout {
         let (lib, bin) = (declared("src/lib.rs"), declared("src/main.rs"));
         let listed = layout();
         let listed_set: BTreeSet<String> = listed.iter().cloned().collect();
-        assert_eq!(listed.len(), listed_set.len(), "a module is listed twice: {listed:?}");
+        assert_eq!(
+            listed.len(),
+            listed_set.len(),
+            "a module is listed twice: {listed:?}"
+        );
         for name in &disk {
             assert!(
                 lib.contains(name) || bin.contains(name),
