@@ -11,7 +11,7 @@ threads=${2:-2}
 ./scripts/setup.sh
 cargo build --release --quiet
 work=$(mktemp -d)
-python -W ignore bench/corpus.py "$n" 7 > "$work/pairs.tsv"
+python -W ignore -m crossrank_tools.corpus "$n" 7 > "$work/pairs.tsv"
 model=models/minilm-ce
 echo "model $model, $n pairs, $threads threads, $(lscpu | sed -n 's/^Model name: *//p')"
 

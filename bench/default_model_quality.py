@@ -3,12 +3,12 @@ the distilled cross-encoder (models/minilm-ce) and the untrained head it replace
 
 Usage: python bench/default_model_quality.py [MODEL_DIR]      (about 5 minutes on 2 cores)
 
-Held-out retrieval: every docstring of make_default_model.HELD_OUT (modules never trained on) with >= 2
+Held-out retrieval: every docstring of crossrank_tools.default_model.HELD_OUT (modules never trained on) with >= 2
 usable sentences gives one query whose single relevant passage is its own body (sentences 2-5), ranked
 against 20 candidates: its body, the 9 other held-out bodies with the highest TF-IDF cosine to the query
 (lexical hard negatives, chosen without any model under test) and 10 random other held-out bodies.
 Two query styles: "first sentence" (the docstring's first sentence) and "keywords" (2-6 consecutive
-lower-cased words of a body sentence, as in bench/corpus.py).
+lower-cased words of a body sentence, as in crossrank_tools/corpus.py).
 MRR@10 = mean 1/rank (0 beyond 10); NDCG@10 with one relevant passage = mean 1/log2(rank + 1) (0 beyond 10).
 Demo: each query of DEMO against the lines of examples/documents.txt, the ones scripts/demo.sh ranks.
 """
@@ -22,11 +22,10 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from crossrank_tools import default_model as M
+from sentence_transformers import CrossEncoder, SentenceTransformer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import make_default_model as M  # noqa: E402
-from sentence_transformers import CrossEncoder, SentenceTransformer  # noqa: E402
 
 SEED = 7
 N_HARD, N_RANDOM = 9, 10

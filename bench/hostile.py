@@ -13,9 +13,7 @@ import time
 from pathlib import Path
 
 import grpc
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests/python"))
-from grpc_parity import stubs  # noqa: E402
+from crossrank_tools.grpc_stubs import stubs
 
 
 def kib(pid: int, key: str) -> int:

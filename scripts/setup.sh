@@ -86,8 +86,9 @@ if [ "$(cat .tools/helm.version 2>/dev/null)" != "$helm_pkg" ] || [ ! -x .tools/
 fi
 
 # The default model, distilled from the all-MiniLM-L6-v2 bi-encoder (scripts/make_default_model.py).
-# .complete holds the hash of the files it is built from (RECIPE_FILES there); a change rebuilds it.
-recipe=$(cat scripts/make_default_model.py bench/corpus.py requirements.txt | sha256sum | cut -d' ' -f1)
+# .complete holds the hash of the files it is built from (RECIPE_FILES in
+# python/crossrank_tools/default_model.py); a change rebuilds it.
+recipe=$(cat python/crossrank_tools/default_model.py python/crossrank_tools/corpus.py requirements.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat models/minilm-ce/.complete 2>/dev/null)" != "$recipe" ]; then
   echo "setup: building models/minilm-ce: distilling all-MiniLM-L6-v2 into a cross-encoder (~2-3 min on 2 cores)" >&2
   start=$SECONDS

@@ -8,7 +8,7 @@ cd "$CROSSRANK_ROOT"
 
 fixtures=tests/fixtures/generated
 want=$(cat tests/fixtures/make_fixtures.py tests/fixtures/make_causal_reranker.py \
-  tests/fixtures/make_truncation.py bench/corpus.py requirements.txt \
+  tests/fixtures/make_truncation.py python/crossrank_tools/corpus.py requirements.txt \
   models/minilm-ce/config.json models/minilm-ce/.complete | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$fixtures/.stamp" 2>/dev/null)" != "$want" ]; then
   echo "test: generating parity fixtures with sentence-transformers" >&2

@@ -1,7 +1,7 @@
 """A real client in another language: Python grpcio against a running crossrank server.
 
 Usage: grpc_parity.py ADDR MODEL_NAME MODEL_DIR
-Generates stubs from proto/ into a temporary directory, then checks that Score and Rerank equal
+Generates stubs from proto/ into a temporary directory (crossrank_tools.grpc_stubs), then checks that Score and Rerank equal
 sentence-transformers' CrossEncoder.predict / .rank on the same model within 1e-4.
 """
 
@@ -9,26 +9,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-
-
-def stubs(out: Path):
-    from grpc_tools import protoc
-
-    proto = ROOT / "proto"
-    rc = protoc.main(["protoc", f"-I{proto}", f"--python_out={out}", f"--grpc_python_out={out}",
-                      str(proto / "crossrank/v1/crossrank.proto")])
-    assert rc == 0, f"protoc failed with {rc}"
-    sys.path.insert(0, str(out))
-    from crossrank.v1 import crossrank_pb2, crossrank_pb2_grpc
-
-    return crossrank_pb2, crossrank_pb2_grpc
+from crossrank_tools import corpus
+from crossrank_tools.grpc_stubs import stubs
 
 
 def main(addr: str, name: str, model_dir: str) -> None:
     import grpc
-    import corpus
     from sentence_transformers import CrossEncoder
 
     pb, rpc = stubs(Path(tempfile.mkdtemp()))

@@ -59,11 +59,12 @@ async fn serve_binary_with_python_client() {
         .into_inner();
     while watch.message().await.unwrap().unwrap().status != 1 {}
 
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/grpc_parity.py");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    let script = root.join("tests/python/grpc_parity.py");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
+            .env("PYTHONPATH", root.join("python"))
             .arg("-W")
             .arg("ignore")
             .arg(script)
