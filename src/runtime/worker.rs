@@ -153,7 +153,7 @@ fn serve(cfg: &ReplicaConfig, network: &Network, queue: &Queue) {
             continue;
         }
         // Test builds only: a replica of the named model dies outside the forward pass, holding
-        // a batch, as a bug would make it (tests/faults.rs).
+        // a batch, as a bug would make it (tests/serve/faults.rs).
         #[cfg(debug_assertions)]
         if std::env::var("CROSSRANK_FAULT_REPLICA_PANIC").is_ok_and(|m| m == cfg.name) {
             panic!(

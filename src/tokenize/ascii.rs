@@ -7,7 +7,7 @@
 //! pre-tokenizer splits on whitespace and isolates each ASCII punctuation character (for ASCII,
 //! `is_bert_punc` is exactly `is_ascii_punctuation`). WordPiece is the same greedy
 //! longest-match-first. Text that is not ASCII, or that holds an added (special) token, which
-//! the crate would split out first, goes to the crate: `tests/tokenize_linear.rs` compares both
+//! the crate would split out first, goes to the crate: `tests/hostile/tokenize_linear.rs` compares both
 //! on random text.
 
 use ahash::AHashMap;

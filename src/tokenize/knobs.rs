@@ -28,7 +28,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Tokenizer> {
         path: path.to_owned(),
         message,
     };
-    // The crate unwraps inside some deserializers (decoders, seen by tests/fuzz_tokenizer.rs).
+    // The crate unwraps inside some deserializers (decoders, seen by tests/hostile/fuzz_tokenizer.rs).
     let read = std::panic::catch_unwind(|| text.parse::<Tokenizer>());
     let mut tokenizer = match read {
         Ok(Ok(tokenizer)) => tokenizer,
