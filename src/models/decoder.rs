@@ -18,6 +18,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::{bounded, invalid, need, EncoderConfig};
 use super::encoder::HiddenAct;
+use super::logit_score::TrueFalse;
 use super::rotary;
 use super::weights::{Linear, Weights};
 use super::{config_of, spec_from, Inputs, Loaded, SequenceClassifier};
@@ -114,14 +115,6 @@ enum Head {
     /// The LM head's rows of the true token and, if any, the false token [1 or 2, H], on the
     /// last real token.
     TrueFalse(Tensor),
-}
-
-/// A causal reranker's token ids (sentence-transformers' `LogitScore`).
-pub struct TrueFalse {
-    pub true_id: i64,
-    pub false_id: Option<i64>,
-    /// Where the ids come from, for messages.
-    pub source: String,
 }
 
 struct Decoder {

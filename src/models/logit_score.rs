@@ -3,9 +3,16 @@
 //! `modules.json` (both read by the model directory); a plain causal-LM directory without one
 //! scores "yes" against "no", as sentence-transformers does.
 
-use super::decoder::TrueFalse;
 use crate::error::{Result, RuntimeError};
 use crate::model_dir::{files::TOKENIZER, ModelDir};
+
+/// A causal reranker's token ids (sentence-transformers' `LogitScore`).
+pub struct TrueFalse {
+    pub true_id: i64,
+    pub false_id: Option<i64>,
+    /// Where the ids come from, for messages.
+    pub source: String,
+}
 
 pub fn read(dir: &ModelDir) -> Result<TrueFalse> {
     match dir.logit_head()? {
