@@ -139,8 +139,8 @@ pub struct V1Response {
 
 #[utoipa::path(post, path = "/v2/rerank", request_body = CohereRequest,
     security((), ("bearer" = [])),
-    responses((status = 200, body = V2Response), (status = "4XX", body = super::openapi::CohereError),
-              (status = "5XX", body = super::openapi::CohereError)))]
+    responses((status = 200, body = V2Response), (status = "4XX", body = super::error::CohereError),
+              (status = "5XX", body = super::error::CohereError)))]
 pub async fn v2_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
     h.handle(
         "/v2/rerank",
@@ -162,8 +162,8 @@ pub async fn v2_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
 
 #[utoipa::path(post, path = "/v1/rerank", request_body = CohereRequest,
     security((), ("bearer" = [])),
-    responses((status = 200, body = V1Response), (status = "4XX", body = super::openapi::CohereError),
-              (status = "5XX", body = super::openapi::CohereError)))]
+    responses((status = 200, body = V1Response), (status = "4XX", body = super::error::CohereError),
+              (status = "5XX", body = super::error::CohereError)))]
 pub async fn v1_rerank(State(h): State<Arc<Http>>, req: Request) -> Response {
     h.handle("/v1/rerank", Dialect::Cohere, req, v1_answer)
         .await

@@ -5,8 +5,24 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::engine::ServeError;
+
+/// The error body of Cohere and Jina routes (`detail` is what Jina's clients read).
+#[derive(Serialize, ToSchema)]
+pub struct CohereError {
+    pub message: String,
+    pub detail: String,
+}
+
+/// The error body of TEI routes.
+#[derive(Serialize, ToSchema)]
+pub struct TeiError {
+    pub error: String,
+    /// validation, empty, overloaded, backend, unhealthy, timeout or unauthorized.
+    pub error_type: String,
+}
 
 /// Which API family a route belongs to: it decides the error body and some statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,29 +138,16 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct CohereBody<'a> {
-    message: &'a str,
-    /// What Jina's clients read.
-    detail: &'a str,
-}
-
-#[derive(Serialize)]
-struct TeiBody<'a> {
-    error: &'a str,
-    error_type: &'a str,
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match self.dialect {
-            Dialect::Cohere => serde_json::to_vec(&CohereBody {
-                message: &self.message,
-                detail: &self.message,
+            Dialect::Cohere => serde_json::to_vec(&CohereError {
+                detail: self.message.clone(),
+                message: self.message,
             }),
-            Dialect::Tei => serde_json::to_vec(&TeiBody {
-                error: &self.message,
-                error_type: self.kind,
+            Dialect::Tei => serde_json::to_vec(&TeiError {
+                error: self.message,
+                error_type: self.kind.into(),
             }),
         }
         .unwrap_or_default();

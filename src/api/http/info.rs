@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::error::TeiError;
 use super::error::{ApiError, Dialect};
-use super::openapi::TeiError;
 use super::Http;
 use crate::device::DType;
 use crate::engine::ServeError;

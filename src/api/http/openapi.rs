@@ -2,25 +2,10 @@
 //! utoipa (served at `GET /openapi.json`), with the server's own bounds where they are
 //! configured (`priority`'s maximum is `--max-priority`).
 
-use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 
+use super::error::{CohereError, TeiError};
 use super::{cohere, info, meta, tei};
-
-/// The error body of Cohere and Jina routes (`detail` is what Jina's clients read).
-#[derive(Serialize, ToSchema)]
-pub struct CohereError {
-    pub message: String,
-    pub detail: String,
-}
-
-/// The error body of TEI routes.
-#[derive(Serialize, ToSchema)]
-pub struct TeiError {
-    pub error: String,
-    /// validation, empty, overloaded, backend, unhealthy, timeout or unauthorized.
-    pub error_type: String,
-}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::call::{Answer, Call, NamesModel};
 use super::cohere::{self, CohereRequest, V1Response};
 use super::error::{ApiError, Dialect, HttpFailure};
-use super::openapi::{CohereError, TeiError};
+use super::error::{CohereError, TeiError};
 use super::Http;
 use crate::activation::ActivationChoice;
 use crate::config::RequestLimits;

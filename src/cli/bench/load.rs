@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use crossrank::api::pb;
 use crossrank::api::tenant::TENANT_HEADER;
 use pb::cross_encoder_client::CrossEncoderClient;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
+pub use super::plan::{Plan, Shape};
 use super::report::{Failure, Tally};
 use super::rest::Rest;
 
@@ -48,41 +48,11 @@ impl Conn {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
-pub enum Shape {
-    /// Score with `size` pairs.
-    Score,
-    /// Rerank of one query and `size` documents.
-    Rerank,
-    /// RerankStream of `size` documents sent in messages of `chunk`.
-    Stream,
-}
-
 /// When the run ends.
 #[derive(Clone, Copy)]
 pub enum Stop {
     At(Instant),
     After(u64),
-}
-
-pub struct Plan {
-    pub shape: Shape,
-    pub model: String,
-    pub size: usize,
-    pub chunk: usize,
-    pub timeout: Duration,
-    pub keep_scores: bool,
-    /// Pause of a client after a failed request, as a retrying client would back off.
-    pub backoff: Duration,
-    /// Share of requests sent with chaos: half of them get a random deadline below `timeout`,
-    /// half are dropped by the client after a random delay below it (a cancel).
-    pub chaos: f64,
-    /// Sent as every request's `priority` (0, the default, is the highest).
-    pub priority: u32,
-    /// Sent as [`TENANT_HEADER`] with every gRPC call; `None`: no tenant named.
-    pub tenant: Option<MetadataValue<Ascii>>,
-    /// Shared by every group of a mixed run.
-    pub corpus: Arc<[(String, String)]>,
 }
 
 /// Counters shared by the clients and the progress display.

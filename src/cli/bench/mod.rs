@@ -7,6 +7,7 @@ mod corpus;
 mod host;
 mod load;
 mod mixed;
+mod plan;
 mod report;
 mod rest;
 

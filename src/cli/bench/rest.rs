@@ -17,7 +17,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 
-use super::load::Plan;
+use super::plan::Plan;
 use super::report::Failure;
 
 /// The route every HTTP-mode request is sent to.

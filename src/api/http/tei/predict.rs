@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 use super::{nonempty, options, valid_score};
 use crate::activation::ActivationChoice;
 use crate::api::http::call::{Answer, Call, NamesModel};
+use crate::api::http::error::TeiError;
 use crate::api::http::error::{ApiError, Dialect};
-use crate::api::http::openapi::TeiError;
 use crate::api::http::Http;
 use crate::engine::ServeError;
 
