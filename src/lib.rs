@@ -16,6 +16,7 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod hub;
+pub mod load_error;
 pub mod models;
 pub mod registry;
 pub mod runtime;

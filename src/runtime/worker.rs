@@ -58,8 +58,9 @@ pub fn spawn(cfg: ReplicaConfig, queue: Arc<Queue>) -> Result<Started> {
             };
             supervised(&cfg, &queue, || serve(&cfg, &network, &queue));
         })
-        .map_err(|e| {
-            RuntimeError::InvalidOption(format!("cannot start thread {thread_name}: {e}"))
+        .map_err(|error| RuntimeError::Spawn {
+            thread: thread_name.clone(),
+            error,
         })?;
     match ready_rx.recv() {
         Ok(Ok((spec, dtype, tokenizer))) => Ok(Started {
@@ -74,9 +75,9 @@ pub fn spawn(cfg: ReplicaConfig, queue: Arc<Queue>) -> Result<Started> {
         }
         Err(_) => {
             let _ = handle.join();
-            Err(RuntimeError::InvalidOption(format!(
-                "replica thread {thread_name} died while loading"
-            )))
+            Err(RuntimeError::Died {
+                thread: thread_name,
+            })
         }
     }
 }
@@ -216,9 +217,9 @@ fn run_batch(model: &str, network: &Network, batch_id: u64, jobs: Vec<Job>) {
     let inputs: Vec<&Encoded> = live.iter().map(|j| &j.encoded).collect();
     let outcomes = super::split::run_split(&inputs, &mut |part: &[&Encoded]| {
         catch_unwind(AssertUnwindSafe(|| network.logits(part))).unwrap_or_else(|_| {
-            Err(RuntimeError::InvalidOption(
-                "libtorch panicked during inference".into(),
-            ))
+            Err(RuntimeError::Panicked {
+                during: "during inference",
+            })
         })
     });
     let inference = start.elapsed();
