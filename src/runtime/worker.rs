@@ -216,11 +216,11 @@ fn run_batch(model: &str, network: &Network, batch_id: u64, jobs: Vec<Job>) {
     }
     let inputs: Vec<&Encoded> = live.iter().map(|j| &j.encoded).collect();
     let outcomes = super::split::run_split(&inputs, &mut |part: &[&Encoded]| {
-        catch_unwind(AssertUnwindSafe(|| network.logits(part))).unwrap_or_else(|_| {
-            Err(RuntimeError::Panicked {
+        catch_unwind(AssertUnwindSafe(|| network.logits(part))).unwrap_or(Err(
+            RuntimeError::Panicked {
                 during: "during inference",
-            })
-        })
+            },
+        ))
     });
     let inference = start.elapsed();
     let tokens: usize = inputs.iter().map(|e| e.len()).sum();
