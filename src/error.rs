@@ -38,8 +38,28 @@ pub enum RuntimeError {
     Tokenizer { path: PathBuf, message: String },
     #[error("tokenization failed: {0}")]
     Tokenize(String),
+    /// An option the model cannot take (a dtype, an activation).
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// A replica's thread could not be started.
+    #[error("cannot start thread {thread}: {error}")]
+    Spawn {
+        thread: String,
+        error: std::io::Error,
+    },
+    /// A replica's thread ended before it said whether its model loaded.
+    #[error("replica thread {thread} died while loading")]
+    Died { thread: String },
+    /// libtorch panicked (caught at the replica's boundary).
+    #[error("libtorch panicked {during}")]
+    Panicked { during: &'static str },
+    /// A batch with no pair or no token reached the model (a bug in the caller).
+    #[error("cannot run an empty batch")]
+    EmptyBatch,
+    /// The model's tables and its inputs or outputs disagree (a tokenizer that does not match
+    /// the weights, a model that answers the wrong shape).
+    #[error("{0}")]
+    Mismatch(String),
     #[error("libtorch error: {}", torch_message(.0))]
     Torch(#[from] tch::TchError),
 }

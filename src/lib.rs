@@ -11,6 +11,7 @@
 //!
 //! Beside the request path:
 //! - [`registry`]: the models this process serves, by name; loading and unloading them;
+//! - [`load_error`]: why a model failed to load, its causes kept to the API's message;
 //! - [`model_dir`]: a model directory read once into typed parts; the file list the Hub downloads;
 //! - [`hub`]: models by Hugging Face id, fetched into the Hugging Face cache;
 //! - [`config`]: the server configuration from a TOML file and `--model` flags;
@@ -30,6 +31,7 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod hub;
+pub mod load_error;
 pub mod model_dir;
 pub mod models;
 pub mod registry;

@@ -12,10 +12,11 @@ use std::thread::JoinHandle;
 use dashmap::DashMap;
 use tokio::sync::watch;
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Placement};
 use crate::device::{parse_device, DType};
-use crate::engine::ServeError;
-use crate::hub::{self, Cancel, HubConfig, Progress, Transfer};
+use crate::hub::{Cancel, HubConfig, Progress};
+use crate::load_error::{LoadError, LoadFailure};
+use crate::model_dir::ModelDir;
 use crate::models::ModelSpec;
 use crate::runtime::worker::{self, ReplicaConfig};
 use crate::scheduler::Queue;
@@ -29,6 +30,8 @@ pub struct LoadedModel {
     pub tokenizer: Arc<PairTokenizer>,
     /// The model's micro-batch queue; its replica threads pull from it.
     pub queue: Arc<Queue>,
+    /// The device of each replica (sized by the model for [`Placement::BySize`]).
+    pub devices: Vec<String>,
     /// Replica threads, joined when the model is unloaded.
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -39,8 +42,49 @@ pub enum State {
     Pending,
     Loading,
     Ready(Arc<LoadedModel>),
-    Failed(String),
+    Failed(Failure),
     Unloading,
+}
+
+/// Why a model is FAILED.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// Its load failed.
+    Load(LoadFailure),
+    /// A replica died after loading (the queue's reason).
+    Died(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Load(failure) => failure.fmt(f),
+            Self::Died(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Why the registry refused a call; the engine maps each kind to its own error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RegistryError {
+    /// No model of that name.
+    #[error("model {model:?} is not loaded")]
+    UnknownModel { model: String, loaded: Vec<String> },
+    /// Loading or unloading, or too many abandoned loads winding down.
+    #[error("{0}")]
+    NotReady(String),
+    /// FAILED: it failed to load or a replica died.
+    #[error("{0}")]
+    Failed(String),
+    /// A load of a name that is loaded or loading.
+    #[error("{0}")]
+    AlreadyLoaded(String),
+    /// A call that conflicts with the model's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The load failed, with its cause.
+    #[error("{0}")]
+    LoadFailed(LoadFailure),
 }
 
 pub struct Entry {
@@ -59,10 +103,18 @@ impl Entry {
         let state = self.read().clone();
         match state {
             State::Ready(m) => match m.queue.failure() {
-                Some(reason) => State::Failed(reason),
+                Some(reason) => State::Failed(Failure::Died(reason)),
                 None => State::Ready(m),
             },
             other => other,
+        }
+    }
+
+    /// The replicas' devices: the loaded ones, else those configured.
+    pub fn devices(&self) -> Vec<String> {
+        match &*self.read() {
+            State::Ready(m) => m.devices.clone(),
+            _ => self.config.placement.configured().to_vec(),
         }
     }
 
@@ -92,8 +144,8 @@ pub struct Registry {
     models: DashMap<String, Arc<Entry>>,
     /// Bumped on every change of a model's state (load, unload, a replica's death).
     changes: watch::Sender<u64>,
-    /// The Hub transfer bounds set by the server's flags; None: the environment's.
-    transfer: RwLock<Option<Transfer>>,
+    /// Where Hub ids are fetched from, read once at start-up.
+    hub: HubConfig,
     /// Abandoned loads whose threads still run (a load busy in libtorch checks its cancel flag
     /// only between replicas): new loads wait until fewer than [`MAX_ABANDONED`] remain, so
     /// LoadModel / UnloadModel in a loop cannot stack loads without bound.
@@ -103,18 +155,17 @@ pub struct Registry {
 /// Abandoned loads that may still be winding down when a new load begins.
 const MAX_ABANDONED: usize = 2;
 
-impl Default for Registry {
-    fn default() -> Self {
+impl Registry {
+    /// An empty registry whose loads fetch Hub ids with `hub`.
+    pub fn new(hub: HubConfig) -> Self {
         Self {
             models: DashMap::new(),
             changes: watch::Sender::new(0),
-            transfer: RwLock::new(None),
+            hub,
             abandoned: Default::default(),
         }
     }
-}
 
-impl Registry {
     /// Sees every change of any model's state (for health).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
@@ -132,31 +183,23 @@ impl Registry {
             .or_insert_with(|| Entry::new(config.clone(), State::Pending));
     }
 
-    /// Hub transfers of later loads take `transfer` instead of the environment's bounds.
-    pub fn set_hub_transfer(&self, transfer: Transfer) {
-        *self.transfer.write().unwrap_or_else(|e| e.into_inner()) = Some(transfer);
-    }
-
-    fn hub_config(&self) -> HubConfig {
-        let mut config = HubConfig::from_env();
-        if let Some(t) = *self.transfer.read().unwrap_or_else(|e| e.into_inner()) {
-            config.transfer = t;
-        }
-        config
+    /// Where Hub ids are fetched from.
+    pub fn hub_config(&self) -> &HubConfig {
+        &self.hub
     }
 
     /// [`begin`](Self::begin) and [`finish`](Self::finish).
-    pub fn load(&self, config: ModelConfig) -> Result<Arc<LoadedModel>, ServeError> {
+    pub fn load(&self, config: ModelConfig) -> Result<Arc<LoadedModel>, RegistryError> {
         let entry = self.begin(config)?;
         self.finish(&entry)
     }
 
     /// Registers `config` as loading. A name already present is refused unless its earlier
     /// load failed.
-    pub fn begin(&self, config: ModelConfig) -> Result<Arc<Entry>, ServeError> {
+    pub fn begin(&self, config: ModelConfig) -> Result<Arc<Entry>, RegistryError> {
         let abandoned = self.abandoned.load(std::sync::atomic::Ordering::Acquire);
         if abandoned >= MAX_ABANDONED {
-            return Err(ServeError::NotReady(format!(
+            return Err(RegistryError::NotReady(format!(
                 "{abandoned} abandoned loads (UnloadModel of a loading model) are still winding \
                  down, the most allowed; retry when they end"
             )));
@@ -167,7 +210,7 @@ impl Registry {
                 o.insert(entry.clone());
             }
             dashmap::Entry::Occupied(_) => {
-                return Err(ServeError::AlreadyLoaded(format!(
+                return Err(RegistryError::AlreadyLoaded(format!(
                     "model {:?} is already loaded or loading; UnloadModel it first",
                     config.name
                 )))
@@ -182,7 +225,7 @@ impl Registry {
 
     /// Loads the start-up model announced as `name`; None when it was unloaded before its load
     /// began.
-    pub fn load_announced(&self, name: &str) -> Option<Result<Arc<LoadedModel>, ServeError>> {
+    pub fn load_announced(&self, name: &str) -> Option<Result<Arc<LoadedModel>, RegistryError>> {
         let entry = self.models.get(name).map(|e| e.value().clone())?;
         {
             let mut state = entry.write();
@@ -196,10 +239,10 @@ impl Registry {
 
     /// Starts the replicas of a loading `entry` and marks it ready (or failed, with the
     /// reason); an entry cancelled meanwhile gets nothing (what was built is stopped).
-    pub fn finish(&self, entry: &Arc<Entry>) -> Result<Arc<LoadedModel>, ServeError> {
+    pub fn finish(&self, entry: &Arc<Entry>) -> Result<Arc<LoadedModel>, RegistryError> {
         let changes = self.changes.clone();
         let on_failure = Arc::new(move || changes.send_modify(|n| *n += 1));
-        let started = start(&entry.config, &self.hub_config(), &entry.cancel, on_failure);
+        let started = start(&entry.config, &self.hub, &entry.cancel, on_failure);
         let result = settle(entry, started);
         if entry
             .winding_down
@@ -249,9 +292,9 @@ impl Registry {
     }
 
     /// Waits until every model of `names` (the start-up models) has loaded, failed or gone,
-    /// and returns the first that failed to load, with the reason; None when none did. A
-    /// replica that dies later is not a load failure.
-    pub async fn first_load_failure(&self, names: &[String]) -> Option<(String, String)> {
+    /// and returns the first that failed to load; None when none did. A replica that dies
+    /// later is not a load failure.
+    pub async fn first_load_failure(&self, names: &[String]) -> Option<LoadFailure> {
         let mut changes = self.changes.subscribe();
         loop {
             let mut settled = true;
@@ -259,7 +302,7 @@ impl Registry {
                 // the state as loaded: a replica's later death is no load failure
                 let state = self.models.get(name).map(|e| e.read().clone());
                 match state {
-                    Some(State::Failed(reason)) => return Some((name.clone(), reason)),
+                    Some(State::Failed(Failure::Load(failure))) => return Some(failure),
                     Some(State::Pending | State::Loading) => settled = false,
                     _ => {}
                 }
@@ -271,19 +314,19 @@ impl Registry {
     }
 
     /// The ready model called `name`; an empty name means the only model, when there is one.
-    pub fn get(&self, name: &str) -> Result<Arc<LoadedModel>, ServeError> {
+    pub fn get(&self, name: &str) -> Result<Arc<LoadedModel>, RegistryError> {
         let entry = self.entry(name)?;
         match entry.state() {
             State::Ready(model) => Ok(model),
-            State::Loading | State::Pending => Err(ServeError::NotReady(format!(
+            State::Loading | State::Pending => Err(RegistryError::NotReady(format!(
                 "model {:?} is still loading",
                 entry.config.name
             ))),
-            State::Unloading => Err(ServeError::NotReady(format!(
+            State::Unloading => Err(RegistryError::NotReady(format!(
                 "model {:?} is unloading",
                 entry.config.name
             ))),
-            State::Failed(_) => Err(ServeError::ModelFailed(format!(
+            State::Failed(_) => Err(RegistryError::Failed(format!(
                 "model {:?} is FAILED: it failed to load or a replica died (the reason is in the \
                  server's log, and in GetModel for admin token holders)",
                 entry.config.name
@@ -291,7 +334,7 @@ impl Registry {
         }
     }
 
-    pub fn entry(&self, name: &str) -> Result<Arc<Entry>, ServeError> {
+    pub fn entry(&self, name: &str) -> Result<Arc<Entry>, RegistryError> {
         if name.is_empty() && self.models.len() == 1 {
             if let Some(only) = self.models.iter().next() {
                 return Ok(only.value().clone());
@@ -300,7 +343,7 @@ impl Registry {
         self.models
             .get(name)
             .map(|e| e.value().clone())
-            .ok_or_else(|| ServeError::UnknownModel {
+            .ok_or_else(|| RegistryError::UnknownModel {
                 model: name.to_owned(),
                 loaded: self.names(),
             })
@@ -321,7 +364,7 @@ impl Registry {
 
     /// Stops admission to `name`, lets its replicas finish every queued pair, joins them and
     /// removes the model. A model still loading is abandoned ([`Registry::cancel_load`]).
-    pub fn unload(&self, name: &str) -> Result<(), ServeError> {
+    pub fn unload(&self, name: &str) -> Result<(), RegistryError> {
         let entry = self.entry(name)?;
         if self.cancel_load(&entry) {
             return Ok(());
@@ -332,7 +375,7 @@ impl Registry {
             State::Failed(_) => {}
             other => {
                 entry.set(other);
-                return Err(ServeError::Conflict(format!(
+                return Err(RegistryError::Conflict(format!(
                     "model {:?} is already unloading",
                     entry.config.name
                 )));
@@ -408,8 +451,8 @@ impl Drop for LoadedModel {
 /// the entry's write lock, as [`Registry::cancel_load`] makes its own.
 fn settle(
     entry: &Entry,
-    started: Result<LoadedModel, String>,
-) -> Result<Arc<LoadedModel>, ServeError> {
+    started: Result<LoadedModel, LoadError>,
+) -> Result<Arc<LoadedModel>, RegistryError> {
     let name = &entry.config.name;
     let mut state = entry.write();
     if entry.cancel.is_cancelled() {
@@ -418,7 +461,7 @@ fn settle(
             model.stop();
         }
         tracing::info!(model = %name, "abandoned load ended; its result is discarded");
-        return Err(ServeError::Conflict(format!(
+        return Err(RegistryError::Conflict(format!(
             "model {name:?} was unloaded while it loaded (UnloadModel or shutdown); the load \
              was abandoned"
         )));
@@ -427,15 +470,14 @@ fn settle(
         Ok(model) => {
             let model = Arc::new(model);
             *state = State::Ready(model.clone());
-            tracing::info!(model = %name, replicas = entry.config.devices.len(), "model ready");
+            tracing::info!(model = %name, replicas = model.devices.len(), "model ready");
             Ok(model)
         }
-        Err(reason) => {
-            tracing::error!(model = %name, %reason, "model failed to load");
-            *state = State::Failed(reason.clone());
-            Err(ServeError::LoadFailed(format!(
-                "model {name:?} failed to load: {reason}"
-            )))
+        Err(error) => {
+            let failure = LoadFailure::new(name, error);
+            tracing::error!(%failure, "model failed to load");
+            *state = State::Failed(Failure::Load(failure.clone()));
+            Err(RegistryError::LoadFailed(failure))
         }
     }
 }
@@ -444,57 +486,90 @@ fn settle(
 /// set (the result would be discarded).
 fn start(
     config: &ModelConfig,
-    hub_config: &HubConfig,
+    hub: &HubConfig,
     cancel: &Cancel,
     on_failure: Arc<dyn Fn() + Send + Sync>,
-) -> Result<LoadedModel, String> {
-    let dir = match &config.hub {
-        Some(repo) => hub::fetch_model(&config.name, repo, hub_config, Progress::Log, cancel)?,
-        None => config.path.clone(),
-    };
-    if config.shadows_id {
-        tracing::info!(model = %config.name, dir = %dir.display(),
-            "using the local directory, not the Hugging Face id of the same name");
-    }
+) -> Result<LoadedModel, LoadError> {
+    let dir = config
+        .source
+        .dir(&config.name, hub, Progress::Log, cancel)
+        .map_err(LoadError::Fetch)?;
+    // Read once for the whole load: the sizing below and every replica use the same parts.
+    let dir = Arc::new(ModelDir::read(&dir));
+    let devices = replica_devices(&config.placement, &dir);
     let queue = Queue::new(config.batching);
-    queue.set_replicas(config.devices.len());
+    queue.set_replicas(devices.len());
     let mut workers = Vec::new();
     let mut first: Option<(ModelSpec, DType, PairTokenizer)> = None;
-    for (index, device) in config.devices.iter().enumerate() {
+    for (index, device) in devices.iter().enumerate() {
         if cancel.is_cancelled() {
-            return Err(stop_all(&queue, &mut workers, "cancelled".into()));
+            return Err(stop_all(&queue, &mut workers, LoadError::Cancelled));
         }
+        let parsed = parse_device(device).map_err(|reason| LoadError::Device { index, reason });
         let replica = ReplicaConfig {
             name: config.name.clone(),
             dir: dir.clone(),
-            device: parse_device(device).map_err(|e| stop_all(&queue, &mut workers, e))?,
+            device: parsed.map_err(|e| stop_all(&queue, &mut workers, e))?,
             dtype: config.dtype,
             max_length: config.max_length,
             index,
             on_failure: on_failure.clone(),
         };
-        let started = worker::spawn(replica, queue.clone())
-            .map_err(|e| stop_all(&queue, &mut workers, e.to_string()))?;
+        let started = worker::spawn(replica, queue.clone()).map_err(|source| {
+            let device = device.clone();
+            let error = LoadError::Replica {
+                index,
+                device,
+                source,
+            };
+            stop_all(&queue, &mut workers, error)
+        })?;
         workers.push(started.handle);
         first.get_or_insert((started.spec, started.dtype, started.tokenizer));
     }
-    let (spec, dtype, tokenizer) = first.ok_or("no replica devices configured")?;
+    let (spec, dtype, tokenizer) = first.ok_or(LoadError::NoDevices)?;
     Ok(LoadedModel {
         name: config.name.clone(),
         spec,
         dtype,
         tokenizer: Arc::new(tokenizer),
         queue,
+        devices,
         workers: Mutex::new(workers),
     })
 }
 
-fn stop_all(queue: &Queue, workers: &mut Vec<JoinHandle<()>>, reason: String) -> String {
+fn stop_all(queue: &Queue, workers: &mut Vec<JoinHandle<()>>, error: LoadError) -> LoadError {
     queue.close();
     for w in workers.drain(..) {
         let _ = w.join();
     }
-    reason
+    error
+}
+
+/// The device of each replica: as configured, or for [`Placement::BySize`] as many on the GPU
+/// as suit the encoder's size. A small model's batch is too short to fill the chip, so several
+/// replicas overlap their kernel launches (MiniLM-L6, 11M encoder parameters, on an H200:
+/// 11,086 pairs/s with one replica, 17,582 with four), while a large one fills it alone
+/// (BERT-large, 302M: the GPU saturated with one). Base-size models (85M) get two, a choice not
+/// measured yet; a model whose size is unknown gets one.
+fn replica_devices(placement: &Placement, dir: &ModelDir) -> Vec<String> {
+    match placement {
+        Placement::Devices(devices) => devices.clone(),
+        Placement::BySize(device) => {
+            let replicas = match encoder_parameters(dir) {
+                Some(p) if p <= 30_000_000 => 4,
+                Some(p) if p <= 120_000_000 => 2,
+                _ => 1,
+            };
+            vec![device.clone(); replicas]
+        }
+    }
+}
+
+/// The encoder's parameter count from the model's `config.json`, when it says.
+fn encoder_parameters(dir: &ModelDir) -> Option<i64> {
+    dir.config().ok()??.raw.encoder_parameters()
 }
 
 #[cfg(test)]
@@ -505,12 +580,43 @@ mod tests {
         format!("{name}=/nonexistent/{name}").parse().unwrap()
     }
 
+    /// A model directory whose config.json has these BERT sizes.
+    fn sized_model(hidden: i64, layers: i64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let config = serde_json::json!({
+            "hidden_size": hidden, "num_hidden_layers": layers, "intermediate_size": 4 * hidden,
+        });
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        dir
+    }
+
+    /// Replicas on a GPU follow the model's size, read when it loads, unless configured.
+    #[test]
+    fn gpu_replicas_follow_the_model_size_unless_configured() {
+        let (mini, large) = (sized_model(384, 6), sized_model(1024, 24));
+        let devices = |dir: &tempfile::TempDir, opts: &str| {
+            let spec = format!("m={}{opts}", dir.path().display());
+            let config: ModelConfig = spec.parse().unwrap();
+            replica_devices(&config.placement, &ModelDir::read(dir.path()))
+        };
+        assert_eq!(devices(&mini, ",device=cuda:1"), vec!["cuda:1"; 4]);
+        assert_eq!(devices(&large, ",device=cuda"), vec!["cuda"; 1]);
+        assert_eq!(
+            devices(&sized_model(768, 12), ",device=cuda"),
+            vec!["cuda"; 2]
+        );
+        assert_eq!(devices(&mini, ",device=cuda,replicas=1"), vec!["cuda"; 1]);
+        assert_eq!(devices(&mini, ""), vec!["cpu"; 1]);
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(devices(&empty, ",device=cuda"), vec!["cuda"; 1]);
+    }
+
     /// Abandoned loads whose threads still run are counted: past MAX_ABANDONED a new load is
     /// refused (LoadModel/UnloadModel in a loop cannot stack loads), and each abandoned load
     /// that ends makes room again. A cancelled name is free at once.
     #[test]
     fn abandoned_loads_are_bounded_until_they_end() {
-        let registry = Registry::default();
+        let registry = Registry::new(HubConfig::from_vars(|_| None));
         let loading: Vec<_> = (0..MAX_ABANDONED)
             .map(|i| registry.begin(config(&format!("m{i}"))).unwrap())
             .collect();
@@ -518,12 +624,12 @@ mod tests {
             assert!(registry.cancel_load(entry));
         }
         let err = registry.begin(config("next")).err().expect("refused");
-        assert!(matches!(err, ServeError::NotReady(_)), "{err}");
+        assert!(matches!(err, RegistryError::NotReady(_)), "{err}");
         // The abandoned loads end (here: at once, their directory does not exist).
         for entry in &loading {
             assert!(matches!(
                 registry.finish(entry),
-                Err(ServeError::Conflict(_))
+                Err(RegistryError::Conflict(_))
             ));
         }
         let entry = registry.begin(config("m0")).unwrap();

@@ -147,7 +147,7 @@ async fn a_failed_start_up_model_leaves_no_replica_behind() {
     let watch = engine.clone();
     let stop = Box::pin(async move {
         let failure = watch.registry.first_load_failure(&names).await;
-        assert_eq!(failure.map(|f| f.0).as_deref(), Some("lcb"));
+        assert_eq!(failure.map(|f| f.model).as_deref(), Some("lcb"));
     });
     serve(engine.clone(), models, ServerOptions::default(), stop)
         .await
@@ -201,7 +201,7 @@ async fn unload_model_joins_its_replicas() {
 #[test]
 fn dropping_a_registry_joins_its_replicas() {
     one_intra_op_thread();
-    let registry = Registry::default();
+    let registry = Registry::new(crossrank::hub::HubConfig::from_vars(|_| None));
     registry.load(model("lcd=bert,replicas=2")).unwrap();
     assert_eq!(replica_threads("lcd"), 2);
     drop(registry);

@@ -16,7 +16,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use crossrank::activation::ActivationChoice;
 use crossrank::device::{parse_device, DType};
-use crossrank::hub::Progress;
+use crossrank::hub::{Cancel, HubConfig, ModelSource, Progress};
+use crossrank::load_error::LoadError;
 use crossrank::runtime::{CrossEncoder, LoadOptions};
 
 #[derive(Parser)]
@@ -113,9 +114,12 @@ impl ModelArgs {
             dtype: self.dtype,
             max_length: self.max_length,
         };
-        let hub = crossrank::hub::HubConfig::from_env();
-        let dir = crossrank::hub::model_dir("cli", &self.model, &hub, Progress::for_stderr())
-            .map_err(anyhow::Error::msg)?;
+        // relative to the working directory
+        let source = ModelSource::resolve(&self.model, Some(std::path::Path::new("")));
+        let hub = HubConfig::from_env();
+        let dir = source
+            .dir("cli", &hub, Progress::for_stderr(), &Cancel::default())
+            .map_err(LoadError::Fetch)?;
         CrossEncoder::load(&dir, &opts).with_context(|| format!("loading {}", dir.display()))
     }
 }

@@ -13,6 +13,8 @@ use crossrank::api::{
 };
 use crossrank::config::{ModelConfig, ServeConfig};
 use crossrank::engine::Engine;
+use crossrank::hub::HubConfig;
+use crossrank::load_error::LoadFailure;
 use crossrank::telemetry::tracing::TraceOptions;
 
 #[derive(Args)]
@@ -215,7 +217,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     fn config(&self) -> anyhow::Result<ServeConfig> {
         let mut config = match &self.config {
-            Some(path) => ServeConfig::from_file(path).map_err(anyhow::Error::msg)?,
+            Some(path) => ServeConfig::from_file(path)?,
             None => ServeConfig::default(),
         };
         config.models.extend(self.models.iter().cloned());
@@ -237,7 +239,7 @@ impl ServeArgs {
                 config.metric_tenants.push(t.clone());
             }
         }
-        config.check().map_err(anyhow::Error::msg)?;
+        config.check()?;
         if config.models.is_empty() {
             bail!(
                 "no models configured: give --model NAME=DIR (or NAME=org/name) or --config FILE"
@@ -313,11 +315,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         for m in &config.models {
             println!(
                 "model {}: {} on {:?}, dtype {:?}, {:?}",
-                m.name,
-                m.path.display(),
-                m.devices,
-                m.dtype,
-                m.batching
+                m.name, m.source, m.placement, m.dtype, m.batching
             );
         }
         println!("limits: {:?}", config.limits);
@@ -351,8 +349,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = bind(&args.host, args.port, "--port").await?;
         println!("crossrank listening on {}", listener.local_addr()?);
         crossrank::telemetry::metrics::metrics().set_metric_tenants(&config.metric_tenants);
-        let engine = Engine::new(config.limits);
-        engine.registry.set_hub_transfer(args.hub.transfer());
+        // the Hub's settings, read once: the environment's, with the flags' transfer bounds
+        let hub = HubConfig {
+            transfer: args.hub.transfer(),
+            ..HubConfig::from_env()
+        };
+        let engine = Engine::with_hub(config.limits, hub);
         let metrics_host = args.metrics_host.as_deref().unwrap_or(&args.host);
         let metrics = bind(metrics_host, args.metrics_port, "--metrics-port").await?;
         println!(
@@ -409,11 +411,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("crossrank stopped");
         let failure = failed.lock().unwrap_or_else(|e| e.into_inner()).take();
         match failure {
-            Some((name, reason)) => bail!(
-                "model {name:?} failed to load, so the server stopped \
-                 (--keep-serving-on-load-failure serves the other models instead): {}",
-                reason.split_whitespace().collect::<Vec<_>>().join(" ")
-            ),
+            Some(failure) => {
+                let message = format!(
+                    "{failure}; so the server stopped (--keep-serving-on-load-failure serves \
+                     the other models instead)"
+                );
+                bail!(
+                    "{}",
+                    message.split_whitespace().collect::<Vec<_>>().join(" ")
+                )
+            }
             None => Ok(()),
         }
     });
@@ -485,8 +492,8 @@ fn environment_defaults() {
     }
 }
 
-/// The first start-up model that failed to load, with the reason.
-type Failure = Arc<Mutex<Option<(String, String)>>>;
+/// The first start-up model that failed to load.
+type Failure = Arc<Mutex<Option<LoadFailure>>>;
 
 /// SIGTERM or ctrl-c; or, unless `keep_serving`, the first of the start-up models `names` to
 /// fail its load, recorded in `failed`.
@@ -494,7 +501,7 @@ async fn stop_when(engine: Arc<Engine>, names: Vec<String>, keep_serving: bool, 
     let load_failure = async {
         if !keep_serving {
             if let Some(failure) = engine.registry.first_load_failure(&names).await {
-                tracing::error!(model = %failure.0, "a start-up model failed to load: stopping");
+                tracing::error!(model = %failure.model, "a start-up model failed to load: stopping");
                 *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
                 return;
             }

@@ -1,6 +1,9 @@
 //! Errors of the serving core, by what went wrong, not by how a protocol says it: `api::grpc`
 //! maps each to a gRPC status and `api::http` to each dialect's HTTP status and body, once.
 
+use crate::load_error::LoadFailure;
+use crate::registry::RegistryError;
+
 /// Why a request failed. Messages name the field, the limit and the value where there is one.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ServeError {
@@ -40,9 +43,9 @@ pub enum ServeError {
     /// LoadModel of a name that is loaded or loading.
     #[error("{0}")]
     AlreadyLoaded(String),
-    /// A model that failed to load (LoadModel's answer).
+    /// A model that failed to load (LoadModel's answer), with its cause.
     #[error("{0}")]
-    LoadFailed(String),
+    LoadFailed(LoadFailure),
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -53,4 +56,18 @@ pub enum ServeError {
     /// A bug or a broken model file (a tokenizer that does not match the weights).
     #[error("{0}")]
     Internal(String),
+}
+
+/// The registry's refusals, kind for kind.
+impl From<RegistryError> for ServeError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::UnknownModel { model, loaded } => Self::UnknownModel { model, loaded },
+            RegistryError::NotReady(m) => Self::NotReady(m),
+            RegistryError::Failed(m) => Self::ModelFailed(m),
+            RegistryError::AlreadyLoaded(m) => Self::AlreadyLoaded(m),
+            RegistryError::Conflict(m) => Self::Conflict(m),
+            RegistryError::LoadFailed(failure) => Self::LoadFailed(failure),
+        }
+    }
 }

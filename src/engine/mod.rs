@@ -23,6 +23,7 @@ pub use session::{Partial, RankOptions, RerankSession, Session};
 
 use crate::activation::Activation;
 use crate::config::RequestLimits;
+use crate::hub::HubConfig;
 use crate::registry::{LoadedModel, Registry};
 use crate::scheduler::{Class, Job, PairError, PairResult, Rejected, Sink};
 use crate::telemetry::metrics::{metrics, ModelLabel};
@@ -97,9 +98,15 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine whose loads fetch Hub ids with the environment's settings
+    /// ([`HubConfig::from_env`]); a server reads them once and calls [`Engine::with_hub`].
     pub fn new(limits: RequestLimits) -> Arc<Self> {
+        Self::with_hub(limits, HubConfig::from_env())
+    }
+
+    pub fn with_hub(limits: RequestLimits, hub: HubConfig) -> Arc<Self> {
         Arc::new(Self {
-            registry: Registry::default(),
+            registry: Registry::new(hub),
             tokenizing: ByteBudget::new(limits.max_tokenizing_bytes),
             limits,
             draining: tokio::sync::watch::Sender::new(false),
@@ -134,7 +141,7 @@ impl Engine {
                 "the server is shutting down".into(),
             ));
         }
-        self.registry.get(name)
+        Ok(self.registry.get(name)?)
     }
 
     pub fn activation(model: &LoadedModel, options: &Options) -> Result<Activation, ServeError> {

@@ -3,7 +3,7 @@
 //! The files a model needs are fetched into the standard Hugging Face cache (the layout
 //! `huggingface_hub` writes, so caches filled by Python tools are reused and vice versa) and the
 //! snapshot directory is handed to the loader like any local directory. An existing local
-//! directory of the same name wins. Environment: `HF_ENDPOINT`, `HF_HUB_CACHE` / `HF_HOME`,
+//! directory of the same name wins ([`ModelSource::resolve`], the one rule). Environment: `HF_ENDPOINT`, `HF_HUB_CACHE` / `HF_HOME`,
 //! `HF_TOKEN`, `HF_HUB_OFFLINE` (see [`HubConfig::from_env`]), and crossrank's bounds:
 //! `CROSSRANK_HUB_MAX_GIB`, `CROSSRANK_HUB_TIMEOUT_SECS`, `CROSSRANK_HUB_MIN_RATE_KIB` (every
 //! transfer ends: see [`Transfer`]).
@@ -16,14 +16,16 @@ mod files;
 mod http;
 mod pace;
 mod progress;
+mod source;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use config::HubConfig;
 pub use error::HubError;
 pub use fetch::{snapshot, snapshot_until};
 pub use pace::{Cancel, Transfer, DEFAULT_MIN_RATE_KIB, DEFAULT_TIMEOUT_SECS};
 pub use progress::Progress;
+pub use source::ModelSource;
 
 /// The branch used when an id names no revision.
 pub const DEFAULT_REVISION: &str = "main";
@@ -99,53 +101,6 @@ fn valid_revision(r: &str) -> bool {
 
 fn is_commit(rev: &str) -> bool {
     rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The directory to load for a model given as `path` (relative to the working directory):
-/// `path` itself when it exists (or is no Hugging Face id, for the loader to report), else the
-/// id's snapshot, fetched as needed. `model` names the model in logs.
-pub fn model_dir(
-    model: &str,
-    path: &Path,
-    config: &HubConfig,
-    progress: Progress,
-) -> Result<PathBuf, String> {
-    match RepoRef::parse_path(path) {
-        Some(_) if path.exists() => {
-            tracing::info!(model, dir = %path.display(),
-                "using the local directory, not the Hugging Face id of the same name");
-            Ok(path.to_owned())
-        }
-        Some(repo) => fetch_model(model, &repo, config, progress, &Cancel::default()),
-        None => Ok(path.to_owned()),
-    }
-}
-
-/// The snapshot of `repo`, fetched as needed (until `cancel` is set); the error also says that
-/// no local directory of that name exists (the id may be a mistyped path).
-pub fn fetch_model(
-    model: &str,
-    repo: &RepoRef,
-    config: &HubConfig,
-    progress: Progress,
-    cancel: &Cancel,
-) -> Result<PathBuf, String> {
-    let dir = fetch::snapshot_until(repo, config, progress, cancel).map_err(|e| {
-        format!(
-            "{e} (taken as a Hugging Face id: there is no local directory {:?})",
-            repo.id
-        )
-    })?;
-    tracing::info!(model, repo = %repo, dir = %dir.display(), "using the Hugging Face model");
-    Ok(dir)
-}
-
-/// The cached snapshot of `repo`, without any network access; None when the cache has not seen
-/// its revision.
-pub fn cached_snapshot(repo: &RepoRef) -> Option<PathBuf> {
-    let config = HubConfig::from_env();
-    let cache = cache::RepoCache::new(&config.cache_dir, repo);
-    Some(cache.snapshot(&cache.commit_of(repo)?))
 }
 
 #[cfg(test)]

@@ -27,11 +27,14 @@ use std::path::Path;
 use tch::{Device, Tensor};
 
 use crate::activation::Activation;
-use crate::config::MAX_MAX_LENGTH;
 use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 use crate::model_dir::{ArchConfig, ModelDir, RawConfig};
 pub use family::{families, family, supported_architectures, Family, Kind};
+
+/// The longest input (tokens) the server serves, whatever a model's config declares; also the
+/// ceiling of the `max_length` model option.
+pub const MAX_MAX_LENGTH: usize = 1 << 16;
 
 /// One padded batch on the model's device: int64 tensors of shape [batch, seq].
 pub struct Inputs {

@@ -14,9 +14,7 @@ pub fn pad(pairs: &[&Encoded], spec: &ModelSpec, device: Device) -> Result<Input
     let rows = pairs.len();
     let width = pairs.iter().map(|e| e.len()).max().unwrap_or(0);
     if rows == 0 || width == 0 {
-        return Err(RuntimeError::InvalidOption(
-            "cannot run an empty batch".into(),
-        ));
+        return Err(RuntimeError::EmptyBatch);
     }
     let mut ids = vec![spec.pad_token_id; rows * width];
     let mut mask = vec![0i64; rows * width];
@@ -56,7 +54,7 @@ pub fn pad(pairs: &[&Encoded], spec: &ModelSpec, device: Device) -> Result<Input
 }
 
 fn out_of_range(what: &str, value: i64, limit: i64) -> RuntimeError {
-    RuntimeError::InvalidOption(format!(
+    RuntimeError::Mismatch(format!(
         "{what} {value} is outside the model's table of {limit}: tokenizer.json does not match the model"
     ))
 }

@@ -69,7 +69,7 @@ impl Network {
         let rows = batch::rows(&self.model.logits(&inputs)?)?;
         let labels = self.spec.labels.len();
         if rows.len() != pairs.len() || rows.iter().any(|r| r.len() != labels) {
-            return Err(RuntimeError::InvalidOption(format!(
+            return Err(RuntimeError::Mismatch(format!(
                 "the model returned {} rows of {} logits for {} pairs; expected {labels} per pair",
                 rows.len(),
                 rows.first().map_or(0, Vec::len),

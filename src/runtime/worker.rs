@@ -4,7 +4,6 @@
 //! with it). Inference never runs on async threads.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -14,6 +13,7 @@ use tch::Device;
 use super::Network;
 use crate::device::DType;
 use crate::error::{Result, RuntimeError};
+use crate::model_dir::ModelDir;
 use crate::models::ModelSpec;
 use crate::scheduler::{Job, PairError, Queue};
 use crate::telemetry::metrics::metrics;
@@ -22,7 +22,8 @@ use crate::tokenize::{Encoded, PairTokenizer};
 /// What a replica thread needs to start.
 pub struct ReplicaConfig {
     pub name: String,
-    pub dir: PathBuf,
+    /// The model directory, read once for the whole load and shared by its replicas.
+    pub dir: Arc<ModelDir>,
     pub device: Device,
     pub dtype: Option<DType>,
     pub max_length: Option<usize>,
@@ -62,8 +63,9 @@ pub fn spawn(cfg: ReplicaConfig, queue: Arc<Queue>) -> Result<Started> {
             };
             supervised(&cfg, &queue, || serve(&cfg, &network, &queue));
         })
-        .map_err(|e| {
-            RuntimeError::InvalidOption(format!("cannot start thread {thread_name}: {e}"))
+        .map_err(|error| RuntimeError::Spawn {
+            thread: thread_name.clone(),
+            error,
         })?;
     match ready_rx.recv() {
         Ok(Ok((spec, dtype, tokenizer))) => Ok(Started {
@@ -78,9 +80,9 @@ pub fn spawn(cfg: ReplicaConfig, queue: Arc<Queue>) -> Result<Started> {
         }
         Err(_) => {
             let _ = handle.join();
-            Err(RuntimeError::InvalidOption(format!(
-                "replica thread {thread_name} died while loading"
-            )))
+            Err(RuntimeError::Died {
+                thread: thread_name,
+            })
         }
     }
 }
@@ -104,12 +106,11 @@ fn load_and_warm_up(cfg: &ReplicaConfig) -> Result<(Network, PairTokenizer)> {
     let device = crate::device::device_name(cfg.device);
     let span = tracing::info_span!("load_model", model = %cfg.name, %device, replica = cfg.index);
     let _entered = span.enter();
-    let dir = crate::model_dir::ModelDir::read(&cfg.dir);
-    let network = Network::load(&dir, cfg.device, cfg.dtype)?;
-    let tokenizer = PairTokenizer::load(&dir, &network.spec, cfg.max_length)?;
+    let network = Network::load(&cfg.dir, cfg.device, cfg.dtype)?;
+    let tokenizer = PairTokenizer::load(&cfg.dir, &network.spec, cfg.max_length)?;
     // The tokenizer's maximum never exceeds the model's serving positions, which never exceed
     // the server's maximum; the `min` keeps the warm-up bounded even so.
-    let long = "warm up ".repeat(tokenizer.max_length().min(crate::config::MAX_MAX_LENGTH));
+    let long = "warm up ".repeat(tokenizer.max_length().min(crate::models::MAX_MAX_LENGTH));
     let pairs = tokenizer.encode(&[
         ("warm up", "a short document"),
         (long.as_str(), long.as_str()),
@@ -233,11 +234,11 @@ fn run_batch(model: &str, network: &Network, batch_id: u64, jobs: Vec<Job>) {
     }
     let inputs: Vec<&Encoded> = live.iter().map(|j| &j.encoded).collect();
     let outcomes = super::split::run_split(&inputs, &mut |part: &[&Encoded]| {
-        catch_unwind(AssertUnwindSafe(|| network.logits(part))).unwrap_or_else(|_| {
-            Err(RuntimeError::InvalidOption(
-                "libtorch panicked during inference".into(),
-            ))
-        })
+        catch_unwind(AssertUnwindSafe(|| network.logits(part))).unwrap_or(Err(
+            RuntimeError::Panicked {
+                during: "during inference",
+            },
+        ))
     });
     let inference = start.elapsed();
     let tokens: usize = inputs.iter().map(|e| e.len()).sum();
@@ -292,7 +293,7 @@ mod tests {
         let flag = told.clone();
         let cfg = ReplicaConfig {
             name: "m".into(),
-            dir: PathBuf::new(),
+            dir: Arc::new(ModelDir::read(std::path::Path::new(""))),
             device: Device::Cpu,
             dtype: None,
             max_length: None,

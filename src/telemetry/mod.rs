@@ -59,7 +59,7 @@ fn refresh(engine: &Engine) {
         let l = ModelLabel { model };
         m.replicas
             .get_or_create(&l)
-            .set(entry.config.devices.len() as i64);
+            .set(entry.devices().len() as i64);
         let depth = if let State::Ready(loaded) = state {
             let stats = loaded.queue.stats();
             let model = &l.model;

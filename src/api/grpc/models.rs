@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{ModelConfig, ModelOptions};
 use crate::engine::request::check_model_name;
 use crate::engine::{Engine, ServeError};
-use crate::hub::RepoRef;
+use crate::hub::ModelSource;
 use crate::registry::{Entry, State};
 
 pub struct Models {
@@ -51,23 +51,25 @@ impl Models {
 }
 
 impl Models {
-    /// The directory under the model root that LoadModel's `path` names; or, when no such
-    /// directory exists and hub loads are allowed, the Hugging Face id it is.
-    fn model_path(&self, path: &str) -> Result<(PathBuf, Option<RepoRef>), ServeError> {
-        let local = under_root(self.model_root.as_deref(), path);
-        let local_exists = self
-            .model_root
-            .as_ref()
-            .is_some_and(|root| root.join(path).exists());
-        let id = RepoRef::parse(path).filter(|_| !local_exists);
-        match (local, id, self.hub_load) {
-            (Ok(dir), _, _) => Ok((dir, None)),
-            (Err(_), Some(repo), true) => Ok((PathBuf::from(path), Some(repo))),
-            (Err(e), Some(_), false) => Err(ServeError::PermissionDenied(format!(
-                "{e}; and loading Hugging Face ids such as {path:?} is disabled: start the \
-                 server with --allow-hub-load"
-            ))),
-            (Err(e), None, _) => Err(e),
+    /// What LoadModel's `path` names, by [`ModelSource::resolve`] against the model root: a
+    /// directory, which must lie under the root ([`under_root`]), or a Hugging Face id, when
+    /// hub loads are allowed.
+    fn source(&self, path: &str) -> Result<ModelSource, ServeError> {
+        let root = self.model_root.as_deref();
+        match ModelSource::resolve(Path::new(path), root) {
+            ModelSource::Local { shadows_id, .. } => Ok(ModelSource::Local {
+                dir: under_root(root, path)?,
+                shadows_id,
+            }),
+            id @ ModelSource::Hub(_) if self.hub_load => Ok(id),
+            ModelSource::Hub(_) => {
+                let local = under_root(root, path).err();
+                let why = local.map_or_else(String::new, |e| format!("{e}; and "));
+                Err(ServeError::PermissionDenied(format!(
+                    "{why}loading Hugging Face ids such as {path:?} is disabled: start the \
+                     server with --allow-hub-load"
+                )))
+            }
         }
     }
 }
@@ -141,7 +143,11 @@ impl pb::models_server::Models for Models {
         let full = self.authorize(req.metadata()).is_ok();
         let name = req.into_inner().name;
         check_model_name(&name)?;
-        let entry = self.engine.registry.entry(&name)?;
+        let entry = self
+            .engine
+            .registry
+            .entry(&name)
+            .map_err(ServeError::from)?;
         Ok(Response::new(info(&entry, full)))
     }
 
@@ -151,17 +157,14 @@ impl pb::models_server::Models for Models {
     ) -> Result<Response<pb::ModelInfo>, Status> {
         self.authorize(req.metadata())?;
         let req = req.into_inner();
-        let (path, hub) = self.model_path(&req.path)?;
-        let id_like = RepoRef::parse(&req.path).is_some();
-        let mut config = model_config(req, path)?;
-        // decided against the model root, not the working directory
-        config.shadows_id = hub.is_none() && id_like;
-        config.hub = hub;
+        let source = self.source(&req.path)?;
+        let config = model_config(req, source)?;
         let name = config.name.clone();
-        let entry = self.engine.registry.begin(config)?;
+        let registry = &self.engine.registry;
+        let entry = registry.begin(config).map_err(ServeError::from)?;
         self.finish_load(entry).await?;
         self.health.model_serving(&name, true).await;
-        let entry = self.engine.registry.entry(&name)?;
+        let entry = registry.entry(&name).map_err(ServeError::from)?;
         Ok(Response::new(info(&entry, true)))
     }
 
@@ -172,12 +175,17 @@ impl pb::models_server::Models for Models {
         self.authorize(req.metadata())?;
         let name = req.into_inner().name;
         check_model_name(&name)?;
-        let entry = self.engine.registry.entry(&name)?;
+        let entry = self
+            .engine
+            .registry
+            .entry(&name)
+            .map_err(ServeError::from)?;
         self.health.model_serving(&entry.config.name, false).await;
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.registry.unload(&entry.config.name))
             .await
-            .map_err(|e| Status::internal(format!("unload task failed: {e}")))??;
+            .map_err(|e| Status::internal(format!("unload task failed: {e}")))?
+            .map_err(ServeError::from)?;
         Ok(Response::new(pb::UnloadModelResponse {}))
     }
 }
@@ -199,7 +207,8 @@ impl Models {
         let load = tokio::task::spawn_blocking(move || engine.registry.finish(&loading));
         tokio::select! {
             done = load => {
-                done.map_err(|e| Status::internal(format!("load task failed: {e}")))??;
+                done.map_err(|e| Status::internal(format!("load task failed: {e}")))?
+                    .map_err(ServeError::from)?;
             }
             () = registry.cancelled(&entry) => return Err(abandoned().into()),
             () = self.engine.draining() => {
@@ -217,13 +226,13 @@ impl Models {
 
 /// LoadModel's options, through the same defaults and bounds as `--model` and the TOML file
 /// (0 or empty means unset).
-fn model_config(r: pb::LoadModelRequest, path: PathBuf) -> Result<ModelConfig, ServeError> {
+fn model_config(r: pb::LoadModelRequest, source: ModelSource) -> Result<ModelConfig, ServeError> {
     let o = r.options.unwrap_or_default();
     let b = o.batching.unwrap_or_default();
     let set = |v: u32| (v > 0).then_some(v as usize);
     let options = ModelOptions {
         name: r.name,
-        path,
+        path: r.path.into(),
         devices: (!o.devices.is_empty()).then_some(o.devices),
         dtype: (!o.dtype.is_empty()).then_some(o.dtype),
         max_length: set(o.max_length),
@@ -234,8 +243,8 @@ fn model_config(r: pb::LoadModelRequest, path: PathBuf) -> Result<ModelConfig, S
         ..Default::default()
     };
     options
-        .into_config(Path::new(""))
-        .map_err(ServeError::Invalid)
+        .into_config_from(source)
+        .map_err(|e| ServeError::Invalid(e.to_string()))
 }
 
 /// A model's description; its path and load error only for `full` (admin token holders): they
@@ -243,15 +252,16 @@ fn model_config(r: pb::LoadModelRequest, path: PathBuf) -> Result<ModelConfig, S
 pub fn info(e: &Entry, full: bool) -> pb::ModelInfo {
     let c = &e.config;
     let b = &c.batching;
+    let devices = e.devices();
     let mut info = pb::ModelInfo {
         name: c.name.clone(),
         path: if full {
-            c.path.display().to_string()
+            c.source.to_string()
         } else {
             String::new()
         },
-        devices: c.devices.clone(),
-        replicas: c.devices.len() as u32,
+        replicas: devices.len() as u32,
+        devices,
         dtype: c.dtype.map(|d| d.to_string()).unwrap_or_default(),
         batching: Some(pb::BatchingLimits {
             max_batch_tokens: b.max_batch_tokens as u32,
@@ -264,9 +274,9 @@ pub fn info(e: &Entry, full: bool) -> pb::ModelInfo {
     info.state = match e.state() {
         State::Loading | State::Pending => pb::ModelState::Loading,
         State::Unloading => pb::ModelState::Unloading,
-        State::Failed(reason) => {
+        State::Failed(failure) => {
             info.reason = if full {
-                reason
+                failure.to_string()
             } else {
                 "failed; the reason is shown to admin token holders and in the server's log".into()
             };

@@ -78,10 +78,11 @@ pub async fn info(State(h): State<Arc<Http>>) -> Response {
 
 fn describe(h: &Http) -> Result<Info, ApiError> {
     let name = h.resolve_model(None, Dialect::Tei)?;
-    let fail = |e| ApiError::serve(&e, Dialect::Tei);
-    let entry = h.engine.registry.entry(&name).map_err(fail)?;
+    let fail = |e: ServeError| ApiError::serve(&e, Dialect::Tei);
+    let entry = h.engine.registry.entry(&name).map_err(|e| fail(e.into()))?;
     let Some(model) = model_info(&entry) else {
-        let why = h.engine.registry.get(&name).err().unwrap_or_else(|| {
+        let why = h.engine.registry.get(&name).err().map(ServeError::from);
+        let why = why.unwrap_or_else(|| {
             ServeError::NotReady(format!("model {name:?} became ready just now; ask again"))
         });
         return Err(fail(why));
