@@ -41,6 +41,10 @@ pub enum RuntimeError {
     /// An option the model cannot take (a dtype, an activation).
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// A setting of the model's config that crossrank does not implement (an activation
+    /// function of the hidden layers).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// A replica's thread could not be started.
     #[error("cannot start thread {thread}: {error}")]
     Spawn {

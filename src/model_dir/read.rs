@@ -125,7 +125,8 @@ pub fn replay(e: &RuntimeError) -> RuntimeError {
             path: path.clone(),
             message: message.clone(),
         },
-        other => RuntimeError::InvalidOption(other.to_string()),
+        // Reads produce none of the others; kept whole as text should one appear.
+        other => RuntimeError::Mismatch(other.to_string()),
     }
 }
 

@@ -268,7 +268,7 @@ fn true_false_rows(w: &Weights, tf: &TrueFalse, vocab: i64, h: i64) -> Result<Te
     };
     let ids: Vec<i64> = std::iter::once(tf.true_id).chain(tf.false_id).collect();
     if let Some(&bad) = ids.iter().find(|&&id| id < 0 || id >= vocab) {
-        return Err(RuntimeError::InvalidOption(format!(
+        return Err(RuntimeError::Mismatch(format!(
             "LogitScore token id {bad} ({}) is outside the vocabulary of {vocab}",
             tf.source
         )));

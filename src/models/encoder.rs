@@ -27,7 +27,7 @@ impl HiddenAct {
             "silu" | "swish" => Self::Silu,
             "quick_gelu" => Self::QuickGelu,
             other => {
-                return Err(RuntimeError::InvalidOption(format!(
+                return Err(RuntimeError::Unsupported(format!(
                     "hidden_act {other:?} is not supported; supported: gelu, gelu_new, \
                      gelu_pytorch_tanh, gelu_fast, relu, silu, swish, quick_gelu"
                 )))

@@ -77,8 +77,8 @@ pub fn load(dir: &ModelDir, device: Device, dtype: DType) -> Result<Loaded> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             module.to(device, kind, false)
         }))
-        .map_err(|_| {
-            RuntimeError::InvalidOption(format!("cannot convert the TorchScript model to {kind:?}"))
+        .map_err(|_| RuntimeError::Panicked {
+            during: "converting the TorchScript model to the requested dtype",
         })?;
     }
     let spec = ModelSpec {
@@ -136,7 +136,7 @@ fn unexpected(value: &IValue) -> RuntimeError {
         IValue::Tensor(t) => format!("a tensor of shape {:?}", t.size()),
         other => format!("{:.80}", format!("{other:?}")),
     };
-    RuntimeError::InvalidOption(format!(
+    RuntimeError::Mismatch(format!(
         "the TorchScript model returned {what}; expected logits, a tuple starting with logits, or {{\"logits\": …}}"
     ))
 }

@@ -221,7 +221,7 @@ impl Linear {
             .iter()
             .map(|l| match &l.weight {
                 Weight::Dense(w) => Ok(w),
-                Weight::Int8 { .. } => Err(RuntimeError::InvalidOption(
+                Weight::Int8 { .. } => Err(RuntimeError::Mismatch(
                     "cannot concatenate quantized layers".into(),
                 )),
             })
