@@ -8,7 +8,7 @@ cd "$CROSSRANK_ROOT"
 
 fixtures=tests/fixtures/generated
 want=$(cat tests/fixtures/make_fixtures.py tests/fixtures/make_causal_reranker.py \
-  tests/fixtures/make_truncation.py python/crossrank_tools/corpus.py requirements.txt \
+  tests/fixtures/make_truncation.py tests/fixtures/make_chunks.py python/crossrank_tools/corpus.py requirements.txt \
   models/minilm-ce/config.json models/minilm-ce/.complete | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$fixtures/.stamp" 2>/dev/null)" != "$want" ]; then
   echo "test: generating parity fixtures with sentence-transformers" >&2
@@ -19,6 +19,8 @@ if [ "$(cat "$fixtures/.stamp" 2>/dev/null)" != "$want" ]; then
   python -W ignore tests/fixtures/make_causal_reranker.py "$fixtures/causal" >> "$log" 2>&1 \
     || { cat "$log" >&2; exit 1; }
   python -W ignore tests/fixtures/make_truncation.py "$fixtures" models/minilm-ce >> "$log" 2>&1 \
+    || { cat "$log" >&2; exit 1; }
+  python -W ignore tests/fixtures/make_chunks.py "$fixtures" >> "$log" 2>&1 \
     || { cat "$log" >&2; exit 1; }
   rm -f "$log"
   echo "$want" > "$fixtures/.stamp"

@@ -18,6 +18,7 @@
 //! - [`telemetry`]: Prometheus metrics, logs and OpenTelemetry traces;
 //! - [`error`]: errors of loading and running a model;
 //! - [`activation`]: the function that turns logits into scores;
+//! - [`pooling`]: a chunked long document's score from its windows' scores;
 //! - [`device`]: device and precision names (`cpu`, `cuda:1`, `bf16`);
 //! - `cli` (binary only): the `score`, `rerank`, `serve`, `bench`, `health` and `fetch` commands.
 //!
@@ -34,6 +35,7 @@ pub mod hub;
 pub mod load_error;
 pub mod model_dir;
 pub mod models;
+pub mod pooling;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;

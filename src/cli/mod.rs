@@ -6,6 +6,7 @@ mod bench;
 mod fetch;
 mod health;
 mod input;
+mod long;
 mod rerank;
 mod score;
 mod serve;
@@ -102,6 +103,8 @@ pub struct ModelArgs {
     /// model's default prompt; "" for none).
     #[arg(long)]
     instruction: Option<String>,
+    #[command(flatten)]
+    long: long::LongArgs,
 }
 
 impl ModelArgs {
@@ -126,11 +129,12 @@ impl ModelArgs {
 
 impl ModelArgs {
     /// Scores `pairs` in length-sorted batches with a progress bar; results in input order.
+    /// With `--truncation chunk`, each pair's second text is scored in windows and pooled.
     fn predict<S: AsRef<str>>(
         &self,
         encoder: &CrossEncoder,
         pairs: &[(S, S)],
-    ) -> anyhow::Result<Vec<Vec<f32>>> {
+    ) -> anyhow::Result<Vec<long::Scored>> {
         let instruction = self.instruction.as_deref();
         if instruction.is_some_and(|i| !i.is_empty()) && !encoder.tokenizer.uses_chat_template() {
             anyhow::bail!(
@@ -141,12 +145,31 @@ impl ModelArgs {
         }
         let bar = progress(pairs.len(), self.batch_size);
         let batch = self.batch_size as usize;
-        let scores =
-            encoder.predict_instructed(pairs, instruction, self.activation, batch, |n| {
-                bar.inc(n as u64)
-            })?;
+        let tick = |n: usize| bar.inc(n as u64);
+        let scored = match self.long.chunked() {
+            Some(how) => encoder
+                .predict_chunked(pairs, &how, self.activation, batch, tick)?
+                .into_iter()
+                .map(|p| long::Scored {
+                    scores: p.scores,
+                    best: Some(p.best),
+                })
+                .collect(),
+            None => encoder
+                .predict_instructed(
+                    pairs,
+                    instruction,
+                    self.long.cut(),
+                    self.activation,
+                    batch,
+                    tick,
+                )?
+                .into_iter()
+                .map(|scores| long::Scored { scores, best: None })
+                .collect(),
+        };
         bar.finish_and_clear();
-        Ok(scores)
+        Ok(scored)
     }
 }
 

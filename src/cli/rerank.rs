@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 
+use super::long::{chunk_column, chunk_json};
 use super::{input, ModelArgs};
 
 #[derive(Args)]
@@ -21,7 +22,9 @@ pub struct RerankArgs {
     /// Print only the best N documents (default: all).
     #[arg(long)]
     top_n: Option<usize>,
-    /// Print one JSON object per document instead of `rank TAB index TAB score TAB text`.
+    /// Print one JSON object per document instead of `rank TAB index TAB score TAB text` (with
+    /// `--truncation chunk`, a `window:start-end` column before the text names the window that
+    /// scored highest, in characters of the document).
     #[arg(long)]
     json: bool,
 }
@@ -37,8 +40,8 @@ pub fn run(args: RerankArgs) -> anyhow::Result<()> {
         .iter()
         .map(|d| (args.query.as_str(), d.as_str()))
         .collect();
-    let scores = args.model.predict(&encoder, &pairs)?;
-    let ranked = rank(scores.iter().map(|s| s[0]).collect());
+    let scored = args.model.predict(&encoder, &pairs)?;
+    let ranked = rank(scored.iter().map(|s| s.scores[0]).collect());
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (rank, &(index, score)) in ranked
         .iter()
@@ -46,12 +49,17 @@ pub fn run(args: RerankArgs) -> anyhow::Result<()> {
         .enumerate()
     {
         let text = &docs[index];
+        let best = scored[index].best;
         if args.json {
-            let row = serde_json::json!({ "rank": rank + 1, "index": index, "score": score, "text": text });
+            let mut row = serde_json::json!({ "rank": rank + 1, "index": index, "score": score, "text": text });
+            if best.is_some() {
+                row["best_chunk"] = chunk_json(best);
+            }
             serde_json::to_writer(&mut out, &row)?;
             writeln!(out)?;
         } else {
-            writeln!(out, "{}\t{index}\t{score}\t{text}", rank + 1)?;
+            let chunk = best.map(|b| chunk_column(b) + "\t").unwrap_or_default();
+            writeln!(out, "{}\t{index}\t{score}\t{chunk}{text}", rank + 1)?;
         }
     }
     out.flush()?;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::long::{chunk_column, chunk_json};
 use super::{input, ModelArgs};
 
 #[derive(Args)]
@@ -14,7 +15,9 @@ pub struct ScoreArgs {
     /// Pairs file: TSV (text_a TAB text_b) or JSON lines; `-` reads standard input.
     #[arg(long, default_value = "-")]
     input: PathBuf,
-    /// Print one JSON object per pair instead of tab-separated scores.
+    /// Print one JSON object per pair instead of tab-separated scores (with `--truncation
+    /// chunk`, a last column `window:start-end` names the window that scored highest, in
+    /// characters of the second text).
     #[arg(long)]
     json: bool,
 }
@@ -22,17 +25,19 @@ pub struct ScoreArgs {
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let pairs = input::read_pairs(input::open(&args.input)?)?;
     let encoder = args.model.load()?;
-    let scores = args.model.predict(&encoder, &pairs)?;
+    let scored = args.model.predict(&encoder, &pairs)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (index, s) in scores.iter().enumerate() {
+    for (index, s) in scored.iter().enumerate() {
         if args.json {
-            serde_json::to_writer(
-                &mut out,
-                &serde_json::json!({ "index": index, "scores": s }),
-            )?;
+            let mut row = serde_json::json!({ "index": index, "scores": s.scores });
+            if s.best.is_some() {
+                row["best_chunk"] = chunk_json(s.best);
+            }
+            serde_json::to_writer(&mut out, &row)?;
             writeln!(out)?;
         } else {
-            let line: Vec<String> = s.iter().map(f32::to_string).collect();
+            let mut line: Vec<String> = s.scores.iter().map(f32::to_string).collect();
+            line.extend(s.best.map(chunk_column));
             writeln!(out, "{}", line.join("\t"))?;
         }
     }

@@ -24,10 +24,13 @@ pub use session::{Partial, RankOptions, RerankSession, Session};
 use crate::activation::Activation;
 use crate::config::RequestLimits;
 use crate::hub::HubConfig;
+use crate::pooling::Pooling;
 use crate::registry::{LoadedModel, Registry};
 use crate::scheduler::{Class, Job, PairError, PairResult, Rejected, Sink};
 use crate::telemetry::metrics::{metrics, ModelLabel};
-use crate::tokenize::{Control, Cut, Encoded, Stop, StopSignal, Texts};
+use crate::tokenize::{
+    ChunkError, Chunking, Control, Cut, DocWindows, Encoded, Span, Stop, StopSignal, Texts,
+};
 pub use admission::ByteBudget;
 
 /// Counts that go back to the caller.
@@ -36,6 +39,8 @@ pub struct Usage {
     pub pairs: usize,
     pub tokens: usize,
     pub truncated: usize,
+    /// Model inputs scored: one per pair, or one per window with chunking.
+    pub chunks: usize,
 }
 
 /// Where the time of a request went.
@@ -52,6 +57,8 @@ pub struct ScoreOutput {
     /// Per pair, in input order.
     pub scores: Vec<Vec<f32>>,
     pub truncated: Vec<bool>,
+    /// Per pair with chunking: the window that scored highest.
+    pub best_chunks: Vec<Option<Span>>,
     pub usage: Usage,
     pub timing: Timing,
 }
@@ -66,7 +73,10 @@ pub struct RerankOutput {
 /// Pairs handed to a model's queue; their results arrive on the receiver given to [`Engine::enqueue`].
 pub struct Enqueued {
     pub usage: Usage,
+    /// Per pair (per document with chunking).
     pub truncated: Vec<bool>,
+    /// With chunking, each document's windows; the jobs queued are its windows in order.
+    pub windows: Option<Vec<DocWindows>>,
     pub tokenize: Duration,
 }
 
@@ -82,6 +92,8 @@ pub struct Submit {
     pub cut: Cut,
     /// Priority and tenant, for the model's scheduler.
     pub class: Class,
+    /// Truncation CHUNK: how documents become windows, and how their scores are pooled.
+    pub chunking: Option<(Chunking, Pooling)>,
 }
 
 /// The metric label and log value of a `model` field that names no loaded model: unknown names
@@ -169,6 +181,7 @@ impl Engine {
             scores,
             timing: s.finish(),
             truncated: std::mem::take(&mut s.truncated),
+            best_chunks: std::mem::take(&mut s.best_chunks),
             usage: s.usage,
         })
     }
@@ -200,20 +213,22 @@ impl Engine {
     }
 
     /// Admits `texts` (all or none, refused at once when the model's queue or the tokenizing
-    /// budget is full), tokenizes them on a blocking thread and queues them with indices from
-    /// `first_index`; each pair's result is sent on `tx` as soon as its batch ran. Dropping the
-    /// returned future stops the tokenization within one chunk of pairs.
+    /// budget is full), tokenizes them on a blocking thread and queues them, the first as pair
+    /// `first_index` (for messages) and job `first_job`; each job's result is sent on `tx` as
+    /// soon as its batch ran. With chunking a document's windows are its jobs, admitted once
+    /// counted. Dropping the returned future stops the tokenization within one chunk of pairs.
     pub async fn enqueue(
         &self,
         model: &Arc<LoadedModel>,
         texts: Texts,
         how: &Submit,
-        first_index: usize,
+        (first_index, first_job): (usize, usize),
         tx: mpsc::UnboundedSender<PairResult>,
     ) -> Result<Enqueued, ServeError> {
-        let reservation = model
+        let pairs = texts.len();
+        let mut reservation = model
             .queue
-            .reserve(texts.len(), &how.class)
+            .reserve(pairs, &how.class)
             .map_err(|r| rejected(&model.name, &how.class.tenant, r))?;
         let work = model
             .tokenizer
@@ -222,19 +237,30 @@ impl Engine {
             metrics().reject(&model.name, "overload");
         })?;
         let started = Instant::now();
-        let encoded = tokenize(model, texts, how, first_index).await?;
+        let (encoded, windows) = tokenize(model, texts, how, first_index).await?;
         drop(held);
         let tokenize = started.elapsed();
         check_vocabulary(model, &encoded)?;
-        let truncated: Vec<bool> = encoded.iter().map(|e| e.truncated).collect();
+        reservation
+            .grow(encoded.len().saturating_sub(pairs), &how.class)
+            .map_err(|r| rejected(&model.name, &how.class.tenant, r))?;
+        let truncated: Vec<bool> = match &windows {
+            Some(docs) => docs.iter().map(|d| d.truncated).collect(),
+            None => encoded.iter().map(|e| e.truncated).collect(),
+        };
         let usage = Usage {
-            pairs: encoded.len(),
+            pairs,
             tokens: encoded.iter().map(|e| e.len()).sum(),
             truncated: truncated.iter().filter(|&&t| t).count(),
+            chunks: encoded.len(),
         };
         let sink = Arc::new(Sink {
             span: tracing::Span::current(),
-            activation: how.activation,
+            // Windows are pooled on raw logits; the session applies the activation after.
+            activation: match how.chunking {
+                Some(_) => Activation::Identity,
+                None => how.activation,
+            },
             deadline: how.deadline,
             class: how.class.clone(),
             tx,
@@ -243,7 +269,7 @@ impl Engine {
         let jobs = encoded
             .into_iter()
             .enumerate()
-            .map(|(i, encoded)| Job::new(encoded, first_index + i, sink.clone(), now))
+            .map(|(i, encoded)| Job::new(encoded, first_job + i, sink.clone(), now))
             .collect();
         let label = ModelLabel {
             model: model.name.clone(),
@@ -258,6 +284,7 @@ impl Engine {
         Ok(Enqueued {
             usage,
             truncated,
+            windows,
             tokenize,
         })
     }
@@ -274,18 +301,21 @@ impl Drop for StopOnDrop {
 }
 
 /// Tokenizes on a blocking thread; stops early when the future is dropped, the deadline passes,
-/// or (truncation REJECT) at the first chunk holding a pair that would be truncated.
+/// or (truncation REJECT) at the first chunk holding a pair that would be truncated. With
+/// chunking, the pairs are every document's windows, and each document's windows come too.
 async fn tokenize(
     model: &LoadedModel,
     texts: Texts,
     how: &Submit,
     first_index: usize,
-) -> Result<Vec<Encoded>, ServeError> {
+) -> Result<(Vec<Encoded>, Option<Vec<DocWindows>>), ServeError> {
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_on_drop = StopOnDrop(stop.clone());
     let tokenizer = model.tokenizer.clone();
     let (reject, deadline, cut) = (how.truncation == Truncation::Reject, how.deadline, how.cut);
     let instruction = how.instruction.clone();
+    let chunking = how.chunking.map(|(c, _)| c);
+    let documents = matches!(texts, Texts::Query { .. });
     let span = tracing::info_span!("tokenize", pairs = texts.len());
     let result = tokio::task::spawn_blocking(move || {
         let ctl = Control {
@@ -294,7 +324,12 @@ async fn tokenize(
             instruction: instruction.as_deref(),
             cut,
         };
-        span.in_scope(|| tokenizer.encode_with(&texts, &ctl))
+        span.in_scope(|| match chunking {
+            Some(c) => tokenizer
+                .encode_windows(&texts, &ctl, c)
+                .map(|w| (w.pairs, Some(w.docs))),
+            None => tokenizer.encode_with(&texts, &ctl).map(|e| (e, None)),
+        })
     })
     .await
     .map_err(|e| ServeError::Internal(format!("tokenizer task failed: {e}")))?;
@@ -308,6 +343,48 @@ async fn tokenize(
             "the deadline passed while the request was being tokenized".into(),
         ),
         Stop::Failed(e) => ServeError::Invalid(e.to_string()),
+        Stop::Chunk(e) => chunk_error(e, documents, first_index),
+    })
+}
+
+/// A chunking limit, naming the document (or pair) by its index in the request.
+fn chunk_error(e: ChunkError, documents: bool, first_index: usize) -> ServeError {
+    let what = if documents { "documents" } else { "pairs" };
+    ServeError::Invalid(match e {
+        ChunkError::TooManyChunks {
+            index,
+            count,
+            limit,
+        } => format!(
+            "`{what}[{}]` needs {count} windows; the limit is {limit} \
+             (chunking.max_chunks_per_doc; raise it up to max_pairs_per_request, or cap the \
+             document with max_tokens_per_doc)",
+            first_index + index
+        ),
+        ChunkError::TooManyWindows { count, limit } => format!(
+            "the documents need {count} windows in all; the limit is {limit} (what is left of \
+             max_pairs_per_request: every window is a pair, and a stream's windows count together)"
+        ),
+        ChunkError::NoRoom {
+            index,
+            query_tokens,
+            special_tokens,
+            max_length,
+        } => format!(
+            "`{what}[{}]`: the query keeps {query_tokens} tokens, which with {special_tokens} \
+             special tokens leaves no room for a document window in the model's max length of \
+             {max_length}; lower max_query_tokens",
+            first_index + index
+        ),
+        ChunkError::Overlap {
+            index,
+            overlap,
+            window,
+        } => format!(
+            "`chunking.overlap_tokens` is {overlap}, but `{what}[{}]` has windows of {window} \
+             document tokens: an overlap must be smaller than the window",
+            first_index + index
+        ),
     })
 }
 

@@ -1,5 +1,7 @@
 //! Ordering scored documents, as `CrossEncoder.rank` does.
 
+use crate::tokenize::Span;
+
 /// One ranked document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranked {
@@ -9,6 +11,8 @@ pub struct Ranked {
     pub score: f32,
     /// Present only when the caller asked for documents back.
     pub text: Option<String>,
+    /// With chunking: the window that scored highest.
+    pub best_chunk: Option<Span>,
 }
 
 /// Best first; equal scores keep input order (stable). Scores below `min_score` are dropped,
@@ -16,6 +20,7 @@ pub struct Ranked {
 pub fn rank(
     scores: &[f32],
     documents: &[(String, String)],
+    best_chunks: &[Option<Span>],
     top_n: usize,
     min_score: Option<f32>,
     return_documents: bool,
@@ -34,6 +39,7 @@ pub fn rank(
             id: documents[i].0.clone(),
             score: scores[i],
             text: return_documents.then(|| documents[i].1.clone()),
+            best_chunk: best_chunks.get(i).copied().flatten(),
         })
         .collect()
 }
@@ -50,14 +56,17 @@ mod tests {
 
     #[test]
     fn ties_keep_input_order_and_limits_apply() {
-        let r = rank(&[0.5, 0.9, 0.5, 0.1], &docs(4), 0, None, false);
+        let r = rank(&[0.5, 0.9, 0.5, 0.1], &docs(4), &[], 0, None, false);
         assert_eq!(
             r.iter().map(|r| r.index).collect::<Vec<_>>(),
             vec![1, 0, 2, 3]
         );
-        let r = rank(&[0.5, 0.9, 0.5, 0.1], &docs(4), 2, Some(0.2), true);
+        let r = rank(&[0.5, 0.9, 0.5, 0.1], &docs(4), &[], 2, Some(0.2), true);
         assert_eq!(r.iter().map(|r| r.index).collect::<Vec<_>>(), vec![1, 0]);
         assert_eq!(r[0].text.as_deref(), Some("text 1"));
-        assert_eq!(rank(&[0.5, 0.1], &docs(2), 0, Some(0.3), false).len(), 1);
+        assert_eq!(
+            rank(&[0.5, 0.1], &docs(2), &[], 0, Some(0.3), false).len(),
+            1
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::activation::ActivationChoice;
 use crate::config::{RequestLimits, MAX_MODEL_NAME_BYTES};
+use crate::pooling::Pooling;
 
 use super::ServeError;
 
@@ -11,6 +12,27 @@ pub enum Truncation {
     LongestFirst,
     /// Refuse pairs that would be truncated.
     Reject,
+    /// Score every window of a long document and pool (see [`crate::tokenize::Chunking`]).
+    Chunk,
+}
+
+/// Windows a document may have unless the request says otherwise.
+pub const DEFAULT_MAX_CHUNKS_PER_DOC: usize = 64;
+
+/// How a long document is cut into windows and pooled (truncation CHUNK only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkOptions {
+    /// Tokens each window repeats from the one before it.
+    pub overlap: usize,
+    /// Windows a document may have; `None`: [`DEFAULT_MAX_CHUNKS_PER_DOC`].
+    pub max_chunks_per_doc: Option<usize>,
+    pub pooling: Pooling,
+}
+
+impl ChunkOptions {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Options shared by every scoring call.
@@ -24,6 +46,11 @@ pub struct Options {
     pub instruction: Option<String>,
     /// Each document (the second text of a pair) is cut to this many tokens before pairing.
     pub max_tokens_per_doc: Option<usize>,
+    /// Each query (the first text of a pair) is cut to this many tokens before pairing; with
+    /// chunking, unset means half of what a pair leaves for text.
+    pub max_query_tokens: Option<usize>,
+    /// Windows and pooling of truncation CHUNK.
+    pub chunking: ChunkOptions,
     /// Truncation removes tokens from the start of a text instead of its end (TEI's
     /// `truncation_direction: Left`).
     pub truncate_left: bool,
@@ -69,9 +96,41 @@ pub fn check_options(options: &Options, limits: &RequestLimits) -> Result<(), Se
             options.tenant.len()
         )));
     }
+    check_chunking(options, limits)?;
     match &options.instruction {
         Some(text) => check_text("instruction", text, limits),
         None => Ok(()),
+    }
+}
+
+/// Chunk options only with truncation CHUNK, and a document's windows at most what a request
+/// may have.
+fn check_chunking(options: &Options, limits: &RequestLimits) -> Result<(), ServeError> {
+    let c = &options.chunking;
+    if options.truncation != Truncation::Chunk && !c.is_default() {
+        return Err(ServeError::Invalid(format!(
+            "`chunking` is set ({c:?}) but `truncation` is not CHUNK; set truncation to CHUNK \
+             or leave chunking unset"
+        )));
+    }
+    for (field, value) in [
+        ("max_tokens_per_doc", options.max_tokens_per_doc),
+        ("max_query_tokens", options.max_query_tokens),
+        ("chunking.max_chunks_per_doc", c.max_chunks_per_doc),
+    ] {
+        if value == Some(0) {
+            return Err(ServeError::Invalid(format!(
+                "`{field}` is 0; give at least 1, or leave it unset"
+            )));
+        }
+    }
+    match c.max_chunks_per_doc {
+        Some(n) if n > limits.max_pairs_per_request => Err(ServeError::Invalid(format!(
+            "`chunking.max_chunks_per_doc` is {n}; the limit is {} (max_pairs_per_request: \
+             every window is a pair)",
+            limits.max_pairs_per_request
+        ))),
+        _ => Ok(()),
     }
 }
 

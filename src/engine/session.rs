@@ -8,25 +8,32 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::request::Options;
+use super::request::{Options, Truncation, DEFAULT_MAX_CHUNKS_PER_DOC};
 use super::{check_rerankable, pair_outcome, rank, record_scored, Engine, Ranked, ServeError};
 use super::{Submit, Timing, Usage};
+use crate::activation::Activation;
+use crate::pooling::{DocPool, Pooling};
 use crate::registry::LoadedModel;
 use crate::scheduler::{Class, PairResult};
 use crate::telemetry::metrics::metrics;
-use crate::tokenize::{Cut, Query, Texts};
+use crate::tokenize::{Chunking, Cut, DocWindows, Query, Span, Texts};
 
 pub struct Session {
     pub model: Arc<LoadedModel>,
     how: Submit,
     tx: mpsc::UnboundedSender<PairResult>,
     rx: mpsc::UnboundedReceiver<PairResult>,
-    /// Pairs added, and pairs whose result came back.
+    /// Pairs (documents) added; jobs (pairs, or windows with chunking) queued and answered.
     added: usize,
+    jobs: usize,
     done: usize,
+    /// With chunking: each document's windows as they are scored.
+    windows: Option<Windows>,
     pub usage: Usage,
     /// Per pair added, in order.
     pub truncated: Vec<bool>,
+    /// Per pair added with chunking: the window that scored highest, once scored.
+    pub best_chunks: Vec<Option<Span>>,
     timing: Timing,
     batches: HashSet<u64>,
     start: Instant,
@@ -58,7 +65,14 @@ impl Session {
                 priority: options.priority,
                 tenant: Arc::from(options.tenant.as_str()),
             },
+            chunking: chunking(&model, options, engine.limits.max_pairs_per_request)?,
         };
+        let windows = how.chunking.map(|(_, pooling)| Windows {
+            pooling,
+            activation: how.activation,
+            owner: Vec::new(),
+            docs: Vec::new(),
+        });
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(Self {
             model,
@@ -66,9 +80,12 @@ impl Session {
             tx,
             rx,
             added: 0,
+            jobs: 0,
             done: 0,
+            windows,
             usage: Usage::default(),
             truncated: Vec::new(),
+            best_chunks: Vec::new(),
             timing: Timing::default(),
             batches: HashSet::new(),
             start: Instant::now(),
@@ -77,26 +94,59 @@ impl Session {
 
     /// Tokenizes and queues `texts` after the pairs already added (indices continue).
     pub async fn add(&mut self, engine: &Engine, texts: Texts) -> Result<(), ServeError> {
+        // A stream's windows count together against max_pairs_per_request.
+        let window_limit = engine
+            .limits
+            .max_pairs_per_request
+            .saturating_sub(self.jobs);
+        if let Some((chunking, _)) = &mut self.how.chunking {
+            chunking.max_windows = window_limit;
+        }
+        let at = (self.added, self.jobs);
         let enq = engine
-            .enqueue(&self.model, texts, &self.how, self.added, self.tx.clone())
+            .enqueue(&self.model, texts, &self.how, at, self.tx.clone())
             .await?;
+        if let (Some(w), Some(docs)) = (&mut self.windows, enq.windows) {
+            w.extend(self.added, docs);
+        }
         self.added += enq.usage.pairs;
+        self.jobs += enq.usage.chunks;
         self.usage.pairs += enq.usage.pairs;
+        self.usage.chunks += enq.usage.chunks;
         self.usage.tokens += enq.usage.tokens;
         self.usage.truncated += enq.usage.truncated;
         self.truncated.extend(enq.truncated);
+        self.best_chunks.resize(self.added, None);
         self.timing.tokenize += enq.tokenize;
         Ok(())
     }
 
-    /// Pairs added whose result has not come back.
+    /// Jobs queued whose result has not come back (0 once every pair is scored).
     pub fn pending(&self) -> usize {
-        self.added - self.done
+        self.jobs - self.done
     }
 
-    /// The next pair to complete, as (index, scores); `None` when none is pending. Fails when
-    /// the deadline passes first or the pair failed.
+    /// The next pair (document) to complete, as (index, scores); `None` when none is pending.
+    /// Fails when the deadline passes first or a pair failed. With chunking, a document
+    /// completes when its last window is scored, and its best window is kept.
     pub async fn next(&mut self) -> Option<Result<(usize, Vec<f32>), ServeError>> {
+        loop {
+            let (job, scores) = match self.next_job().await? {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e)),
+            };
+            let Some(windows) = &mut self.windows else {
+                return Some(Ok((job, scores)));
+            };
+            if let Some((doc, pooled)) = windows.take(job, scores) {
+                self.best_chunks[doc] = Some(pooled.best);
+                return Some(Ok((doc, pooled.scores)));
+            }
+        }
+    }
+
+    /// The next job's result, as (job index, scores).
+    async fn next_job(&mut self) -> Option<Result<(usize, Vec<f32>), ServeError>> {
         if self.pending() == 0 {
             return None;
         }
@@ -142,31 +192,92 @@ impl Session {
     }
 }
 
-/// The request's cap on document tokens and truncation side. A cap is refused for models that
-/// render pairs through a chat template: there a document's tokens depend on the prompt around
-/// it, and sentence-transformers has no per-document cap to match.
+/// The request's caps on document and query tokens and its truncation side. A cap is refused
+/// for models that render pairs through a chat template: there a text's tokens depend on the
+/// prompt around it, and sentence-transformers has no per-text cap to match.
 fn cut(model: &LoadedModel, options: &Options) -> Result<Cut, ServeError> {
-    match options.max_tokens_per_doc {
-        Some(0) => {
-            return Err(ServeError::Invalid(
-                "`max_tokens_per_doc` is 0; give at least 1, or leave it unset for no cap".into(),
-            ))
-        }
-        Some(n) if model.tokenizer.uses_chat_template() => {
+    let caps = [
+        ("max_tokens_per_doc", options.max_tokens_per_doc),
+        ("max_query_tokens", options.max_query_tokens),
+    ];
+    for (field, cap) in caps {
+        if let Some(n) = cap.filter(|_| model.tokenizer.uses_chat_template()) {
             return Err(ServeError::Unsupported(format!(
-                "`max_tokens_per_doc` is {n}, but model {} renders pairs through a chat template \
-                 (an LLM reranker), where a document's tokens depend on the prompt around it; \
-                 leave it unset (long pairs are cut at the model's max length of {} tokens)",
+                "`{field}` is {n}, but model {} renders pairs through a chat template (an LLM \
+                 reranker), where a text's tokens depend on the prompt around it; leave it \
+                 unset (long pairs are cut at the model's max length of {} tokens)",
                 model.name,
                 model.tokenizer.max_length()
-            )))
+            )));
         }
-        _ => {}
     }
     Ok(Cut {
         doc_tokens: options.max_tokens_per_doc,
+        query_tokens: options.max_query_tokens,
         left: options.truncate_left,
     })
+}
+
+/// Truncation CHUNK's windows and pooling; refused for models with a chat template, where a
+/// window's tokens cannot be placed in the rendered prompt exactly (the template renders text,
+/// and a window's text re-tokenized is not always its tokens).
+fn chunking(
+    model: &LoadedModel,
+    options: &Options,
+    max_pairs_per_request: usize,
+) -> Result<Option<(Chunking, Pooling)>, ServeError> {
+    if options.truncation != Truncation::Chunk {
+        return Ok(None);
+    }
+    if model.tokenizer.uses_chat_template() {
+        return Err(ServeError::Unsupported(format!(
+            "`truncation` is CHUNK, but model {} renders pairs through a chat template (an LLM \
+             reranker): a window's tokens cannot be placed in the rendered prompt exactly, so \
+             its scores would not be the model's; use LONGEST_FIRST",
+            model.name
+        )));
+    }
+    let c = options.chunking;
+    let chunking = Chunking {
+        overlap: c.overlap,
+        max_chunks_per_doc: c.max_chunks_per_doc.unwrap_or(DEFAULT_MAX_CHUNKS_PER_DOC),
+        max_windows: max_pairs_per_request,
+    };
+    Ok(Some((chunking, c.pooling)))
+}
+
+/// The windows of a chunked session's documents: which document and window each job is, and
+/// each document's pool until its last window is scored.
+struct Windows {
+    pooling: Pooling,
+    activation: Activation,
+    /// Per job: (document, window).
+    owner: Vec<(usize, usize)>,
+    /// Per document; emptied once pooled.
+    docs: Vec<Option<DocPool>>,
+}
+
+impl Windows {
+    /// The windows of documents `first..`, whose jobs follow those already queued.
+    fn extend(&mut self, first: usize, docs: Vec<DocWindows>) {
+        for (i, doc) in docs.into_iter().enumerate() {
+            self.owner
+                .extend((0..doc.spans.len()).map(|k| (first + i, k)));
+            self.docs.push(Some(DocPool::new(doc.spans)));
+        }
+    }
+
+    /// Records a job's raw logits; the document's pooled scores once its last window arrived.
+    fn take(&mut self, job: usize, logits: Vec<f32>) -> Option<(usize, crate::pooling::Pooled)> {
+        let &(doc, k) = self.owner.get(job)?;
+        let pool = self.docs.get_mut(doc)?.as_mut()?;
+        if !pool.add(k, logits) {
+            return None;
+        }
+        let pooled = pool.finish(self.pooling, self.activation)?;
+        self.docs[doc] = None;
+        Some((doc, pooled))
+    }
 }
 
 fn deadline_exceeded() -> ServeError {
@@ -195,6 +306,8 @@ pub struct Partial {
     pub index: usize,
     pub id: String,
     pub score: f32,
+    /// With chunking: the window that scored highest.
+    pub best_chunk: Option<Span>,
 }
 
 impl RerankSession {
@@ -259,6 +372,7 @@ impl RerankSession {
                 index,
                 id: self.documents[index].0.clone(),
                 score: scores[0],
+                best_chunk: self.session.best_chunks[index],
             }
         }))
     }
@@ -272,6 +386,7 @@ impl RerankSession {
         let ranked = rank(
             &self.scores,
             &self.documents,
+            &self.session.best_chunks,
             how.top_n,
             how.min_score,
             how.return_documents,

@@ -14,7 +14,8 @@ use crate::device::DType;
 use crate::error::{Result, RuntimeError};
 use crate::model_dir::ModelDir;
 use crate::models::{self, ModelSpec, SequenceClassifier};
-use crate::tokenize::{Encoded, PairTokenizer};
+use crate::pooling::{DocPool, Pooled, Pooling};
+use crate::tokenize::{Chunking, Control, Cut, Encoded, PairTokenizer, Stop, Texts};
 
 /// How to load a model.
 #[derive(Debug, Clone)]
@@ -120,21 +121,76 @@ impl CrossEncoder {
         batch_size: usize,
         progress: impl FnMut(usize),
     ) -> Result<Vec<Vec<f32>>> {
-        self.predict_instructed(pairs, None, choice, batch_size, progress)
+        self.predict_instructed(pairs, None, Cut::default(), choice, batch_size, progress)
     }
 
-    /// [`Self::predict`] with a chat template's system message: `None` the model's default
-    /// prompt, `Some("")` none.
+    /// [`Self::predict`] with a chat template's system message (`None` the model's default
+    /// prompt, `Some("")` none) and caps on the texts' tokens.
     pub fn predict_instructed<S: AsRef<str>>(
         &self,
         pairs: &[(S, S)],
         instruction: Option<&str>,
+        cut: Cut,
         choice: ActivationChoice,
+        batch_size: usize,
+        progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let activation = self.network.activation(choice)?;
+        let encoded = self.tokenizer.encode_instructed(pairs, instruction, cut)?;
+        self.run_sorted(&encoded, activation, batch_size, progress)
+    }
+
+    /// Long documents (the second text of each pair) scored as windows and pooled, as the
+    /// server's truncation CHUNK does: per pair, its scores and the window that scored highest.
+    pub fn predict_chunked<S: AsRef<str>>(
+        &self,
+        pairs: &[(S, S)],
+        how: &Chunked,
+        choice: ActivationChoice,
+        batch_size: usize,
+        progress: impl FnMut(usize),
+    ) -> Result<Vec<Pooled>> {
+        let activation = self.network.activation(choice)?;
+        let texts = Texts::Pairs(
+            pairs
+                .iter()
+                .map(|(a, b)| (a.as_ref().to_owned(), b.as_ref().to_owned()))
+                .collect(),
+        );
+        let ctl = Control {
+            cut: how.cut,
+            ..Control::default()
+        };
+        let windowed = self
+            .tokenizer
+            .encode_windows(&texts, &ctl, how.chunking)
+            .map_err(Stop::into_error)?;
+        // Windows are pooled on raw logits; the activation comes after.
+        let logits =
+            self.run_sorted(&windowed.pairs, Activation::Identity, batch_size, progress)?;
+        let mut logits = logits.into_iter();
+        let mut out = Vec::with_capacity(windowed.docs.len());
+        for doc in windowed.docs {
+            let mut pool = DocPool::new(doc.spans);
+            for (k, row) in logits.by_ref().take(pool.windows()).enumerate() {
+                pool.add(k, row);
+            }
+            let pooled = pool.finish(how.pooling, activation).ok_or_else(|| {
+                RuntimeError::Mismatch("a document's windows were not all scored".into())
+            })?;
+            out.push(pooled);
+        }
+        Ok(out)
+    }
+
+    /// Scores `encoded` in batches of `batch_size`, longest first; results in input order.
+    fn run_sorted(
+        &self,
+        encoded: &[Encoded],
+        activation: Activation,
         batch_size: usize,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<Vec<f32>>> {
-        let activation = self.network.activation(choice)?;
-        let encoded = self.tokenizer.encode_instructed(pairs, instruction)?;
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].len()));
         let mut scores = vec![Vec::new(); encoded.len()];
@@ -147,4 +203,13 @@ impl CrossEncoder {
         }
         Ok(scores)
     }
+}
+
+/// How [`CrossEncoder::predict_chunked`] cuts and pools.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunked {
+    pub chunking: Chunking,
+    pub pooling: Pooling,
+    /// Caps on query and document tokens.
+    pub cut: Cut,
 }

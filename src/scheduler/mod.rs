@@ -169,6 +169,36 @@ impl State {
         })
     }
 
+    /// Room for `pairs` more pairs of `class`: within the tenant's quota, and within the queue's
+    /// bound once strictly lower priorities are displaced if that can make room.
+    fn make_way(
+        &mut self,
+        limits: &BatchLimits,
+        pairs: usize,
+        class: &Class,
+    ) -> Result<(), Rejected> {
+        if let Some(quota) = limits.tenant_max_queue_pairs {
+            let held = self.tenant_load(&class.tenant);
+            if held + pairs > quota {
+                return Err(Rejected::TenantQuota {
+                    tenant: class.tenant.clone(),
+                    queued: held,
+                    asked: pairs,
+                    limit: quota,
+                });
+            }
+        }
+        let (queued, limit) = (self.pending.len() + self.reserved, limits.max_queue_pairs);
+        if queued + pairs > limit && !self.make_room(class.priority, queued + pairs - limit) {
+            return Err(Rejected::Full {
+                queued,
+                asked: pairs,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
     /// Pairs the tenant has queued or being tokenized.
     fn tenant_load(&self, tenant: &str) -> usize {
         self.pending.tenant_pairs(tenant)
@@ -225,6 +255,34 @@ impl Reservation {
         st.pending.push(jobs);
         drop(st);
         self.queue.wake.notify_all();
+        Ok(())
+    }
+}
+
+impl Reservation {
+    /// Holds room for `more` pairs besides those held (a chunked request knows its windows only
+    /// once tokenized), admitted like [`Queue::reserve`]; on refusal the room held is kept.
+    pub fn grow(&mut self, more: usize, class: &Class) -> Result<(), Rejected> {
+        if more == 0 {
+            return Ok(());
+        }
+        let mut st = self.queue.lock();
+        if !st.holds.contains_key(&self.id) {
+            let by = self.displaced.load(Ordering::Acquire).saturating_sub(1);
+            return Err(Rejected::Displaced { by_priority: by });
+        }
+        if st.closed {
+            return Err(st.refusal());
+        }
+        st.make_way(&self.queue.limits, more, class)?;
+        st.reserved += more;
+        *st.reserved_by_tenant
+            .entry(class.tenant.clone())
+            .or_default() += more;
+        if let Some(hold) = st.holds.get_mut(&self.id) {
+            hold.pairs += more;
+        }
+        self.pairs += more;
         Ok(())
     }
 }
@@ -286,25 +344,7 @@ impl Queue {
         if st.closed {
             return Err(st.refusal());
         }
-        if let Some(quota) = self.limits.tenant_max_queue_pairs {
-            let held = st.tenant_load(&class.tenant);
-            if held + pairs > quota {
-                return Err(Rejected::TenantQuota {
-                    tenant: class.tenant.clone(),
-                    queued: held,
-                    asked: pairs,
-                    limit: quota,
-                });
-            }
-        }
-        let (queued, limit) = (st.pending.len() + st.reserved, self.limits.max_queue_pairs);
-        if queued + pairs > limit && !st.make_room(class.priority, queued + pairs - limit) {
-            return Err(Rejected::Full {
-                queued,
-                asked: pairs,
-                limit,
-            });
-        }
+        st.make_way(&self.limits, pairs, class)?;
         st.reserved += pairs;
         *st.reserved_by_tenant
             .entry(class.tenant.clone())

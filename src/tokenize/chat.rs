@@ -99,7 +99,9 @@ impl ChatPairs {
                 message,
             },
             Stop::Failed(other) => other,
-            Stop::Truncated(_) | Stop::Cancelled => self.load_failure(Failure::Stopped),
+            Stop::Truncated(_) | Stop::Cancelled | Stop::Chunk(_) => {
+                self.load_failure(Failure::Stopped)
+            }
         }
     }
 

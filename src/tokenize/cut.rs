@@ -1,6 +1,6 @@
-//! The two per-request knobs of truncation besides the model's maximum length: a cap on each
-//! document's tokens (Cohere's `max_tokens_per_doc`) and the side tokens are dropped from (TEI's
-//! `truncation_direction`). Both are what the `tokenizers` crate does when a pair's second
+//! The per-request knobs of truncation besides the model's maximum length: caps on each
+//! document's and each query's tokens (`max_tokens_per_doc`, `max_query_tokens`) and the side
+//! tokens are dropped from (TEI's `truncation_direction`). Both are what the `tokenizers` crate does when a pair's second
 //! encoding is cut to the cap first (`Encoding::truncate(cap, 0, direction)`) and the pair is then
 //! truncated longest-first with that direction: each side keeps a prefix (right) or a suffix
 //! (left) of the length [`super::longest_first`] gives it.
@@ -13,18 +13,20 @@ use tokenizers::Encoding;
 pub struct Cut {
     /// Each document (the second text of a pair) keeps at most this many tokens before pairing.
     pub doc_tokens: Option<usize>,
+    /// Each query (the first text of a pair) keeps at most this many tokens before pairing.
+    pub query_tokens: Option<usize>,
     /// Tokens are dropped from the start of a text instead of its end.
     pub left: bool,
 }
 
 impl Cut {
-    /// The length a side of `len` tokens has before longest-first truncation: a document's is
-    /// capped, a query's is not.
+    /// The length a side of `len` tokens has before longest-first truncation: cut to its cap.
     pub fn capped(self, len: usize, is_document: bool) -> usize {
-        match self.doc_tokens {
-            Some(cap) if is_document => len.min(cap),
-            _ => len,
-        }
+        let cap = match is_document {
+            true => self.doc_tokens,
+            false => self.query_tokens,
+        };
+        cap.map_or(len, |cap| len.min(cap))
     }
 
     /// The `n` tokens of `ids` this cut keeps.
@@ -51,22 +53,26 @@ impl Cut {
     /// `Encoding::truncate` builds.
     pub fn encoding(self, e: &Encoding, n: usize) -> Encoding {
         let n = n.min(e.len());
-        let r = match self.left {
-            false => 0..n,
-            true => e.len() - n..e.len(),
-        };
-        Encoding::new(
-            e.get_ids()[r.clone()].to_vec(),
-            e.get_type_ids()[r.clone()].to_vec(),
-            e.get_tokens()[r.clone()].to_vec(),
-            e.get_word_ids()[r.clone()].to_vec(),
-            e.get_offsets()[r.clone()].to_vec(),
-            e.get_special_tokens_mask()[r.clone()].to_vec(),
-            e.get_attention_mask()[r].to_vec(),
-            Vec::new(),
-            Default::default(),
-        )
+        match self.left {
+            false => range(e, 0..n),
+            true => range(e, e.len() - n..e.len()),
+        }
     }
+}
+
+/// The tokens `r` of `e` (a copy, every per-token field alike, without overflow pieces).
+pub fn range(e: &Encoding, r: std::ops::Range<usize>) -> Encoding {
+    Encoding::new(
+        e.get_ids()[r.clone()].to_vec(),
+        e.get_type_ids()[r.clone()].to_vec(),
+        e.get_tokens()[r.clone()].to_vec(),
+        e.get_word_ids()[r.clone()].to_vec(),
+        e.get_offsets()[r.clone()].to_vec(),
+        e.get_special_tokens_mask()[r.clone()].to_vec(),
+        e.get_attention_mask()[r].to_vec(),
+        Vec::new(),
+        Default::default(),
+    )
 }
 
 #[cfg(test)]
@@ -126,14 +132,20 @@ mod tests {
     }
 
     #[test]
-    fn only_documents_are_capped() {
+    fn each_side_has_its_own_cap() {
         let cut = Cut {
             doc_tokens: Some(4),
-            left: false,
+            ..Cut::default()
         };
         assert_eq!(cut.capped(10, true), 4);
         assert_eq!(cut.capped(3, true), 3);
         assert_eq!(cut.capped(10, false), 10);
+        let cut = Cut {
+            query_tokens: Some(2),
+            ..Cut::default()
+        };
+        assert_eq!(cut.capped(10, false), 2);
+        assert_eq!(cut.capped(10, true), 10);
         assert_eq!(Cut::default().capped(10, true), 10);
     }
 }

@@ -9,6 +9,7 @@ use tokenizers::{Encoding, PostProcessor, Tokenizer};
 
 mod ascii;
 mod chat;
+mod chunk;
 mod cut;
 mod knobs;
 mod render;
@@ -22,6 +23,7 @@ use crate::models::ModelSpec;
 use ascii::AsciiWordPiece;
 use chat::ChatPairs;
 pub use chat::Prompt;
+pub use chunk::{window_count, ChunkError, Chunking, DocWindows, Span, Windowed};
 pub use cut::Cut;
 use render::StepBudget;
 pub use render::{FUEL, OUTPUT_PER_INPUT_BYTE, OUTPUT_SLACK_BYTES, STEPS_PER_PAIR};
@@ -167,14 +169,16 @@ impl PairTokenizer {
 
     /// Tokenizes (text_a, text_b) pairs, in parallel across pairs.
     pub fn encode<S: AsRef<str>>(&self, pairs: &[(S, S)]) -> Result<Vec<Encoded>> {
-        self.encode_instructed(pairs, None)
+        self.encode_instructed(pairs, None, Cut::default())
     }
 
-    /// [`Self::encode`] with a chat template's system message (see [`Control::instruction`]).
+    /// [`Self::encode`] with a chat template's system message (see [`Control::instruction`])
+    /// and caps on the texts' tokens.
     pub fn encode_instructed<S: AsRef<str>>(
         &self,
         pairs: &[(S, S)],
         instruction: Option<&str>,
+        cut: Cut,
     ) -> Result<Vec<Encoded>> {
         let texts = Texts::Pairs(
             pairs
@@ -184,13 +188,10 @@ impl PairTokenizer {
         );
         let ctl = Control {
             instruction,
+            cut,
             ..Control::default()
         };
-        self.encode_with(&texts, &ctl).map_err(|stop| match stop {
-            Stop::Failed(e) => e,
-            Stop::Truncated(i) => RuntimeError::Tokenize(format!("pair {i} was truncated")),
-            Stop::Cancelled => RuntimeError::Tokenize("cancelled".into()),
-        })
+        self.encode_with(&texts, &ctl).map_err(Stop::into_error)
     }
 
     /// Tokenizes in chunks, in parallel within a chunk; before every pair it asks `ctl` whether
@@ -201,14 +202,7 @@ impl PairTokenizer {
     /// tokenizer.json settings, e.g. a post-processor naming a special token it does not define)
     /// fails this call, not the thread or the process.
     pub fn encode_with(&self, texts: &Texts, ctl: &Control) -> Result<Vec<Encoded>, Stop> {
-        let run = std::panic::AssertUnwindSafe(|| self.encode_unguarded(texts, ctl));
-        std::panic::catch_unwind(run).unwrap_or_else(|panic| {
-            let why = crate::error::panic_message(&*panic);
-            Err(Stop::Failed(RuntimeError::Tokenize(format!(
-                "the model's tokenizer failed on this input (its tokenizer.json is not one the \
-                 tokenizers crate handles): {why}"
-            ))))
-        })
+        guarded(|| self.encode_unguarded(texts, ctl))
     }
 
     fn encode_unguarded(&self, texts: &Texts, ctl: &Control) -> Result<Vec<Encoded>, Stop> {
@@ -271,9 +265,9 @@ impl PairTokenizer {
                 .map(|d| (query.text(), d.as_str()))
                 .collect(),
         };
-        if ctl.cut.doc_tokens.is_some() {
+        if ctl.cut.doc_tokens.is_some() || ctl.cut.query_tokens.is_some() {
             return Err(Stop::Failed(RuntimeError::Tokenize(
-                "a cap on document tokens does not apply to a model that renders pairs through \
+                "a cap on document or query tokens does not apply to a model that renders pairs through \
                  a chat template"
                     .into(),
             )));
@@ -411,6 +405,17 @@ impl PairTokenizer {
     }
 }
 
+/// `f`, with a panic inside the `tokenizers` crate turned into a failure of this call.
+fn guarded<T>(f: impl FnOnce() -> Result<T, Stop>) -> Result<T, Stop> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = crate::error::panic_message(&*panic);
+        Err(Stop::Failed(RuntimeError::Tokenize(format!(
+            "the model's tokenizer failed on this input (its tokenizer.json is not one the \
+             tokenizers crate handles): {why}"
+        ))))
+    })
+}
+
 /// The texts of a request: separate pairs, or one query paired with each document.
 #[derive(Debug, Clone)]
 pub enum Texts {
@@ -426,6 +431,8 @@ pub enum Texts {
 pub struct Query {
     text: String,
     side: OnceLock<Side>,
+    /// Its tokens for windows (truncation CHUNK).
+    window_side: OnceLock<chunk::QueryTokens>,
 }
 
 impl Query {
@@ -433,6 +440,7 @@ impl Query {
         Arc::new(Self {
             text,
             side: OnceLock::new(),
+            window_side: OnceLock::new(),
         })
     }
 
@@ -506,6 +514,18 @@ impl Control<'_> {
     }
 }
 
+impl Stop {
+    /// The stop as an error of a caller without a request (the CLI, the library).
+    pub fn into_error(self) -> RuntimeError {
+        match self {
+            Self::Failed(e) => e,
+            Self::Truncated(i) => RuntimeError::Tokenize(format!("pair {i} was truncated")),
+            Self::Cancelled => RuntimeError::Tokenize("cancelled".into()),
+            Self::Chunk(e) => RuntimeError::Tokenize(e.to_string()),
+        }
+    }
+}
+
 /// Why tokenization stopped before the last pair.
 #[derive(Debug)]
 pub enum Stop {
@@ -513,6 +533,8 @@ pub enum Stop {
     Truncated(usize),
     Cancelled,
     Failed(RuntimeError),
+    /// Chunking: a document or the call over a window limit, or a query leaving no room.
+    Chunk(ChunkError),
 }
 
 /// The lengths `tokenizers` keeps of two sides of `n1` and `n2` tokens when at most `max` fit

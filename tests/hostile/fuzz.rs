@@ -97,6 +97,15 @@ fn seeds(rng: &mut impl Rng) -> Vec<(&'static str, Vec<u8>)> {
 
 /// A well-formed message with random field values around every limit (counts, text and id
 /// sizes, enum values, model names): it reaches validation and tokenization.
+/// Chunk options, half the time, some of them out of range.
+fn chunk_options(rng: &mut impl Rng) -> Option<pb::ChunkOptions> {
+    rng.random_bool(0.5).then(|| pb::ChunkOptions {
+        overlap_tokens: rng.random_range(0..40),
+        max_chunks_per_doc: rng.random_range(0..80),
+        pooling: rng.random_range(0..3),
+    })
+}
+
 fn structured(rng: &mut impl Rng) -> (&'static str, Vec<u8>) {
     let model = ["ce", "bpe", "unigram", "", "nope", "ce\n"][rng.random_range(0..6)].to_string();
     let n = rng.random_range(0..=18); // the limit is 16
@@ -115,10 +124,13 @@ fn structured(rng: &mut impl Rng) -> (&'static str, Vec<u8>) {
                 })
                 .collect(),
             activation: rng.random_range(0..6),
-            truncation: rng.random_range(0..3),
+            truncation: rng.random_range(0..4),
             request_id: "r".repeat(rng.random_range(0..300)),
             instruction: rng.random_bool(0.2).then(|| long(&mut r)),
             priority: rng.random_range(0..12),
+            max_tokens_per_doc: rng.random_range(0..3) * 50,
+            max_query_tokens: rng.random_range(0..40),
+            chunking: chunk_options(rng),
         };
         ("Score", msg.encode_to_vec())
     } else {
@@ -137,10 +149,13 @@ fn structured(rng: &mut impl Rng) -> (&'static str, Vec<u8>) {
                 .then(|| [f32::NAN, -1.0, 0.5][rng.random_range(0..3)]),
             return_documents: rng.random_bool(0.5),
             activation: rng.random_range(0..6),
-            truncation: rng.random_range(0..3),
+            truncation: rng.random_range(0..4),
             request_id: String::new(),
             instruction: rng.random_bool(0.2).then(|| long(&mut r)),
             priority: rng.random_range(0..12),
+            max_tokens_per_doc: rng.random_range(0..3) * 50,
+            max_query_tokens: rng.random_range(0..40),
+            chunking: chunk_options(rng),
         };
         ("Rerank", msg.encode_to_vec())
     }

@@ -42,14 +42,16 @@ fn expected() -> Value {
 }
 
 /// Every fixture pair, reranked per query through /v2/rerank (with the explicit nulls LangChain
-/// sends): each relevance_score is sentence-transformers' default-activation score within 1e-5
-/// and exactly the gRPC Rerank's.
+/// sends): each relevance_score is exactly the gRPC Rerank's with truncation CHUNK and a cap of
+/// 4096 document tokens (Cohere's defaults), and, for pairs that fit the model whole,
+/// sentence-transformers' default-activation score within 1e-5.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_scores_equal_sentence_transformers_and_grpc() {
     let server = start(&["ce=bert"]).await;
     let expected = expected();
     let pairs = expected["pairs"].as_array().unwrap();
     let reference = expected["models"]["bert"]["default"].as_array().unwrap();
+    let truncated = expected["models"]["bert"]["truncated"].as_array().unwrap();
     let mut by_query: BTreeMap<&str, Vec<(usize, &str)>> = BTreeMap::new();
     for (i, p) in pairs.iter().enumerate() {
         let q = p[0].as_str().unwrap();
@@ -78,6 +80,8 @@ async fn v2_scores_equal_sentence_transformers_and_grpc() {
                         ..Default::default()
                     })
                     .collect(),
+                truncation: pb::Truncation::Chunk as i32,
+                max_tokens_per_doc: 4096,
                 ..Default::default()
             })
             .await
@@ -88,6 +92,9 @@ async fn v2_scores_equal_sentence_transformers_and_grpc() {
             let score = r["relevance_score"].as_f64().unwrap();
             assert_eq!(index, g.index as usize, "same order as gRPC");
             assert_eq!(score as f32, g.score, "the gRPC Rerank's score");
+            if truncated[docs[index].0].as_bool().unwrap() {
+                continue; // scored in windows, not cut
+            }
             let st = reference[docs[index].0][0].as_f64().unwrap();
             assert!(
                 (score - st).abs() <= 1e-5,
@@ -225,5 +232,51 @@ async fn errors_name_the_field() {
     assert!(
         m.contains("documents[1].text") && m.contains(&limit.to_string()),
         "{m}"
+    );
+}
+
+/// Long documents on /v2/rerank are scored in windows by default (Cohere's behaviour): a
+/// document longer than the model's max length scores as the gRPC Rerank with truncation CHUNK,
+/// not as the truncated pair, and `max_chunks_per_doc` bounds its windows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_scores_long_documents_in_windows() {
+    let server = start(&["ce=bert"]).await;
+    let query = "what does the fox do";
+    let long = "the lazy dog sleeps all day. ".repeat(12) + "the quick brown fox jumps.";
+    let body = json!({"model": "ce", "query": query, "documents": [long.clone()]});
+    let (status, v) = post(&server, "/v2/rerank", &body).await;
+    assert_eq!(status, 200, "{v}");
+    let score = v["results"][0]["relevance_score"].as_f64().unwrap() as f32;
+    let client = server.client();
+    let grpc = |truncation: pb::Truncation| {
+        let req = pb::RerankRequest {
+            model: "ce".into(),
+            query: query.into(),
+            documents: vec![pb::Document {
+                text: long.clone(),
+                ..Default::default()
+            }],
+            truncation: truncation as i32,
+            ..Default::default()
+        };
+        let mut client = client.clone();
+        async move { client.rerank(req).await.unwrap().into_inner() }
+    };
+    let chunked = grpc(pb::Truncation::Chunk).await;
+    assert_eq!(score, chunked.results[0].score);
+    assert!(
+        chunked.usage.unwrap().chunks > 1,
+        "one window: the document is too short"
+    );
+    let cut = grpc(pb::Truncation::LongestFirst).await;
+    assert_ne!(score, cut.results[0].score, "scored as the truncated pair");
+
+    let body = json!({"model": "ce", "query": query, "documents": [long], "max_chunks_per_doc": 1});
+    let (status, v) = post(&server, "/v2/rerank", &body).await;
+    assert_eq!(status, 400, "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("documents[0]") && message.contains("the limit is 1"),
+        "{message}"
     );
 }

@@ -10,4 +10,5 @@ mod intake;
 mod load_errors;
 mod parity;
 mod parity_causal;
+mod parity_chunks;
 mod parity_truncation;

@@ -84,6 +84,7 @@ fn capped_and_left_truncated_pairs_match_the_python_reference() {
             cut: Cut {
                 doc_tokens: cap,
                 left,
+                ..Cut::default()
             },
             ..Default::default()
         };
@@ -121,6 +122,7 @@ fn a_cap_alone_does_not_mark_a_pair_truncated() {
             cut: Cut {
                 doc_tokens: cap,
                 left,
+                ..Cut::default()
             },
             ..Default::default()
         };
@@ -145,8 +147,8 @@ fn a_chat_template_model_is_cut_from_the_left_as_sentence_transformers_does() {
         .collect();
     let left = Control {
         cut: Cut {
-            doc_tokens: None,
             left: true,
+            ..Cut::default()
         },
         ..Default::default()
     };
@@ -165,7 +167,7 @@ fn a_chat_template_model_is_cut_from_the_left_as_sentence_transformers_does() {
     let capped = Control {
         cut: Cut {
             doc_tokens: Some(8),
-            left: false,
+            ..Cut::default()
         },
         ..Default::default()
     };

@@ -9,6 +9,7 @@ mod admin;
 mod batching;
 mod bench;
 mod binary;
+mod chunks;
 mod cli;
 mod deploy;
 mod fake;

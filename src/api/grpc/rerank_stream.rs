@@ -97,6 +97,12 @@ async fn drive(
     }
     options.priority = h.priority;
     options.tenant = tenant.0.clone();
+    let long = convert::LongTexts {
+        max_tokens_per_doc: h.max_tokens_per_doc,
+        max_query_tokens: h.max_query_tokens,
+        chunking: h.chunking,
+    };
+    let options = convert::long_texts(options, long)?;
     check_options(&options, &engine.limits)?;
     check_text("header.query", &h.query, &engine.limits)?;
     check_id("header.request_id", &h.request_id, &engine.limits)?;
@@ -253,6 +259,7 @@ fn partial_score(p: crate::engine::Partial) -> pb::PartialScore {
         index: p.index as u32,
         id: p.id,
         score: p.score,
+        best_chunk: convert::chunk(p.best_chunk),
     }
 }
 

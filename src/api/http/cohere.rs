@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::call::{Answer, Call, NamesModel};
 use super::error::{ApiError, Dialect};
 use super::Http;
-use crate::engine::request::{Options, RerankFields, ValidRerank};
+use crate::engine::request::{ChunkOptions, Options, RerankFields, Truncation, ValidRerank};
 use crate::engine::{RerankOutput, ServeError};
 
 /// A document: its text, or an object with `text` (other keys are echoed back with it).
@@ -55,7 +55,8 @@ pub struct CohereRequest {
     #[schema(minimum = 1)]
     #[serde(default, deserialize_with = "whole")]
     pub top_n: Option<i64>,
-    /// Each document is cut to this many tokens before pairing (absent or null: no cap).
+    /// Each document is cut to this many tokens before it is scored in windows (absent or
+    /// null: 4096, as Cohere). Models with a chat template take no cap and truncate instead.
     #[schema(minimum = 1)]
     #[serde(default, deserialize_with = "whole")]
     pub max_tokens_per_doc: Option<i64>,
@@ -67,9 +68,10 @@ pub struct CohereRequest {
     /// Return each result's document (default: false on /v2/rerank; true on /v1/rerank, as
     /// Jina and vLLM).
     pub return_documents: Option<bool>,
-    /// Accepted and ignored (Cohere v1, Jina): documents are scored whole, cut to the model's
-    /// length.
-    #[allow(dead_code)]
+    /// Windows a long document may be scored in (absent or null: 64; at most the server's
+    /// max_pairs_per_request); a document needing more is refused. Ignored for models with a
+    /// chat template, which truncate.
+    #[schema(minimum = 1)]
     #[serde(default, deserialize_with = "whole")]
     pub max_chunks_per_doc: Option<i64>,
     /// Accepted and ignored (Cohere v1: which object keys to rank by); `text` is used.
@@ -195,9 +197,28 @@ async fn run(
     let return_documents = r.return_documents.unwrap_or(return_documents);
     let fail = |e: ServeError| ApiError::serve(&e, call.dialect);
     let priority = priority(r.priority, h.engine.limits.max_priority).map_err(fail)?;
-    let options = Options {
-        max_tokens_per_doc: positive("max_tokens_per_doc", r.max_tokens_per_doc).map_err(fail)?,
-        ..call.options(priority)
+    let max_tokens_per_doc = positive("max_tokens_per_doc", r.max_tokens_per_doc).map_err(fail)?;
+    let max_chunks_per_doc = positive("max_chunks_per_doc", r.max_chunks_per_doc).map_err(fail)?;
+    // Long documents are scored in windows, as Cohere does, where that is exact; models with a
+    // chat template truncate (an unknown model is refused by the rerank itself).
+    let chat = h
+        .engine
+        .model(&call.model)
+        .is_ok_and(|m| m.tokenizer.uses_chat_template());
+    let options = match chat {
+        true => Options {
+            max_tokens_per_doc,
+            ..call.options(priority)
+        },
+        false => Options {
+            truncation: Truncation::Chunk,
+            max_tokens_per_doc: max_tokens_per_doc.or(Some(COHERE_MAX_TOKENS_PER_DOC)),
+            chunking: ChunkOptions {
+                max_chunks_per_doc,
+                ..ChunkOptions::default()
+            },
+            ..call.options(priority)
+        },
     };
     let top_n = positive("top_n", r.top_n).map_err(fail)?.unwrap_or(0);
     let mut extras = return_documents.then(Vec::new);
@@ -227,6 +248,9 @@ async fn run(
         .map_err(fail)?;
     Ok((out, extras))
 }
+
+/// Cohere's default cap on a document's tokens.
+pub const COHERE_MAX_TOKENS_PER_DOC: usize = 4096;
 
 /// An optional integer; a number with no fraction (`3.0`) is that integer, as JSON Schema
 /// counts it.

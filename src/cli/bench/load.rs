@@ -155,6 +155,16 @@ impl Plan {
         (0..self.size).map(|j| (first + j) % n).collect()
     }
 
+    /// The document of corpus pair `i`: its passage, or `doc_passages` consecutive passages
+    /// from it joined by spaces.
+    pub fn document(&self, i: usize) -> String {
+        let n = self.corpus.len();
+        let parts: Vec<&str> = (0..self.doc_passages.max(1))
+            .map(|j| self.corpus[(i + j) % n].1.as_str())
+            .collect();
+        parts.join(" ")
+    }
+
     /// A call carrying `message`, with deadline `timeout` and the plan's tenant.
     fn call<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
@@ -179,7 +189,7 @@ pub async fn send(
     let documents = || {
         indices.iter().map(|&i| pb::Document {
             id: i.to_string(),
-            text: plan.corpus[i].1.clone(),
+            text: plan.document(i),
         })
     };
     match plan.shape {
@@ -188,16 +198,18 @@ pub async fn send(
                 .iter()
                 .map(|&i| pb::Pair {
                     text_a: plan.corpus[i].0.clone(),
-                    text_b: plan.corpus[i].1.clone(),
+                    text_b: plan.document(i),
                 })
                 .collect();
             let request = pb::ScoreRequest {
                 model: plan.model.clone(),
                 pairs,
                 priority: plan.priority,
+                truncation: plan.truncation,
                 ..Default::default()
             };
             let response = client.score(plan.call(request, timeout)).await?;
+            tally.tokens += response.get_ref().usage.map_or(0, |u| u.tokens);
             if plan.keep_scores {
                 for (&i, r) in indices.iter().zip(&response.get_ref().results) {
                     if let Some(&s) = r.scores.first() {
@@ -212,9 +224,11 @@ pub async fn send(
                 query,
                 documents: documents().collect(),
                 priority: plan.priority,
+                truncation: plan.truncation,
                 ..Default::default()
             };
-            client.rerank(plan.call(request, timeout)).await?;
+            let response = client.rerank(plan.call(request, timeout)).await?;
+            tally.tokens += response.get_ref().usage.map_or(0, |u| u.tokens);
         }
         Shape::Stream => {
             use pb::rerank_stream_request::Kind;
@@ -222,6 +236,7 @@ pub async fn send(
                 model: plan.model.clone(),
                 query,
                 priority: plan.priority,
+                truncation: plan.truncation,
                 ..Default::default()
             };
             let mut messages = vec![pb::RerankStreamRequest {

@@ -21,6 +21,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use tonic::transport::Endpoint;
 
+use super::long::TruncationArg;
 use host::{cpu_seconds, Host};
 use load::{Conn, Plan, Progress, Shape, Stop};
 use mixed::spec::GroupSpec;
@@ -87,6 +88,13 @@ pub struct BenchArgs {
     /// Corpus seed: the same seed and size give the same pairs everywhere.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Truncation of every request: longest-first, or chunk (long documents in windows).
+    #[arg(long, value_enum, default_value = "longest-first")]
+    truncation: TruncationArg,
+    /// Each document is this many consecutive corpus passages joined (about 120 tokens each):
+    /// long documents for `--truncation chunk`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    doc_passages: u32,
     /// Pairs in the corpus; requests take consecutive slices of it, wrapping around.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     corpus_size: u64,
@@ -141,6 +149,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         write_scores(path, scores)?;
     }
     emit(&args.json, &report, || report.text())
+}
+
+/// The `pb::Truncation` of `--truncation`.
+fn truncation(t: TruncationArg) -> i32 {
+    match t {
+        TruncationArg::LongestFirst => crossrank::api::pb::Truncation::LongestFirst as i32,
+        TruncationArg::Chunk => crossrank::api::pb::Truncation::Chunk as i32,
+    }
 }
 
 /// Without `--requests`, the run lasts `--duration` seconds: a positive number.
@@ -202,6 +218,8 @@ async fn drive(
         priority: 0,
         tenant: None,
         corpus,
+        truncation: truncation(args.truncation),
+        doc_passages: args.doc_passages as usize,
     });
     let mut conns = connect(args).await?;
     warm_up(&mut conns[0], &plan, args.warmup).await?;
@@ -246,6 +264,11 @@ async fn drive(
         concurrency: args.concurrency,
         corpus_seed: args.seed,
         corpus_size: plan.corpus.len(),
+        truncation: match args.truncation {
+            TruncationArg::LongestFirst => "longest-first".into(),
+            TruncationArg::Chunk => "chunk".into(),
+        },
+        doc_passages: args.doc_passages,
     };
     let report = tally.report(setup, elapsed, cpu, Host::this_machine());
     Ok((report, scores))

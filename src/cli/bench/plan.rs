@@ -34,4 +34,8 @@ pub struct Plan {
     pub tenant: Option<MetadataValue<Ascii>>,
     /// Shared by every group of a mixed run.
     pub corpus: Arc<[(String, String)]>,
+    /// Sent as every Score and Rerank request's `truncation` (a `pb::Truncation`).
+    pub truncation: i32,
+    /// Each document is this many consecutive corpus passages joined (long documents).
+    pub doc_passages: usize,
 }

@@ -19,6 +19,9 @@ pub struct Tally {
     pub(super) ok: Vec<Duration>,
     /// Pairs in successful requests.
     pub(super) pairs: u64,
+    /// Tokens the server fed the model for successful gRPC Score and Rerank requests (their
+    /// `usage.tokens`).
+    pub tokens: u64,
     /// Failed requests by code.
     pub(super) errors: BTreeMap<String, Failures>,
     /// (corpus index, first score) of pairs scored by Score requests, when asked for.
@@ -89,6 +92,7 @@ impl Tally {
     pub fn merge(&mut self, other: Tally) {
         self.ok.extend(other.ok);
         self.pairs += other.pairs;
+        self.tokens += other.tokens;
         self.scores.extend(other.scores);
         for (code, f) in other.errors {
             let entry = self.errors.entry(code).or_default();
@@ -116,6 +120,8 @@ impl Tally {
             requests_failed,
             pairs: self.pairs,
             pairs_per_s: self.pairs as f64 / seconds,
+            tokens: self.tokens,
+            tokens_per_s: self.tokens as f64 / seconds,
             requests_per_s: requests_ok as f64 / seconds,
             latency_ms: Percentiles::of(self.ok),
             errors,
@@ -166,6 +172,10 @@ pub struct Setup {
     pub concurrency: u32,
     pub corpus_seed: u64,
     pub corpus_size: usize,
+    /// `longest-first` or `chunk`.
+    pub truncation: String,
+    /// Corpus passages per document.
+    pub doc_passages: u32,
 }
 
 #[derive(Serialize)]
@@ -178,6 +188,10 @@ pub struct Report {
     /// Pairs in successful requests.
     pub pairs: u64,
     pub pairs_per_s: f64,
+    /// Model tokens (special tokens included, padding excluded) of successful gRPC Score and
+    /// Rerank requests, as the server counted them (0 for other shapes and HTTP).
+    pub tokens: u64,
+    pub tokens_per_s: f64,
     pub requests_per_s: f64,
     /// Latency of successful requests.
     pub latency_ms: Option<Percentiles>,
@@ -247,7 +261,8 @@ impl Report {
     pub fn text(&self) -> String {
         let s = &self.setup;
         let mut out = format!(
-            "{} x{} over {} on model {:?}, {} clients, {:.1} s (corpus seed {}, {} pairs)\n",
+            "{} x{} over {} on model {:?}, {} clients, {:.1} s (corpus seed {}, {} pairs; \
+             truncation {}, {} passages a document)\n",
             s.shape,
             s.size,
             s.protocol,
@@ -255,11 +270,13 @@ impl Report {
             s.concurrency,
             self.seconds,
             s.corpus_seed,
-            s.corpus_size
+            s.corpus_size,
+            s.truncation,
+            s.doc_passages
         );
         out += &format!(
-            "  throughput  {:.1} pairs/s  {:.2} requests/s\n",
-            self.pairs_per_s, self.requests_per_s
+            "  throughput  {:.1} pairs/s  {:.2} requests/s  {:.0} tokens/s\n",
+            self.pairs_per_s, self.requests_per_s, self.tokens_per_s
         );
         out += &format!(
             "  requests    {} ok  {} failed\n",

@@ -132,6 +132,8 @@ async fn prepare(
         priority: spec.priority,
         tenant,
         corpus,
+        truncation: 0,
+        doc_passages: 1,
     };
     let n = match spec.load {
         Load::Clients(c) => c as usize,
