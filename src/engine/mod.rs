@@ -382,8 +382,10 @@ fn chunk_error(e: ChunkError, documents: bool, first_index: usize) -> ServeError
             window,
         } => format!(
             "`chunking.overlap_tokens` is {overlap}, but `{what}[{}]` has windows of {window} \
-             document tokens: an overlap must be smaller than the window",
-            first_index + index
+             document tokens; the limit is {} (half the window: each token is scored in at most \
+             two windows)",
+            first_index + index,
+            window / 2
         ),
     })
 }

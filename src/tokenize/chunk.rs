@@ -74,7 +74,8 @@ pub enum ChunkError {
         special_tokens: usize,
         max_length: usize,
     },
-    /// The overlap is not smaller than the window: the windows would not advance.
+    /// The overlap is more than half the window (at `overlap >= W` the windows would not even
+    /// advance).
     Overlap {
         index: usize,
         overlap: usize,
@@ -113,7 +114,7 @@ impl std::fmt::Display for ChunkError {
                 window,
             } => write!(
                 f,
-                "document {index}: an overlap of {overlap} tokens is not smaller than its \
+                "document {index}: an overlap of {overlap} tokens is more than half its \
                  windows of {window} tokens"
             ),
         }
@@ -273,7 +274,9 @@ impl PairTokenizer {
                 max_length: self.max_length,
             }));
         };
-        if chunking.overlap >= window {
+        // At most half a window: each token is then scored in at most two windows, so the
+        // model's work stays within a small multiple of the document's tokens.
+        if 2 * chunking.overlap > window {
             return Err(Stop::Chunk(ChunkError::Overlap {
                 index,
                 overlap: chunking.overlap,
@@ -377,4 +380,22 @@ fn check_counts(planned: &[Planned], chunking: Chunking) -> Result<(), Stop> {
         }));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_count;
+
+    /// Windows start every `W - overlap` tokens until the last token is covered: 10 tokens in
+    /// windows of 4 with an overlap of 1 are [0,4) [3,7) [6,10), as the tokenizers library's
+    /// `Encoding.truncate(4, stride=1)` cuts them.
+    #[test]
+    fn windows_cover_the_document_and_stop_there() {
+        assert_eq!(window_count(0, 4, 0), 1);
+        assert_eq!(window_count(4, 4, 0), 1);
+        assert_eq!(window_count(5, 4, 0), 2);
+        assert_eq!(window_count(10, 4, 1), 3);
+        assert_eq!(window_count(11, 4, 1), 4);
+        assert_eq!(window_count(65_536, 36, 0), 1821);
+    }
 }

@@ -270,3 +270,64 @@ async fn long_context_models_keep_memory_bounded() {
     }
     drop(tmp);
 }
+
+/// Long documents in windows cost what their windows are, counted before any is built: a 64 KiB
+/// document of "!" (65,536 tokens; 1,821 windows of the fixture's 40 tokens) is refused at once
+/// under the default 64 windows a document, refused when half-window overlap would need more
+/// windows than even max_pairs_per_request, and scored in bounded time and memory when the request
+/// raises its window limit to max_pairs_per_request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_document_in_windows_costs_time_and_memory_linear_in_its_windows() {
+    let server = ServerProcess::start(&["--model", &bert()]).await;
+    let mut c = CrossEncoderClient::new(server.channel.clone());
+    let doc = "!".repeat(64 * 1024);
+    assert!(c.score(score(vec![pair("a", "b")])).await.is_ok());
+    let chunked = |max_chunks_per_doc: u32, overlap_tokens: u32| pb::ScoreRequest {
+        truncation: pb::Truncation::Chunk as i32,
+        chunking: Some(pb::ChunkOptions {
+            overlap_tokens,
+            max_chunks_per_doc,
+            pooling: pb::ChunkPooling::Mean as i32,
+        }),
+        ..score(vec![pair("q", &doc)])
+    };
+    let (r, took, extra) = server.measured(c.score(chunked(0, 0))).await;
+    let err = r.unwrap_err();
+    println!(
+        "64 KiB document, 64 windows at most: {:?} in {took:?}, peak RSS +{extra:.1} MiB",
+        err.code()
+    );
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("`pairs[0]` needs 1821 windows; the limit is 64"),
+        "{err:?}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(extra < 80.0, "peak RSS grew by {extra:.1} MiB");
+
+    let (r, took, extra) = server.measured(c.score(chunked(2048, 18))).await;
+    let err = r.unwrap_err();
+    println!(
+        "same, overlap 18: {:?} in {took:?}, peak RSS +{extra:.1} MiB",
+        err.code()
+    );
+    assert!(
+        err.message()
+            .contains("needs 3640 windows; the limit is 2048"),
+        "{err:?}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+
+    let (r, took, extra) = server.measured(c.score(chunked(2048, 0))).await;
+    let r = r.unwrap().into_inner();
+    let usage = r.usage.unwrap();
+    println!(
+        "same, 2048 windows at most: OK, {} windows of {} tokens in all, in {took:?}, peak RSS +{extra:.1} MiB",
+        usage.chunks, usage.tokens
+    );
+    assert_eq!(usage.chunks, 1821);
+    assert!(r.results[0].best_chunk.is_some());
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(extra < 80.0, "peak RSS grew by {extra:.1} MiB");
+}

@@ -47,7 +47,7 @@ impl Http {
             max_bytes,
             max_entries: engine.limits.max_pairs_per_request,
         };
-        let openapi = openapi::document(engine.limits.max_priority).into();
+        let openapi = openapi::document(&engine.limits).into();
         Self {
             engine,
             opts,

@@ -1,11 +1,13 @@
 //! The OpenAPI 3.1 document of the REST port, generated from the request and response types by
 //! utoipa (served at `GET /openapi.json`), with the server's own bounds where they are
-//! configured (`priority`'s maximum is `--max-priority`).
+//! configured (`priority`'s maximum is `--max-priority`, `max_chunks_per_doc`'s is
+//! `--max-pairs-per-request`).
 
 use utoipa::OpenApi;
 
 use super::error::{CohereError, TeiError};
 use super::{cohere, info, meta, tei};
+use crate::config::RequestLimits;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,27 +32,48 @@ impl utoipa::Modify for Bearer {
     }
 }
 
-/// The document, as JSON bytes, for a server whose `priority` goes up to `max_priority`.
-pub fn document(max_priority: u32) -> Vec<u8> {
+/// The document, as JSON bytes, for a server with these limits.
+pub fn document(limits: &RequestLimits) -> Vec<u8> {
     let mut doc = serde_json::to_value(Api::openapi()).unwrap_or_default();
-    let priority = &mut doc["components"]["schemas"]["CohereRequest"]["properties"]["priority"];
-    if let Some(schema) = priority.as_object_mut() {
-        schema.insert("maximum".into(), max_priority.into());
+    let fields = &mut doc["components"]["schemas"]["CohereRequest"]["properties"];
+    let maxima = [
+        ("priority", limits.max_priority as usize),
+        ("max_chunks_per_doc", limits.max_pairs_per_request),
+    ];
+    for (field, maximum) in maxima {
+        if let Some(schema) = fields[field].as_object_mut() {
+            schema.insert("maximum".into(), maximum.into());
+        }
     }
     serde_json::to_vec(&doc).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
-    /// `priority` is bounded by the configured maximum; the rest is utoipa's.
+    use crate::config::RequestLimits;
+
+    /// `priority` and `max_chunks_per_doc` are bounded by the configured limits; the rest is
+    /// utoipa's.
     #[test]
-    fn the_priority_maximum_is_the_servers() {
-        let doc: serde_json::Value = serde_json::from_slice(&super::document(4)).unwrap();
-        let p = &doc["components"]["schemas"]["CohereRequest"]["properties"]["priority"];
+    fn the_configured_maxima_are_the_servers() {
+        let limits = RequestLimits {
+            max_priority: 4,
+            max_pairs_per_request: 100,
+            ..RequestLimits::default()
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&super::document(&limits)).unwrap();
+        let fields = &doc["components"]["schemas"]["CohereRequest"]["properties"];
+        let p = &fields["priority"];
         assert_eq!(
             (&p["minimum"], &p["maximum"]),
             (&0.into(), &4.into()),
             "{p}"
+        );
+        let c = &fields["max_chunks_per_doc"];
+        assert_eq!(
+            (&c["minimum"], &c["maximum"]),
+            (&1.into(), &100.into()),
+            "{c}"
         );
         assert!(doc["paths"]["/v2/rerank"].is_object());
     }
