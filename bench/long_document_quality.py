@@ -13,7 +13,9 @@ candidates per query:
   chosen without any model);
 - short: the relevant passage and the same 9 hard negatives alone (the short-document reference).
 Scored with `crossrank score --activation none`: long documents with truncation (longest-first at 512
-tokens) and with chunking (max and mean pooling); short ones as they are. MRR@10 (with 10 candidates,
+tokens) and with chunking (max and mean pooling; windows of the model's 512 tokens, and of 128 tokens,
+the length the default model was distilled at); short ones as they are. QUALITY_RUNS=a,b keeps the
+reference and the runs whose names contain a or b. MRR@10 (with 10 candidates,
 the mean of 1/rank; chance is 0.293), by the depth of the relevant passage in its document.
 """
 
@@ -118,12 +120,22 @@ def main(model: str, n_queries: int) -> None:
     print(f"CPU: {cpu()}; {platform.python_version()}")
     print(f"{len(queries)} queries x {len(long[0])} candidates; long documents {MIN_TOKENS}-{MAX_TOKENS} tokens; "
           f"model {model}\n")
-    runs = {
-        "short documents (reference)": score(model, queries, short, []),
-        "long, truncation (longest-first)": score(model, queries, long, []),
-        "long, chunking, max": score(model, queries, long, ["--truncation", "chunk", "--chunk-pooling", "max"]),
-        "long, chunking, mean": score(model, queries, long, ["--truncation", "chunk", "--chunk-pooling", "mean"]),
+    chunk = ["--truncation", "chunk", "--chunk-pooling"]
+    short128 = ["--max-length", "128"]
+    plan = {
+        "short documents (reference)": (short, []),
+        "long, truncation (longest-first)": (long, []),
+        "long, chunking, max": (long, chunk + ["max"]),
+        "long, chunking, mean": (long, chunk + ["mean"]),
+        # The default model was distilled on pairs of at most 128 tokens: windows of its length.
+        "long, chunking, max, windows of 128": (long, chunk + ["max"] + short128),
+        "long, chunking, mean, windows of 128": (long, chunk + ["mean"] + short128),
     }
+    only = os.environ.get("QUALITY_RUNS")  # e.g. "reference,128": runs whose name has one of these
+    if only:
+        keep = ["reference"] + only.split(",")
+        plan = {k: v for k, v in plan.items() if any(w in k for w in keep)}
+    runs = {name: score(model, queries, cands, args) for name, (cands, args) in plan.items()}
     header = " | ".join(f"depth {name}: MRR@10 (n)" for _, _, name in DEPTHS)
     print(f"| documents | MRR@10 | share of short | {header} | seconds |")
     print("|---|---|---|" + "---|" * len(DEPTHS) + "---|")

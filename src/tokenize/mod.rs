@@ -2,8 +2,6 @@
 //! `tokenizer.json`, special tokens, token types, longest-first truncation at the model's
 //! maximum length and no padding (batches are padded later, per batch).
 
-use std::sync::{Arc, OnceLock};
-
 use tokenizers::parallelism::MaybeParallelRefIterator;
 use tokenizers::{Encoding, PostProcessor, Tokenizer};
 
@@ -15,6 +13,7 @@ mod knobs;
 mod render;
 mod stop;
 mod template;
+mod texts;
 
 use crate::error::{Result, RuntimeError};
 use crate::model_dir::files::{ST_CONFIG, TOKENIZER};
@@ -28,6 +27,7 @@ pub use cut::Cut;
 use render::StepBudget;
 pub use render::{FUEL, OUTPUT_PER_INPUT_BYTE, OUTPUT_SLACK_BYTES, STEPS_PER_PAIR};
 pub use stop::StopSignal;
+pub use texts::{Query, Texts};
 use template::Template;
 
 /// One tokenized pair, unpadded.
@@ -147,7 +147,7 @@ impl PairTokenizer {
         let per_pair = chat.overhead_bytes(instruction);
         let repeated = match texts {
             Texts::Pairs(_) => 0,
-            Texts::Query { query, .. } => query.text.len(),
+            Texts::Query { query, .. } => query.text().len(),
         };
         texts.bytes().saturating_add(
             texts
@@ -314,7 +314,7 @@ impl PairTokenizer {
         if let Some(side) = query.side.get() {
             return Ok(side);
         }
-        let side = self.side(&query.text, 0, cut)?;
+        let side = self.side(query.text(), 0, cut)?;
         Ok(query.side.get_or_init(|| side))
     }
 
@@ -414,63 +414,6 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Stop>) -> Result<T, Stop> {
              tokenizers crate handles): {why}"
         ))))
     })
-}
-
-/// The texts of a request: separate pairs, or one query paired with each document.
-#[derive(Debug, Clone)]
-pub enum Texts {
-    Pairs(Vec<(String, String)>),
-    Query {
-        query: Arc<Query>,
-        documents: Vec<String>,
-    },
-}
-
-/// A query paired with many documents (Rerank, or every batch of a RerankStream): tokenized once.
-#[derive(Debug)]
-pub struct Query {
-    text: String,
-    side: OnceLock<Side>,
-    /// Its tokens for windows (truncation CHUNK).
-    window_side: OnceLock<chunk::QueryTokens>,
-}
-
-impl Query {
-    pub fn new(text: String) -> Arc<Self> {
-        Arc::new(Self {
-            text,
-            side: OnceLock::new(),
-            window_side: OnceLock::new(),
-        })
-    }
-
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-}
-
-impl Texts {
-    /// Pairs.
-    pub fn len(&self) -> usize {
-        match self {
-            Self::Pairs(p) => p.len(),
-            Self::Query { documents, .. } => documents.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Bytes of text to tokenize (a shared query counts once).
-    pub fn bytes(&self) -> usize {
-        match self {
-            Self::Pairs(p) => p.iter().map(|(a, b)| a.len() + b.len()).sum(),
-            Self::Query { query, documents } => {
-                query.text.len() + documents.iter().map(String::len).sum::<usize>()
-            }
-        }
-    }
 }
 
 /// One side of a pair, possibly already cut; `full_len` is its length before any cut.
