@@ -27,8 +27,8 @@ pub use cut::Cut;
 use render::StepBudget;
 pub use render::{FUEL, OUTPUT_PER_INPUT_BYTE, OUTPUT_SLACK_BYTES, STEPS_PER_PAIR};
 pub use stop::StopSignal;
-pub use texts::{Query, Texts};
 use template::Template;
+pub use texts::{Query, Texts};
 
 /// One tokenized pair, unpadded.
 #[derive(Debug, Clone)]
