@@ -121,7 +121,7 @@ def main(model: str, n_queries: int) -> None:
     print(f"{len(queries)} queries x {len(long[0])} candidates; long documents {MIN_TOKENS}-{MAX_TOKENS} tokens; "
           f"model {model}\n")
     chunk = ["--truncation", "chunk", "--chunk-pooling"]
-    short128 = ["--max-length", "128"]
+    short128 = ["--max-length", "128", "--max-chunks-per-doc", "256"]
     plan = {
         "short documents (reference)": (short, []),
         "long, truncation (longest-first)": (long, []),
@@ -130,6 +130,8 @@ def main(model: str, n_queries: int) -> None:
         # The default model was distilled on pairs of at most 128 tokens: windows of its length.
         "long, chunking, max, windows of 128": (long, chunk + ["max"] + short128),
         "long, chunking, mean, windows of 128": (long, chunk + ["mean"] + short128),
+        "long, chunking, max, windows of 128, overlap 24": (long, chunk + ["max", "--chunk-overlap", "24"] + short128),
+        "long, chunking, mean, windows of 128, overlap 24": (long, chunk + ["mean", "--chunk-overlap", "24"] + short128),
     }
     only = os.environ.get("QUALITY_RUNS")  # e.g. "reference,128": runs whose name has one of these
     if only:
