@@ -323,15 +323,7 @@ impl PairTokenizer {
             return Ok(template.apply(query.encoding.get_ids(), window.get_ids(), query.truncated));
         }
         window.set_type_ids(vec![1; window.len()]);
-        let joined = self
-            .plain
-            .post_process(query.encoding.clone(), Some(window), true)
-            .map_err(|e| RuntimeError::Tokenize(e.to_string()))?;
-        Ok(Encoded {
-            ids: joined.get_ids().to_vec(),
-            type_ids: joined.get_type_ids().to_vec(),
-            truncated: query.truncated,
-        })
+        self.post_processed(query.encoding.clone(), window, query.truncated)
     }
 }
 

@@ -393,9 +393,14 @@ impl PairTokenizer {
                 ))
             }
         };
+        self.post_processed(cut.encoding(a, n1), cut.encoding(b, n2), truncated)
+    }
+
+    /// Two sides joined by the tokenizer's post-processor, with its special tokens and types.
+    fn post_processed(&self, a: Encoding, b: Encoding, truncated: bool) -> Result<Encoded> {
         let joined = self
             .plain
-            .post_process(cut.encoding(a, n1), Some(cut.encoding(b, n2)), true)
+            .post_process(a, Some(b), true)
             .map_err(|e| RuntimeError::Tokenize(e.to_string()))?;
         Ok(Encoded {
             ids: joined.get_ids().to_vec(),

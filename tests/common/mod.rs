@@ -37,6 +37,25 @@ pub struct MiniLm {
     pub reference: Reference,
 }
 
+/// Runs `command` with `stdin` as its standard input (written whole, then closed) and collects
+/// its standard output and error; fails only when it cannot be started.
+pub fn run_with_input(
+    command: &mut std::process::Command,
+    stdin: &str,
+) -> std::io::Result<std::process::Output> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes())?;
+    }
+    child.wait_with_output()
+}
+
 /// The fixtures directory that `scripts/test.sh` generates before running the tests.
 /// Copies the directory tree `from` to `to` (which must not exist yet).
 pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

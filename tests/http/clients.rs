@@ -7,9 +7,8 @@
 
 use crate::common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::process::ServerProcess;
 use crossrank::api::pb;
@@ -45,22 +44,12 @@ fn python(venv: &str, script: &str, args: &[String], stdin: &str) -> String {
         "{} is missing: run scripts/setup.sh",
         interpreter.display()
     );
-    let mut child = Command::new(interpreter)
+    let mut command = Command::new(interpreter);
+    command
         .args(["-W", "ignore"])
         .arg(root().join(script))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .args(args);
+    let out = common::run_with_input(&mut command, stdin).unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

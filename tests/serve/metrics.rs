@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::server::{model, TestServer};
 use crossrank::api::pb;
@@ -179,21 +179,9 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
         );
     }
 
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let mut promtool = Command::new("promtool");
+    let out = common::run_with_input(promtool.args(["check", "metrics"]), &text)
         .expect("promtool (Debian package prometheus; scripts/setup.sh installs it)");
-    use std::io::Write;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "promtool: {}{}",
