@@ -1,25 +1,35 @@
 # syntax=docker/dockerfile:1
 # crossrank container image: `crossrank serve` with only the shared libraries it loads.
 #
-#   CPU image:  docker build -t crossrank:cpu .
-#   CUDA image: docker build --build-arg FLAVOR=cuda -t crossrank:cuda .
+#   CPU image:  docker build -t ghcr.io/crossrank/crossrank:0.1.0 .
+#   CUDA image: docker build --build-arg FLAVOR=cuda -t ghcr.io/crossrank/crossrank:0.1.0-cuda .
+#   From a binary built outside (what scripts/image.sh does, with podman or docker):
+#     docker/bundle-libs.sh target/release/crossrank CONTEXT    # CONTEXT/crossrank, CONTEXT/lib/
+#     docker build -f Dockerfile --target runtime-prebuilt -t ghcr.io/crossrank/crossrank:0.1.0 CONTEXT
 #
-# Both build against the PyPI torch 2.13.0 wheel (the libtorch tch 0.26 is built for); the CPU
-# flavor takes the CPU-only wheel, so its image carries no CUDA libraries. The CUDA image needs the
-# NVIDIA container toolkit on the node (it mounts the driver's libcuda at run time).
+# Build arguments:
+#   FLAVOR           cpu (default) or cuda
+#   BUILDER_IMAGE    the Rust toolchain image (default rust:1.95-bookworm; Debian with python3)
+#   RUNTIME_IMAGE    the base of the image (default debian:bookworm-slim; any Debian bookworm)
+#   TORCH_INDEX_URL  where pip takes torch==2.13.0 (the libtorch tch 0.26 is built for); default
+#                    the PyTorch CPU index for cpu, PyPI (the CUDA wheel) for cuda. With a CUDA
+#                    wheel the cpu flavor still leaves libtorch_cuda and the nvidia-* libraries
+#                    out (docker/bundle-libs.sh) but for cudart and cupti, which libtorch_cpu names.
+# The CUDA image needs the NVIDIA container toolkit on the node (it mounts the driver's libcuda).
 ARG FLAVOR=cpu
+ARG BUILDER_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
-FROM rust:1.95-bookworm AS build
+FROM ${BUILDER_IMAGE} AS build
 ARG FLAVOR
+ARG TORCH_INDEX_URL=
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv \
+ && apt-get install -y --no-install-recommends python3 python3-venv patchelf \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /venv \
- && if [ "$FLAVOR" = cuda ]; then \
-      /venv/bin/pip install --no-cache-dir torch==2.13.0; \
-    else \
-      /venv/bin/pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0; \
-    fi
+ && default=https://download.pytorch.org/whl/cpu \
+ && if [ "$FLAVOR" = cuda ]; then default=https://pypi.org/simple; fi \
+ && /venv/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX_URL:-$default}" torch==2.13.0
 ENV PATH=/venv/bin:$PATH LIBTORCH_USE_PYTORCH=1
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
@@ -28,19 +38,16 @@ COPY src src
 RUN cargo build --release --locked --bin crossrank
 COPY docker/bundle-libs.sh docker/
 RUN site=$(python -c 'import site; print(site.getsitepackages()[0])') \
- && docker/bundle-libs.sh target/release/crossrank /out/lib \
-      $([ "$FLAVOR" = cuda ] && echo --cuda "$site") \
- && cp target/release/crossrank /out/
+ && docker/bundle-libs.sh --flavor "$FLAVOR" target/release/crossrank /out "$site"
 
-FROM debian:bookworm-slim AS runtime
+# What both images share: the user, the cache directory, the environment, the entrypoint.
+FROM ${RUNTIME_IMAGE} AS base
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin crossrank \
  && mkdir -p /var/cache/crossrank/huggingface \
  && chown -R 10001:10001 /var/cache/crossrank
-COPY --from=build /out/lib /opt/crossrank/lib
-COPY --from=build /out/crossrank /usr/local/bin/crossrank
 ENV LD_LIBRARY_PATH=/opt/crossrank/lib \
     CROSSRANK_HOST=0.0.0.0 CROSSRANK_PORT=50051 CROSSRANK_METRICS_PORT=9464 \
     CROSSRANK_LOG_FORMAT=json \
@@ -48,3 +55,13 @@ ENV LD_LIBRARY_PATH=/opt/crossrank/lib \
 USER 10001:10001
 EXPOSE 50051 9464
 ENTRYPOINT ["/usr/local/bin/crossrank", "serve"]
+
+# The binary and libraries of the build context, made by docker/bundle-libs.sh outside.
+FROM base AS runtime-prebuilt
+COPY lib /opt/crossrank/lib
+COPY crossrank /usr/local/bin/crossrank
+
+# The default target: built from source in the build stage.
+FROM base AS runtime
+COPY --from=build /out/lib /opt/crossrank/lib
+COPY --from=build /out/crossrank /usr/local/bin/crossrank

@@ -1,30 +1,59 @@
 #!/usr/bin/env bash
-# Copies the shared libraries that BINARY loads from outside the base system into DEST: libtorch,
-# c10 and their companions from the torch wheel (found with ldd), and with --cuda also every
-# library the wheel's nvidia-* packages bring (libtorch_cuda opens some of them with dlopen,
-# which ldd cannot see). Used by the Dockerfile; tests/serve/deploy.rs checks that the set is complete.
-# --link puts symbolic links in DEST instead of copies: the same set of names without the
-# gigabytes a CUDA build of torch brings (what the test uses).
+# Packages BINARY for the runtime image into OUT: OUT/crossrank (the binary without the build
+# machine's rpath) and OUT/lib/ with the shared libraries it loads from outside the base system:
+# libtorch, c10 and their companions from the torch wheel (found with ldd).
 #
-# Usage: docker/bundle-libs.sh [--link] BINARY DEST [--cuda SITE_PACKAGES]
+# --flavor cpu (the default): the image runs on CPU only. The binary keeps libtorch.so linked so
+# that a CUDA build of torch brings its CUDA backend (build.rs); for the CPU image that entry is
+# removed from the copy (patchelf), so a CUDA wheel's libtorch_cuda and its gigabytes of nvidia-*
+# libraries stay out: what is left is libtorch_cpu, c10, libgomp, and with a CUDA wheel the two
+# small CUDA runtime libraries libtorch_cpu itself names (cudart, cupti).
+# --flavor cuda: also every library of the wheel's nvidia-* packages in SITE_PACKAGES, since
+# libtorch_cuda opens some of them with dlopen, which ldd cannot see.
+# --link puts symbolic links in OUT/lib instead of copies: the same set of names without the
+# gigabytes (what tests/serve/deploy.rs uses to check that the set is complete).
+#
+# Usage: docker/bundle-libs.sh [--link] [--flavor cpu|cuda] BINARY OUT [SITE_PACKAGES]
+# Needs ldd and patchelf.
 set -euo pipefail
 place() { cp -L "$1" "$2/"; }
-if [ "${1:-}" = "--link" ]; then
-  place() { ln -sf "$(readlink -f "$1")" "$2/$(basename "$1")"; }
-  shift
-fi
-binary=$1 dest=$2
-mkdir -p "$dest"
-# Libraries the base image (debian bookworm-slim) provides itself.
-system='^/(usr/)?lib(64)?/(x86_64-linux-gnu/)?(ld-linux|libc|libm|libdl|libpthread|librt|libgcc_s|libstdc\+\+|libz)\.so'
-ldd "$binary" | awk '/=> \// { print $3 }' | grep -Ev "$system" | while read -r lib; do
-  place "$lib" "$dest"
+flavor=cpu
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --link) place() { ln -sf "$(readlink -f "$1")" "$2/$(basename "$1")"; }; shift ;;
+    --flavor) flavor=$2; shift 2 ;;
+    *) break ;;
+  esac
 done
-if [ "${3:-}" = "--cuda" ]; then
-  for dir in "$4"/nvidia/*/lib; do
-    [ -d "$dir" ] || continue
+case "$flavor" in
+  cpu | cuda) ;;
+  *) echo "bundle-libs: --flavor is cpu or cuda, not $flavor" >&2; exit 2 ;;
+esac
+binary=$1 out=$2 site=${3:-}
+if [ "$flavor" = cuda ] && [ ! -d "$site/nvidia" ]; then
+  echo "bundle-libs: --flavor cuda needs the site-packages of a CUDA torch wheel (no $site/nvidia)" >&2
+  exit 2
+fi
+rm -rf "$out/lib" "$out/crossrank"
+mkdir -p "$out/lib"
+cp "$binary" "$out/crossrank"
+chmod u+w "$out/crossrank"
+patchelf --remove-rpath "$out/crossrank"
+if [ "$flavor" = cpu ]; then
+  patchelf --remove-needed libtorch.so "$out/crossrank"
+fi
+# Found where the build linked them: the wheel's own libraries carry $ORIGIN rpaths.
+libdir=$(ldd "$binary" | awk '$1 == "libtorch_cpu.so" { print $3 }' | xargs dirname)
+# Libraries the base image (debian bookworm-slim) provides itself.
+system='^/(usr/)?lib(64)?/(x86_64-linux-gnu/)?(ld-linux|libc|libm|libdl|libpthread|librt|libutil|libgcc_s|libstdc\+\+|libz)\.so'
+LD_LIBRARY_PATH="$libdir" ldd "$out/crossrank" | awk '/=> \// { print $3 }' | grep -Ev "$system" |
+  while read -r lib; do
+    place "$lib" "$out/lib"
+  done
+if [ "$flavor" = cuda ]; then
+  for dir in "$site"/nvidia/*/lib; do
     for lib in "$dir"/*.so*; do
-      [ -e "$lib" ] && place "$lib" "$dest"
+      [ -e "$lib" ] && place "$lib" "$out/lib"
     done
   done
 fi

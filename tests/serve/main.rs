@@ -14,6 +14,7 @@ mod cli;
 mod deploy;
 mod fake;
 mod faults;
+mod image;
 mod llm;
 mod metrics;
 mod overload;

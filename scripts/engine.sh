@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs the container engine that scripts/image.sh and the image test use: podman where it is
+# installed, else docker when its daemon answers (CROSSRANK_ENGINE=podman|docker chooses).
+#
+# On a host whose cgroups are v1 or hybrid (the development machine), podman needs runc (crun
+# refuses hybrid cgroups), the cgroupfs manager and no default rlimits, and builds with
+# `--isolation chroot`: a containers.conf for that is written to target/image/containers.conf and
+# passed as CONTAINERS_CONF. On a cgroup-v2 host nothing is changed.
+#
+# Usage: scripts/engine.sh --which           prints podman or docker (exit 1: neither)
+#        scripts/engine.sh ARGS...            the engine with ARGS (podman/docker syntax)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+which_engine() {
+  case "${CROSSRANK_ENGINE:-}" in
+    podman | docker) echo "$CROSSRANK_ENGINE"; return ;;
+    "") ;;
+    *) echo "engine: CROSSRANK_ENGINE must be podman or docker, not $CROSSRANK_ENGINE" >&2; return 1 ;;
+  esac
+  if command -v podman >/dev/null; then
+    echo podman
+  elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    echo docker
+  else
+    return 1
+  fi
+}
+
+engine=$(which_engine) || {
+  echo "engine: neither podman nor a running docker daemon (scripts/image.sh installs podman as root)" >&2
+  exit 1
+}
+if [ "${1:-}" = "--which" ]; then
+  echo "$engine"
+  exit 0
+fi
+if [ "$engine" = docker ]; then
+  exec docker "$@"
+fi
+
+# podman: cgroup v2 alone has cgroup.controllers at the top of /sys/fs/cgroup.
+if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
+  exec podman "$@"
+fi
+conf="$root/target/image/containers.conf"
+if [ ! -f "$conf" ]; then
+  mkdir -p "$(dirname "$conf")"
+  printf '[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manager = "cgroupfs"\n' > "$conf"
+fi
+export CONTAINERS_CONF="$conf"
+global=()
+command -v runc >/dev/null && global=(--runtime runc)
+if [ "${1:-}" = build ]; then
+  shift
+  exec podman "${global[@]}" build --isolation chroot "$@"
+fi
+exec podman "${global[@]}" "$@"

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Builds the crossrank container image with podman or docker (scripts/engine.sh picks; as root
+# with apt-get and neither present, podman is installed) from the binary `cargo build --release`
+# makes here: docker/bundle-libs.sh packages it with its libraries, and the Dockerfile's
+# `runtime-prebuilt` stage puts them on the base image. The base is debian:bookworm-slim when the
+# engine can pull it; otherwise (no Docker Hub, as on the development machine) it is made from
+# Debian's packages with debootstrap and imported as localhost/debian:bookworm-slim.
+# Idempotent; each step prints one line, the tools' output goes to target/image/image.log.
+#
+# Usage: scripts/image.sh [--flavor cpu|cuda] [--print-name] [--test]
+#   --flavor cuda   the CUDA image: needs the CUDA torch wheel in .venv (PyPI's default)
+#   --print-name    print the image name the flavor gets and exit (what the Helm chart defaults to)
+#   --test          then run the image tests against it (tests/serve/image.rs, through
+#                   scripts/test.sh: set-up and fixtures first)
+# Environment: CROSSRANK_IMAGE_REPOSITORY (default ghcr.io/crossrank/crossrank),
+#   CROSSRANK_BASE_IMAGE (a Debian bookworm image to use as is), CROSSRANK_ENGINE.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$CROSSRANK_ROOT"
+
+flavor=cpu print_name=0 test=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --flavor) flavor=${2:-}; shift 2 ;;
+    --print-name) print_name=1; shift ;;
+    --test) test=1; shift ;;
+    *) echo "image: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+done
+case "$flavor" in
+  cpu) suffix="" ;;
+  cuda) suffix="-cuda" ;;
+  *) echo "image: --flavor is cpu or cuda, not $flavor" >&2; exit 2 ;;
+esac
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+name="${CROSSRANK_IMAGE_REPOSITORY:-ghcr.io/crossrank/crossrank}:$version$suffix"
+if [ "$print_name" = 1 ]; then
+  echo "$name"
+  exit 0
+fi
+
+work=target/image
+mkdir -p "$work"
+log=$work/image.log
+: > "$log"
+run() {
+  local step=$1
+  shift
+  echo "== $step: $*" >> "$log"
+  if ! "$@" >> "$log" 2>&1; then
+    echo "image: $step failed; see $log" >&2
+    tail -n 20 "$log" | sed 's/^/  | /' >&2
+    exit 1
+  fi
+}
+as_root_with_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
+engine=scripts/engine.sh
+
+# 1. The engine, and the tools the steps below need.
+if ! "$engine" --which >/dev/null 2>&1; then
+  as_root_with_apt || { echo "image: install podman or docker first" >&2; exit 1; }
+  echo "image: installing podman and runc (Debian packages)" >&2
+  run "apt-get install podman" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends podman runc
+fi
+for tool in patchelf debootstrap; do
+  if ! command -v "$tool" >/dev/null && as_root_with_apt; then
+    echo "image: installing $tool (Debian package)" >&2
+    run "apt-get install $tool" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y --no-install-recommends "$tool"
+  fi
+done
+echo "image: engine $("$engine" --which)" >&2
+
+# 2. The base image.
+base=${CROSSRANK_BASE_IMAGE:-}
+if [ -z "$base" ]; then
+  if "$engine" image exists localhost/debian:bookworm-slim 2>/dev/null ||
+    "$engine" image inspect localhost/debian:bookworm-slim >/dev/null 2>&1; then
+    base=localhost/debian:bookworm-slim
+  elif timeout 120 "$engine" pull -q docker.io/library/debian:bookworm-slim >> "$log" 2>&1; then
+    base=docker.io/library/debian:bookworm-slim
+  else
+    command -v debootstrap >/dev/null || { echo "image: no base image: debian:bookworm-slim cannot be pulled and debootstrap is missing" >&2; exit 1; }
+    mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    mirror=${mirror:-http://deb.debian.org/debian}
+    echo "image: making localhost/debian:bookworm-slim with debootstrap from $mirror (~1 min)" >&2
+    rootfs=$work/rootfs
+    rm -rf "$rootfs"
+    run "debootstrap" debootstrap --variant=minbase bookworm "$rootfs" "$mirror"
+    # What debian:bookworm-slim leaves out too: documentation, manuals, locales, apt's caches.
+    rm -rf "$rootfs"/usr/share/{doc,man,info,locale}/* "$rootfs"/var/cache/apt/* \
+      "$rootfs"/var/lib/apt/lists/*
+    run "podman import" bash -c "tar -C '$rootfs' -c . | '$engine' import - localhost/debian:bookworm-slim"
+    rm -rf "$rootfs"
+    base=localhost/debian:bookworm-slim
+  fi
+fi
+echo "image: base $base" >&2
+
+# 3. The binary and its libraries.
+echo "image: cargo build --release (minutes when not built yet)" >&2
+run "cargo build" cargo build --release --locked --bin crossrank
+site=$(python -c 'import site; print(site.getsitepackages()[0])')
+context=$work/$flavor
+echo "image: bundling the binary and its libraries into $context" >&2
+run "bundle-libs" docker/bundle-libs.sh --flavor "$flavor" target/release/crossrank "$context" "$site"
+
+# 4. The image.
+echo "image: building $name" >&2
+run "build" "$engine" build --network=host -f Dockerfile --target runtime-prebuilt \
+  --build-arg RUNTIME_IMAGE="$base" -t "$name" "$context"
+bytes=$("$engine" image inspect --format '{{.Size}}' "$name")
+echo "image: built $name ($((bytes / 1000000)) MB; libraries $(du -sm "$context/lib" | cut -f1) MiB)" >&2
+echo "$name"
+if [ "$test" = 1 ]; then
+  echo "image: testing $name (tests/serve/image.rs)" >&2
+  CROSSRANK_IMAGE_TEST=1 CROSSRANK_IMAGE="$name" ./scripts/test.sh --test serve image:: -- --nocapture
+fi
