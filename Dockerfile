@@ -45,7 +45,8 @@ FROM ${RUNTIME_IMAGE} AS base
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
- && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin crossrank \
+ && groupadd --system --gid 10001 crossrank \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin crossrank \
  && mkdir -p /var/cache/crossrank/huggingface \
  && chown -R 10001:10001 /var/cache/crossrank
 ENV LD_LIBRARY_PATH=/opt/crossrank/lib \

@@ -53,7 +53,8 @@ fn chart_default_image_is_what_image_sh_builds() {
     };
     let render = |values: &[&str]| {
         let mut cmd = Command::new(root().join(".tools/helm"));
-        cmd.args(["template", "rr"]).arg(root().join("helm/crossrank"));
+        cmd.args(["template", "rr"])
+            .arg(root().join("helm/crossrank"));
         for v in values {
             cmd.arg("-f").arg(root().join(v));
         }
@@ -112,7 +113,12 @@ fn bundle(flavor: &str) -> (tempfile::TempDir, Vec<String>) {
     let site = root().join(".venv/lib/python3.11/site-packages");
     let run = Command::new("bash")
         .arg(root().join("docker/bundle-libs.sh"))
-        .args(["--link", "--flavor", flavor, env!("CARGO_BIN_EXE_crossrank")])
+        .args([
+            "--link",
+            "--flavor",
+            flavor,
+            env!("CARGO_BIN_EXE_crossrank"),
+        ])
         .arg(out.path())
         .arg(&site)
         .output()
@@ -133,7 +139,13 @@ fn image_bundle_holds_every_library_the_binary_loads() {
     for want in ["libtorch_cpu.so", "libc10.so"] {
         assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
     }
-    for absent in ["libtorch.so", "libtorch_cuda.so", "libcublas", "libcudnn", "libnccl"] {
+    for absent in [
+        "libtorch.so",
+        "libtorch_cuda.so",
+        "libcublas",
+        "libcudnn",
+        "libnccl",
+    ] {
         assert!(
             !names.iter().any(|n| n.starts_with(absent)),
             "the CPU bundle holds {absent}: {names:?}"
@@ -170,7 +182,12 @@ fn cuda_bundle_adds_the_cuda_backend() {
         return;
     }
     let (out, names) = bundle("cuda");
-    for want in ["libtorch.so", "libtorch_cuda.so", "libcublas.so", "libcudnn.so"] {
+    for want in [
+        "libtorch.so",
+        "libtorch_cuda.so",
+        "libcublas.so",
+        "libcudnn.so",
+    ] {
         assert!(
             names.iter().any(|n| n.starts_with(want)),
             "{want} not in {names:?}"

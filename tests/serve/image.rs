@@ -40,7 +40,9 @@ fn ok(cmd: &mut Command) -> String {
 /// The image to test, or None (the test is skipped) without CROSSRANK_IMAGE_TEST=1.
 fn image() -> Option<String> {
     if std::env::var("CROSSRANK_IMAGE_TEST").as_deref() != Ok("1") {
-        eprintln!("skipped: set CROSSRANK_IMAGE_TEST=1 (scripts/image.sh --test) to run the image tests");
+        eprintln!(
+            "skipped: set CROSSRANK_IMAGE_TEST=1 (scripts/image.sh --test) to run the image tests"
+        );
         return None;
     }
     let name = std::env::var("CROSSRANK_IMAGE").unwrap_or_else(|_| {
@@ -78,7 +80,14 @@ impl Container {
         let logs = tempfile::tempdir().unwrap();
         let log = logs.path().join("stderr.log");
         let mut child = engine()
-            .args(["run", "--rm", "--name", &name, "--network=host", "--read-only"])
+            .args([
+                "run",
+                "--rm",
+                "--name",
+                &name,
+                "--network=host",
+                "--read-only",
+            ])
             .args(["--user", "10001:10001"])
             .args(options)
             .arg(image)
@@ -172,7 +181,10 @@ const DOCUMENTS: [&str; 4] = [
 fn ranked(json: &str) -> Vec<(u64, f64)> {
     let rows: Vec<serde_json::Value> = match serde_json::from_str(json) {
         Ok(serde_json::Value::Array(rows)) => rows,
-        _ => json.lines().map(|l| serde_json::from_str(l).unwrap()).collect(),
+        _ => json
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
     };
     let field = |r: &serde_json::Value, k: &str| r[k].clone();
     rows.iter()
@@ -247,11 +259,17 @@ async fn image_serves_read_only_as_10001_and_stops_on_sigterm() {
         );
     }
     let libs = String::from_utf8_lossy(&c.exec("ls /opt/crossrank/lib").stdout).into_owned();
-    println!("image libraries: {}", libs.split_whitespace().collect::<Vec<_>>().join(" "));
+    println!(
+        "image libraries: {}",
+        libs.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
     assert!(libs.contains("libtorch_cpu.so"), "{libs}");
     if !image.ends_with("-cuda") {
         for absent in ["libtorch_cuda", "libcublas", "libcudnn", "libnccl"] {
-            assert!(!libs.contains(absent), "the CPU image holds {absent}: {libs}");
+            assert!(
+                !libs.contains(absent),
+                "the CPU image holds {absent}: {libs}"
+            );
         }
     }
 
@@ -259,15 +277,22 @@ async fn image_serves_read_only_as_10001_and_stops_on_sigterm() {
     let docs = dir.path().join("documents.txt");
     std::fs::write(&docs, DOCUMENTS.join("\n") + "\n").unwrap();
     let addr = c.addr.clone();
-    let (cli, python) = tokio::task::spawn_blocking(move || {
-        (cli_ranking(&docs), python_ranking(&addr, &docs))
-    })
-    .await
-    .unwrap();
+    let (cli, python) =
+        tokio::task::spawn_blocking(move || (cli_ranking(&docs), python_ranking(&addr, &docs)))
+            .await
+            .unwrap();
     assert_same_ranking("python client (image) vs CLI (host)", &python, &cli);
-    assert_same_ranking("HTTP /v2/rerank vs python client", &http_ranking(&c.http_addr).await, &python);
+    assert_same_ranking(
+        "HTTP /v2/rerank vs python client",
+        &http_ranking(&c.http_addr).await,
+        &python,
+    );
 
-    let metrics = rest::call(&c.metrics_addr, &rest::request("GET", "/metrics", &[], None)).await;
+    let metrics = rest::call(
+        &c.metrics_addr,
+        &rest::request("GET", "/metrics", &[], None),
+    )
+    .await;
     let text = String::from_utf8_lossy(&metrics.body);
     for want in [
         "crossrank_requests_total{model=\"minilm\",method=\"Rerank\",code=\"OK\"}",
@@ -291,7 +316,10 @@ async fn image_serves_read_only_as_10001_and_stops_on_sigterm() {
     .unwrap();
     let log = std::fs::read_to_string(&c.log).unwrap();
     assert!(status.success(), "exit {status} after SIGTERM:\n{log}");
-    println!("SIGTERM: exited 0 after {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "SIGTERM: exited 0 after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
 }
 
 /// The chart's init-container flow: `crossrank fetch` in one container fills a cache volume from
@@ -309,9 +337,21 @@ async fn image_fetches_into_a_volume_and_serves_it_offline() {
     let rw = mount(volume.path(), "/models", "rw");
     let out = tokio::task::spawn_blocking(move || {
         engine()
-            .args(["run", "--rm", "--network=host", "--read-only", "--user", "10001:10001"])
+            .args([
+                "run",
+                "--rm",
+                "--network=host",
+                "--read-only",
+                "--user",
+                "10001:10001",
+            ])
             .args(&rw)
-            .args(["-e", "HF_HOME=/models/huggingface", "-e", &format!("HF_ENDPOINT={url}")])
+            .args([
+                "-e",
+                "HF_HOME=/models/huggingface",
+                "-e",
+                &format!("HF_ENDPOINT={url}"),
+            ])
             .args(["--entrypoint", "/usr/local/bin/crossrank", &image_name])
             .args(["fetch", "org/tiny"])
             .output()
@@ -325,7 +365,15 @@ async fn image_fetches_into_a_volume_and_serves_it_offline() {
     hub.stop();
 
     let mut options = mount(volume.path(), "/models", "ro");
-    options.extend(["-e", "HF_HOME=/models/huggingface", "-e", "HF_HUB_OFFLINE=1"].map(String::from));
+    options.extend(
+        [
+            "-e",
+            "HF_HOME=/models/huggingface",
+            "-e",
+            "HF_HUB_OFFLINE=1",
+        ]
+        .map(String::from),
+    );
     let c = Container::serve(&image, &options, &["--model", "tiny=org/tiny"]).await;
     let exp = expected();
     let pairs = exp.pairs.iter().map(|(a, b)| pb::Pair {
@@ -342,5 +390,8 @@ async fn image_fetches_into_a_volume_and_serves_it_offline() {
     let got: Vec<Vec<f32>> = r.results.iter().map(|p| p.scores.clone()).collect();
     let d = max_diff(&got, &exp.models["bert"].default);
     assert!(d <= 1e-5, "differs from sentence-transformers by {d}");
-    println!("served offline from the volume: {} pairs, max |delta| {d:.1e} vs sentence-transformers", got.len());
+    println!(
+        "served offline from the volume: {} pairs, max |delta| {d:.1e} vs sentence-transformers",
+        got.len()
+    );
 }
