@@ -77,6 +77,7 @@ fn system_library(path: &str) -> bool {
         "libdl.",
         "libpthread.",
         "librt.",
+        "libutil.",
         "libgcc_s.",
         "libstdc++.",
         "libz.",
