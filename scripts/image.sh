@@ -7,8 +7,13 @@
 # Debian's packages with debootstrap and imported as localhost/debian:bookworm-slim.
 # Idempotent; each step prints one line, the tools' output goes to target/image/image.log.
 #
-# Usage: scripts/image.sh [--flavor cpu|cuda] [--print-name] [--test]
+# Usage: scripts/image.sh [--flavor cpu|cuda] [--from-source] [--print-name] [--test]
 #   --flavor cuda   the CUDA image: needs the CUDA torch wheel in .venv (PyPI's default)
+#   --from-source   build the Dockerfile's default target instead (the binary compiled inside the
+#                   image build, as `docker build .` does), on rust:1.95-bookworm or, when that
+#                   cannot be pulled, on a stand-in made from the base image and this machine's
+#                   Rust toolchain (docker/builder.Dockerfile); torch from the PyTorch CPU index,
+#                   or PyPI when that is unreachable. About 15 minutes on 2 cores.
 #   --print-name    print the image name the flavor gets and exit (what the Helm chart defaults to)
 #   --test          then run the image tests against it (tests/serve/image.rs, through
 #                   scripts/test.sh: set-up and fixtures first)
@@ -18,12 +23,13 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$CROSSRANK_ROOT"
 
-flavor=cpu print_name=0 test=0
+flavor=cpu print_name=0 test=0 from_source=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --flavor) flavor=${2:-}; shift 2 ;;
     --print-name) print_name=1; shift ;;
     --test) test=1; shift ;;
+    --from-source) from_source=1; shift ;;
     *) echo "image: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -98,20 +104,63 @@ if [ -z "$base" ]; then
 fi
 echo "image: base $base" >&2
 
-# 3. The binary and its libraries.
-echo "image: cargo build --release (minutes when not built yet)" >&2
-run "cargo build" cargo build --release --locked --bin crossrank
-site=$(python -c 'import site; print(site.getsitepackages()[0])')
-context=$work/$flavor
-echo "image: bundling the binary and its libraries into $context" >&2
-run "bundle-libs" docker/bundle-libs.sh --flavor "$flavor" target/release/crossrank "$context" "$site"
+# 3. The image: from this machine's binary, or built from source by the Dockerfile.
+prebuilt() {
+  echo "image: cargo build --release (minutes when not built yet)" >&2
+  run "cargo build" cargo build --release --locked --bin crossrank
+  local site context=$work/$flavor
+  site=$(python -c 'import site; print(site.getsitepackages()[0])')
+  echo "image: bundling the binary and its libraries into $context" >&2
+  run "bundle-libs" docker/bundle-libs.sh --flavor "$flavor" target/release/crossrank "$context" "$site"
+  echo "image: building $name" >&2
+  run "build" "$engine" build --network=host -f Dockerfile --target runtime-prebuilt \
+    --build-arg RUNTIME_IMAGE="$base" -t "$name" "$context"
+  libs="; libraries $(du -sm "$context/lib" | cut -f1) MiB"
+}
 
-# 4. The image.
-echo "image: building $name" >&2
-run "build" "$engine" build --network=host -f Dockerfile --target runtime-prebuilt \
-  --build-arg RUNTIME_IMAGE="$base" -t "$name" "$context"
+# A builder image: rust:1.95-bookworm, or the stand-in of docker/builder.Dockerfile.
+builder_image() {
+  local rust=docker.io/library/rust:1.95-bookworm
+  if timeout 120 "$engine" pull -q "$rust" >> "$log" 2>&1; then
+    echo "$rust"
+    return
+  fi
+  local version stand_in context=$work/builder
+  version=$(rustc --version | cut -d' ' -f2)
+  stand_in=localhost/crossrank-builder:$version
+  if ! "$engine" image inspect "$stand_in" >/dev/null 2>&1; then
+    echo "image: making $stand_in (Debian's compilers, this machine's Rust toolchain)" >&2
+    rm -rf "$context"
+    mkdir -p "$context/toolchain"
+    run "toolchain" tar -C "$(rustc --print sysroot)" --exclude=./share/doc -c . \
+      -f "$context/toolchain.tar"
+    run "toolchain" tar -C "$context/toolchain" -xf "$context/toolchain.tar"
+    rm "$context/toolchain.tar"
+    cp /etc/ssl/certs/ca-certificates.crt "$context/"
+    run "builder" "$engine" build --network=host -f docker/builder.Dockerfile \
+      --build-arg BASE_IMAGE="$base" -t "$stand_in" "$context"
+    rm -rf "$context"
+  fi
+  echo "$stand_in"
+}
+
+from_source() {
+  local builder index=${CROSSRANK_TORCH_INDEX_URL:-}
+  builder=$(builder_image)
+  if [ -z "$index" ] && [ "$flavor" = cpu ] &&
+    ! curl -sfI --max-time 10 https://download.pytorch.org/whl/cpu/ >/dev/null 2>&1; then
+    index=https://pypi.org/simple
+  fi
+  echo "image: building $name from source on $builder (torch from ${index:-the default index}; ~15 min)" >&2
+  run "build" "$engine" build --network=host -f Dockerfile --build-arg FLAVOR="$flavor" \
+    --build-arg BUILDER_IMAGE="$builder" --build-arg RUNTIME_IMAGE="$base" \
+    ${index:+--build-arg TORCH_INDEX_URL="$index"} -t "$name" .
+  libs=""
+}
+
+if [ "$from_source" = 1 ]; then from_source; else prebuilt; fi
 bytes=$("$engine" image inspect --format '{{.Size}}' "$name")
-echo "image: built $name ($((bytes / 1000000)) MB; libraries $(du -sm "$context/lib" | cut -f1) MiB)" >&2
+echo "image: built $name ($((bytes / 1000000)) MB$libs)" >&2
 echo "$name"
 if [ "$test" = 1 ]; then
   echo "image: testing $name (tests/serve/image.rs)" >&2

@@ -29,4 +29,8 @@ fi
 # A clean clone gains nothing from incremental state, which would double the build's disk use.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 df -h . | awk 'NR==2 {print "test: disk free before the build: " $4 " of " $2}' >&2
-cargo test --all-targets --no-fail-fast "$@"
+# With arguments (e.g. `--test serve image::`), only what they select.
+if [ $# -eq 0 ]; then
+  set -- --all-targets
+fi
+cargo test --no-fail-fast "$@"
