@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the crossrank container image with podman or docker (scripts/engine.sh picks; as root
 # with apt-get and neither present, podman is installed) from the binary `cargo build --release`
-# makes here: docker/bundle-libs.sh packages it with its libraries, and the Dockerfile's
-# `runtime-prebuilt` stage puts them on the base image. The base is debian:bookworm-slim when the
+# makes here (after scripts/setup.sh, for the venv's torch): docker/bundle-libs.sh packages it
+# with its libraries, and the Dockerfile's `runtime-prebuilt` stage puts them on the base image. The base is debian:bookworm-slim when the
 # engine can pull it; otherwise (no Docker Hub, as on the development machine) it is made from
 # Debian's packages with debootstrap and imported as localhost/debian:bookworm-slim.
 # Idempotent; each step prints one line, the tools' output goes to target/image/image.log.
@@ -13,7 +13,7 @@
 #                   image build, as `docker build .` does), on rust:1.95-bookworm or, when that
 #                   cannot be pulled, on a stand-in made from the base image and this machine's
 #                   Rust toolchain (docker/builder.Dockerfile); torch from the PyTorch CPU index,
-#                   or PyPI when that is unreachable. About 15 minutes on 2 cores.
+#                   or PyPI when that is unreachable. 7.5 minutes on 2 cores here.
 #   --print-name    print the image name the flavor gets and exit (what the Helm chart defaults to)
 #   --test          then run the image tests against it (tests/serve/image.rs, through
 #                   scripts/test.sh: set-up and fixtures first)
@@ -45,20 +45,15 @@ if [ "$print_name" = 1 ]; then
   exit 0
 fi
 
+# The venv with torch (libtorch for the build; the tests' Python client) and the default model.
+./scripts/setup.sh
+
 work=target/image
 mkdir -p "$work"
 log=$work/image.log
 : > "$log"
-run() {
-  local step=$1
-  shift
-  echo "== $step: $*" >> "$log"
-  if ! "$@" >> "$log" 2>&1; then
-    echo "image: $step failed; see $log" >&2
-    tail -n 20 "$log" | sed 's/^/  | /' >&2
-    exit 1
-  fi
-}
+prefix=image
+source scripts/steps.sh
 as_root_with_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
 engine=scripts/engine.sh
 
@@ -151,7 +146,7 @@ from_source() {
     ! curl -sfI --max-time 10 https://download.pytorch.org/whl/cpu/ >/dev/null 2>&1; then
     index=https://pypi.org/simple
   fi
-  echo "image: building $name from source on $builder (torch from ${index:-the default index}; ~15 min)" >&2
+  echo "image: building $name from source on $builder (torch from ${index:-the default index}; minutes)" >&2
   run "build" "$engine" build --network=host -f Dockerfile --build-arg FLAVOR="$flavor" \
     --build-arg BUILDER_IMAGE="$builder" --build-arg RUNTIME_IMAGE="$base" \
     ${index:+--build-arg TORCH_INDEX_URL="$index"} -t "$name" .

@@ -11,17 +11,8 @@ mkdir -p target
 log=target/setup.log
 : > "$log"
 
-# run STEP CMD...: CMD's output goes to the log; on failure, say which step and show the log's end.
-run() {
-  local step=$1
-  shift
-  echo "== $step: $*" >> "$log"
-  if ! "$@" >> "$log" 2>&1; then
-    echo "setup: $step failed; see $log" >&2
-    tail -n 20 "$log" | sed 's/^/  | /' >&2
-    exit 1
-  fi
-}
+prefix=setup
+source scripts/steps.sh
 
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ]; then

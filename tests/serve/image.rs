@@ -231,12 +231,16 @@ fn python_ranking(addr: &str, docs: &Path) -> Vec<(u64, f64)> {
         .arg(docs)))
 }
 
-/// Cohere's v2 route of the container's HTTP port.
-async fn http_ranking(http: &str) -> Vec<(u64, f64)> {
-    let body = serde_json::json!({ "model": "minilm", "query": QUERY, "documents": DOCUMENTS });
-    let resp = rest::call(http, &rest::post_json("/v2/rerank", &[], &body)).await;
+/// A REST route of the container's HTTP port: Cohere's `/v2/rerank` or TEI's `/rerank`.
+async fn http_ranking(http: &str, path: &str) -> Vec<(u64, f64)> {
+    let body = match path {
+        "/rerank" => serde_json::json!({ "query": QUERY, "texts": DOCUMENTS }),
+        _ => serde_json::json!({ "model": "minilm", "query": QUERY, "documents": DOCUMENTS }),
+    };
+    let resp = rest::call(http, &rest::post_json(path, &[], &body)).await;
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-    ranked(&resp.json()["results"].to_string())
+    let json = resp.json();
+    ranked(&json.get("results").unwrap_or(&json).to_string())
 }
 
 /// The image serves models/ mounted read-only as user 10001 on a read-only root filesystem:
@@ -282,11 +286,10 @@ async fn image_serves_read_only_as_10001_and_stops_on_sigterm() {
             .await
             .unwrap();
     assert_same_ranking("python client (image) vs CLI (host)", &python, &cli);
-    assert_same_ranking(
-        "HTTP /v2/rerank vs python client",
-        &http_ranking(&c.http_addr).await,
-        &python,
-    );
+    for path in ["/v2/rerank", "/rerank"] {
+        let http = http_ranking(&c.http_addr, path).await;
+        assert_same_ranking(&format!("HTTP {path} vs python client"), &http, &python);
+    }
 
     let metrics = rest::call(
         &c.metrics_addr,
@@ -297,8 +300,8 @@ async fn image_serves_read_only_as_10001_and_stops_on_sigterm() {
     for want in [
         "crossrank_requests_total{model=\"minilm\",method=\"Rerank\",code=\"OK\"}",
         "crossrank_http_requests_total{",
-        // four documents from the Python client, four over HTTP
-        "crossrank_pairs_total{model=\"minilm\"} 8\n",
+        // four documents from the Python client, four on each HTTP route
+        "crossrank_pairs_total{model=\"minilm\"} 12\n",
     ] {
         assert!(text.contains(want), "metrics lack {want}:\n{text}");
     }
