@@ -1,11 +1,13 @@
-# syntax=docker/dockerfile:1
 # crossrank container image: `crossrank serve` with only the shared libraries it loads.
 #
 #   CPU image:  docker build -t ghcr.io/crossrank/crossrank:0.1.0 .
 #   CUDA image: docker build --build-arg FLAVOR=cuda -t ghcr.io/crossrank/crossrank:0.1.0-cuda .
-#   From a binary built outside (what scripts/image.sh does, with podman or docker):
+#   From a binary built outside (what scripts/image.sh does, with podman or docker): the `base`
+#   target, then docker/prebuilt.Dockerfile on it:
+#     docker build --target base -t crossrank-base .
 #     docker/bundle-libs.sh target/release/crossrank CONTEXT    # CONTEXT/crossrank, CONTEXT/lib/
-#     docker build -f Dockerfile --target runtime-prebuilt -t ghcr.io/crossrank/crossrank:0.1.0 CONTEXT
+#     docker build -f docker/prebuilt.Dockerfile --build-arg BASE_IMAGE=crossrank-base \
+#       -t ghcr.io/crossrank/crossrank:0.1.0 CONTEXT
 #
 # Build arguments:
 #   FLAVOR           cpu (default) or cuda
@@ -16,9 +18,28 @@
 #                    wheel the cpu flavor still leaves libtorch_cuda and the nvidia-* libraries
 #                    out (docker/bundle-libs.sh) but for cudart and cupti, which libtorch_cpu names.
 # The CUDA image needs the NVIDIA container toolkit on the node (it mounts the driver's libcuda).
+# Stages are in the order the legacy builder (which builds every stage up to the target) needs:
+# `--target base` builds nothing else.
 ARG FLAVOR=cpu
 ARG BUILDER_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+# What every image shares: the user, the cache directory, the environment, the entrypoint.
+FROM ${RUNTIME_IMAGE} AS base
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
+ && groupadd --system --gid 10001 crossrank \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin crossrank \
+ && mkdir -p /var/cache/crossrank/huggingface \
+ && chown -R 10001:10001 /var/cache/crossrank
+ENV LD_LIBRARY_PATH=/opt/crossrank/lib \
+    CROSSRANK_HOST=0.0.0.0 CROSSRANK_PORT=50051 CROSSRANK_METRICS_PORT=9464 \
+    CROSSRANK_LOG_FORMAT=json \
+    HF_HOME=/var/cache/crossrank/huggingface
+USER 10001:10001
+EXPOSE 50051 9464
+ENTRYPOINT ["/usr/local/bin/crossrank", "serve"]
 
 FROM ${BUILDER_IMAGE} AS build
 ARG FLAVOR
@@ -40,29 +61,7 @@ COPY docker/bundle-libs.sh docker/
 RUN site=$(python -c 'import site; print(site.getsitepackages()[0])') \
  && docker/bundle-libs.sh --flavor "$FLAVOR" target/release/crossrank /out "$site"
 
-# What both images share: the user, the cache directory, the environment, the entrypoint.
-FROM ${RUNTIME_IMAGE} AS base
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
- && groupadd --system --gid 10001 crossrank \
- && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin crossrank \
- && mkdir -p /var/cache/crossrank/huggingface \
- && chown -R 10001:10001 /var/cache/crossrank
-ENV LD_LIBRARY_PATH=/opt/crossrank/lib \
-    CROSSRANK_HOST=0.0.0.0 CROSSRANK_PORT=50051 CROSSRANK_METRICS_PORT=9464 \
-    CROSSRANK_LOG_FORMAT=json \
-    HF_HOME=/var/cache/crossrank/huggingface
-USER 10001:10001
-EXPOSE 50051 9464
-ENTRYPOINT ["/usr/local/bin/crossrank", "serve"]
-
-# The binary and libraries of the build context, made by docker/bundle-libs.sh outside.
-FROM base AS runtime-prebuilt
-COPY lib /opt/crossrank/lib
-COPY crossrank /usr/local/bin/crossrank
-
-# The default target: built from source in the build stage.
+# The default target: the binary built from source above, on the shared base.
 FROM base AS runtime
 COPY --from=build /out/lib /opt/crossrank/lib
 COPY --from=build /out/crossrank /usr/local/bin/crossrank

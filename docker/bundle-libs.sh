@@ -29,12 +29,16 @@ case "$flavor" in
   cpu | cuda) ;;
   *) echo "bundle-libs: --flavor is cpu or cuda, not $flavor" >&2; exit 2 ;;
 esac
+if [ $# -lt 2 ]; then
+  echo "usage: docker/bundle-libs.sh [--link] [--flavor cpu|cuda] BINARY OUT [SITE_PACKAGES]" >&2
+  exit 2
+fi
 binary=$1 out=$2 site=${3:-}
 if [ "$flavor" = cuda ] && [ ! -d "$site/nvidia" ]; then
   echo "bundle-libs: --flavor cuda needs the site-packages of a CUDA torch wheel (no $site/nvidia)" >&2
   exit 2
 fi
-rm -rf "$out/lib" "$out/crossrank"
+rm -rf "${out:?}/lib" "${out:?}/crossrank"
 mkdir -p "$out/lib"
 cp "$binary" "$out/crossrank"
 chmod u+w "$out/crossrank"
@@ -46,10 +50,21 @@ if [ "$flavor" = cpu ]; then
   patchelf --remove-needed libtorch.so "$out/crossrank"
 fi
 # Found where the build linked them: the wheel's own libraries carry $ORIGIN rpaths.
-libdir=$(ldd "$binary" | awk '$1 == "libtorch_cpu.so" { print $3 }' | xargs dirname)
+libtorch_cpu=$(ldd "$binary" | awk '$1 == "libtorch_cpu.so" && $3 ~ /^\// { print $3 }')
+if [ -z "$libtorch_cpu" ]; then
+  echo "bundle-libs: $binary does not resolve libtorch_cpu.so (ldd); build it against torch 2.13.0 first" >&2
+  exit 1
+fi
+libdir=$(dirname "$libtorch_cpu")
 # Libraries the base image (debian bookworm-slim) provides itself.
 system='^/(usr/)?lib(64)?/(x86_64-linux-gnu/)?(ld-linux|libc|libm|libdl|libpthread|librt|libutil|libgcc_s|libstdc\+\+|libz)\.so'
-LD_LIBRARY_PATH="$libdir" ldd "$out/crossrank" | awk '/=> \// { print $3 }' | grep -Ev "$system" |
+needed=$(LD_LIBRARY_PATH="$libdir" ldd "$out/crossrank")
+if grep -q "not found" <<< "$needed"; then
+  echo "bundle-libs: libraries of $binary not found:" >&2
+  grep "not found" <<< "$needed" >&2
+  exit 1
+fi
+awk '/=> \// { print $3 }' <<< "$needed" | { grep -Ev "$system" || true; } |
   while read -r lib; do
     place "$lib" "$out/lib"
   done

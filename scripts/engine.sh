@@ -39,20 +39,22 @@ if [ "$engine" = docker ]; then
   exec docker "$@"
 fi
 
-# podman: cgroup v2 alone has cgroup.controllers at the top of /sys/fs/cgroup.
-if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
+# podman: on cgroup v2 (or where there is no /sys/fs/cgroup, as on a podman machine's client)
+# nothing is changed; v1 or hybrid cgroups mount a tmpfs there.
+if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" != tmpfs ]; then
   exec podman "$@"
 fi
+command -v runc >/dev/null || {
+  echo "engine: podman needs runc on this host (crun refuses v1 or hybrid cgroups): apt-get install runc" >&2
+  exit 1
+}
 conf="$root/target/image/containers.conf"
-if [ ! -f "$conf" ]; then
-  mkdir -p "$(dirname "$conf")"
-  printf '[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manager = "cgroupfs"\n' > "$conf"
-fi
+mkdir -p "$(dirname "$conf")"
+printf '[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manager = "cgroupfs"\n' > "$conf.new"
+mv "$conf.new" "$conf"
 export CONTAINERS_CONF="$conf"
-global=()
-command -v runc >/dev/null && global=(--runtime runc)
 if [ "${1:-}" = build ]; then
   shift
-  exec podman "${global[@]}" build --isolation chroot "$@"
+  exec podman --runtime runc build --isolation chroot "$@"
 fi
-exec podman "${global[@]}" "$@"
+exec podman --runtime runc "$@"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the crossrank container image with podman or docker (scripts/engine.sh picks; as root
-# with apt-get and neither present, podman is installed) from the binary `cargo build --release`
-# makes here (after scripts/setup.sh, for the venv's torch): docker/bundle-libs.sh packages it
-# with its libraries, and the Dockerfile's `runtime-prebuilt` stage puts them on the base image. The base is debian:bookworm-slim when the
-# engine can pull it; otherwise (no Docker Hub, as on the development machine) it is made from
-# Debian's packages with debootstrap and imported as localhost/debian:bookworm-slim.
+# with apt-get, podman is installed when neither podman nor a running docker is found) from the
+# binary `cargo build --release` makes here (after scripts/setup.sh, for the venv's torch):
+# docker/bundle-libs.sh packages it with its libraries, and docker/prebuilt.Dockerfile puts them
+# on the Dockerfile's `base` target. That base starts from debian:bookworm-slim when the engine
+# can pull it; otherwise (no Docker Hub, as on the development machine) from an image made of
+# Debian's packages with debootstrap, imported as localhost/debian:bookworm-slim.
 # Idempotent; each step prints one line, the tools' output goes to target/image/image.log.
 #
 # Usage: scripts/image.sh [--flavor cpu|cuda] [--from-source] [--print-name] [--test]
@@ -18,25 +19,28 @@
 #   --test          then run the image tests against it (tests/serve/image.rs, through
 #                   scripts/test.sh: set-up and fixtures first)
 # Environment: CROSSRANK_IMAGE_REPOSITORY (default ghcr.io/crossrank/crossrank),
-#   CROSSRANK_BASE_IMAGE (a Debian bookworm image to use as is), CROSSRANK_ENGINE.
+#   CROSSRANK_BASE_IMAGE (a Debian bookworm image to use as is), CROSSRANK_TORCH_INDEX_URL
+#   (--from-source), CROSSRANK_ENGINE (podman or docker).
 set -euo pipefail
+shopt -s inherit_errexit
 source "$(dirname "$0")/env.sh"
 cd "$CROSSRANK_ROOT"
 
+usage() { echo "image: $1 (see the header of $0)" >&2; exit 2; }
 flavor=cpu print_name=0 test=0 from_source=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --flavor) flavor=${2:-}; shift 2 ;;
+    --flavor) [ $# -ge 2 ] || usage "--flavor needs cpu or cuda"; flavor=$2; shift 2 ;;
     --print-name) print_name=1; shift ;;
     --test) test=1; shift ;;
     --from-source) from_source=1; shift ;;
-    *) echo "image: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
+    *) usage "unknown argument $1" ;;
   esac
 done
 case "$flavor" in
   cpu) suffix="" ;;
   cuda) suffix="-cuda" ;;
-  *) echo "image: --flavor is cpu or cuda, not $flavor" >&2; exit 2 ;;
+  *) usage "--flavor is cpu or cuda, not $flavor" ;;
 esac
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 name="${CROSSRANK_IMAGE_REPOSITORY:-ghcr.io/crossrank/crossrank}:$version$suffix"
@@ -73,65 +77,82 @@ for tool in patchelf debootstrap; do
 done
 echo "image: engine $("$engine" --which)" >&2
 
-# 2. The base image.
-base=${CROSSRANK_BASE_IMAGE:-}
-if [ -z "$base" ]; then
-  if "$engine" image exists localhost/debian:bookworm-slim 2>/dev/null ||
-    "$engine" image inspect localhost/debian:bookworm-slim >/dev/null 2>&1; then
-    base=localhost/debian:bookworm-slim
+# 2. The Debian base: as given, local, pulled, or made with debootstrap.
+debian_base() {
+  local local_base=localhost/debian:bookworm-slim rootfs=$work/rootfs mirror
+  if [ -n "${CROSSRANK_BASE_IMAGE:-}" ]; then
+    echo "$CROSSRANK_BASE_IMAGE"
+  elif "$engine" image inspect "$local_base" >/dev/null 2>&1; then
+    echo "$local_base"
   elif timeout 120 "$engine" pull -q docker.io/library/debian:bookworm-slim >> "$log" 2>&1; then
-    base=docker.io/library/debian:bookworm-slim
+    echo docker.io/library/debian:bookworm-slim
   else
-    command -v debootstrap >/dev/null || { echo "image: no base image: debian:bookworm-slim cannot be pulled and debootstrap is missing" >&2; exit 1; }
+    command -v debootstrap >/dev/null ||
+      { echo "image: debian:bookworm-slim cannot be pulled and debootstrap is missing" >&2; exit 1; }
     mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
     mirror=${mirror:-http://deb.debian.org/debian}
-    echo "image: making localhost/debian:bookworm-slim with debootstrap from $mirror (~1 min)" >&2
-    rootfs=$work/rootfs
-    rm -rf "$rootfs"
+    echo "image: making $local_base with debootstrap from $mirror (~1 min)" >&2
+    rm -rf --one-file-system "$rootfs"
     run "debootstrap" debootstrap --variant=minbase bookworm "$rootfs" "$mirror"
     # What debian:bookworm-slim leaves out too: documentation, manuals, locales, apt's caches.
     rm -rf "$rootfs"/usr/share/{doc,man,info,locale}/* "$rootfs"/var/cache/apt/* \
       "$rootfs"/var/lib/apt/lists/*
-    run "podman import" bash -c "tar -C '$rootfs' -c . | '$engine' import - localhost/debian:bookworm-slim"
-    rm -rf "$rootfs"
-    base=localhost/debian:bookworm-slim
+    run "import" bash -o pipefail -c "tar -C '$rootfs' -c . | '$engine' import - $local_base"
+    rm -rf --one-file-system "$rootfs"
+    echo "$local_base"
   fi
-fi
+}
+base=$(debian_base)
 echo "image: base $base" >&2
 
 # 3. The image: from this machine's binary, or built from source by the Dockerfile.
+
+# The binary links against this machine's glibc and libstdc++, which the image does not carry:
+# it must need no newer ones than Debian bookworm's (glibc 2.36, GCC 12's GLIBCXX_3.4.30).
+check_libc() {
+  local symbols newest
+  symbols=$(objdump -T "$1")
+  for pair in GLIBC_:2.36 GLIBCXX_:3.4.30; do
+    newest=$(grep -o "${pair%%:*}[0-9.]*" <<< "$symbols" | sed "s/${pair%%:*}//" | sort -V | tail -n 1)
+    if [ -n "$newest" ] && [ "$(printf '%s\n%s\n' "$newest" "${pair#*:}" | sort -V | tail -n 1)" != "${pair#*:}" ]; then
+      echo "image: $1 needs ${pair%%:*}$newest, newer than Debian bookworm's ${pair#*:}: build on bookworm, or use --from-source" >&2
+      exit 1
+    fi
+  done
+}
+
 prebuilt() {
+  local site context=$work/$flavor base_target=localhost/crossrank-base:$version
   echo "image: cargo build --release (minutes when not built yet)" >&2
   run "cargo build" cargo build --release --locked --bin crossrank
-  local site context=$work/$flavor
+  check_libc target/release/crossrank
   site=$(python -c 'import site; print(site.getsitepackages()[0])')
   echo "image: bundling the binary and its libraries into $context" >&2
   run "bundle-libs" docker/bundle-libs.sh --flavor "$flavor" target/release/crossrank "$context" "$site"
   echo "image: building $name" >&2
-  run "build" "$engine" build --network=host -f Dockerfile --target runtime-prebuilt \
-    --build-arg RUNTIME_IMAGE="$base" -t "$name" "$context"
+  run "build base" "$engine" build --network=host --target base \
+    --build-arg RUNTIME_IMAGE="$base" -t "$base_target" .
+  run "build" "$engine" build --network=host -f docker/prebuilt.Dockerfile \
+    --build-arg BASE_IMAGE="$base_target" -t "$name" "$context"
   libs="; libraries $(du -sm "$context/lib" | cut -f1) MiB"
 }
 
 # A builder image: rust:1.95-bookworm, or the stand-in of docker/builder.Dockerfile.
 builder_image() {
-  local rust=docker.io/library/rust:1.95-bookworm
+  local rust=docker.io/library/rust:1.95-bookworm version stand_in context=$work/builder
   if timeout 120 "$engine" pull -q "$rust" >> "$log" 2>&1; then
     echo "$rust"
     return
   fi
-  local version stand_in context=$work/builder
   version=$(rustc --version | cut -d' ' -f2)
   stand_in=localhost/crossrank-builder:$version
   if ! "$engine" image inspect "$stand_in" >/dev/null 2>&1; then
     echo "image: making $stand_in (Debian's compilers, this machine's Rust toolchain)" >&2
     rm -rf "$context"
     mkdir -p "$context/toolchain"
-    run "toolchain" tar -C "$(rustc --print sysroot)" --exclude=./share/doc -c . \
-      -f "$context/toolchain.tar"
-    run "toolchain" tar -C "$context/toolchain" -xf "$context/toolchain.tar"
-    rm "$context/toolchain.tar"
-    cp /etc/ssl/certs/ca-certificates.crt "$context/"
+    run "toolchain" bash -o pipefail -c \
+      "tar -C '$(rustc --print sysroot)' --exclude=./share/doc -c . | tar -C '$context/toolchain' -x"
+    run "CA bundle" cp /etc/ssl/certs/ca-certificates.crt "$context/"
     run "builder" "$engine" build --network=host -f docker/builder.Dockerfile \
       --build-arg BASE_IMAGE="$base" -t "$stand_in" "$context"
     rm -rf "$context"
@@ -147,7 +168,7 @@ from_source() {
     index=https://pypi.org/simple
   fi
   echo "image: building $name from source on $builder (torch from ${index:-the default index}; minutes)" >&2
-  run "build" "$engine" build --network=host -f Dockerfile --build-arg FLAVOR="$flavor" \
+  run "build" "$engine" build --network=host --build-arg FLAVOR="$flavor" \
     --build-arg BUILDER_IMAGE="$builder" --build-arg RUNTIME_IMAGE="$base" \
     ${index:+--build-arg TORCH_INDEX_URL="$index"} -t "$name" .
   libs=""

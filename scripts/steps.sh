@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154
 # Sourced by setup.sh and image.sh: `run STEP CMD...` runs CMD with its output appended to the
 # file $log; on failure it names the step (after the caller's $prefix) and shows the log's end.
 run() {

@@ -47,6 +47,7 @@ fn chart_default_image_is_what_image_sh_builds() {
     let name = |flavor: &str| {
         let out = Command::new(root().join("scripts/image.sh"))
             .args(["--print-name", "--flavor", flavor])
+            .env_remove("CROSSRANK_IMAGE_REPOSITORY")
             .output()
             .unwrap();
         ok(&out).trim().to_owned()
@@ -61,7 +62,11 @@ fn chart_default_image_is_what_image_sh_builds() {
         ok(&cmd.output().unwrap())
     };
     let cpu = name("cpu");
-    assert!(render(&[]).contains(&format!("image: {cpu}\n")));
+    let default = render(&[]);
+    assert!(
+        default.contains(&format!("image: {cpu}\n")),
+        "{cpu} not in\n{default}"
+    );
     let cuda = name("cuda");
     let gpu = render(&["helm/crossrank/ci/gpu-two-models.yaml"]);
     assert!(gpu.contains(&format!("image: {cuda}\n")), "{gpu}");
@@ -108,10 +113,19 @@ fn assert_resolves(file: &Path, bundle: &Path) {
     }
 }
 
+/// The venv's site-packages, where the torch wheel is.
+fn site_packages() -> PathBuf {
+    let out = Command::new(root().join(".venv/bin/python"))
+        .args(["-c", "import site; print(site.getsitepackages()[0])"])
+        .output()
+        .unwrap();
+    PathBuf::from(ok(&out).trim())
+}
+
 /// docker/bundle-libs.sh with --link (symbolic links: the same names without the gigabytes).
 fn bundle(flavor: &str) -> (tempfile::TempDir, Vec<String>) {
     let out = tempfile::tempdir().unwrap();
-    let site = root().join(".venv/lib/python3.11/site-packages");
+    let site = site_packages();
     let run = Command::new("bash")
         .arg(root().join("docker/bundle-libs.sh"))
         .args([
@@ -177,7 +191,7 @@ fn image_bundle_holds_every_library_the_binary_loads() {
 /// of the nvidia-* packages (some are opened with dlopen, which ldd cannot see).
 #[test]
 fn cuda_bundle_adds_the_cuda_backend() {
-    let site = root().join(".venv/lib/python3.11/site-packages/nvidia");
+    let site = site_packages().join("nvidia");
     if !site.is_dir() {
         eprintln!("skipped: the torch wheel in .venv is not a CUDA build");
         return;
@@ -204,7 +218,6 @@ fn dockerfile_runs_serve_as_non_root_and_copies_what_it_builds_from() {
         "torch==2.13.0",
         "docker/bundle-libs.sh",
         "COPY --from=build /out/lib /opt/crossrank/lib",
-        "FROM base AS runtime-prebuilt",
         "ARG BUILDER_IMAGE=rust:1.95-bookworm",
         "ARG RUNTIME_IMAGE=debian:bookworm-slim",
         "FROM ${RUNTIME_IMAGE} AS base",
@@ -218,13 +231,23 @@ fn dockerfile_runs_serve_as_non_root_and_copies_what_it_builds_from() {
     ] {
         assert!(dockerfile.contains(want), "Dockerfile lacks {want:?}");
     }
-    // The default target (the last stage) is the image built from source.
-    let stages: Vec<&str> = dockerfile.split("\nFROM ").collect();
+    // The first stage is the shared base (the legacy builder builds every stage up to the
+    // target: `--target base` must build nothing else), the last the default target, built
+    // from source; neither, nor the prebuilt packaging, brings Python.
+    let stages: Vec<&str> = dockerfile.split("\nFROM ").skip(1).collect();
+    assert!(stages[0].starts_with("${RUNTIME_IMAGE} AS base\n"));
     assert!(stages.last().unwrap().starts_with("base AS runtime\n"));
-    for stage in stages.iter().skip_while(|s| !s.contains("AS base")) {
+    let prebuilt = std::fs::read_to_string(root().join("docker/prebuilt.Dockerfile")).unwrap();
+    for stage in [stages[0], stages.last().unwrap(), prebuilt.as_str()] {
         assert!(
-            !stage.contains("python"),
+            !stage.to_lowercase().contains("python"),
             "the runtime image must not need Python"
+        );
+    }
+    for want in ["FROM ${BASE_IMAGE}", "COPY lib /opt/crossrank/lib"] {
+        assert!(
+            prebuilt.contains(want),
+            "prebuilt.Dockerfile lacks {want:?}"
         );
     }
     let ignored = std::fs::read_to_string(root().join(".dockerignore")).unwrap();

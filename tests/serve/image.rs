@@ -1,6 +1,7 @@
 //! The container image itself, run by podman or docker (scripts/engine.sh): opt-in with
 //! `CROSSRANK_IMAGE_TEST=1`, since it needs an engine and the image that `scripts/image.sh`
-//! builds (minutes, gigabytes); `scripts/image.sh --test` builds it and runs these.
+//! builds (minutes, gigabytes); `scripts/image.sh --test` builds it and runs these. They run as
+//! root with a rootful engine on this host (a volume is handed to user 10001).
 //! `CROSSRANK_IMAGE` names another image to test.
 //!
 //! As the Helm chart runs it: user 10001, read-only root filesystem, models mounted read-only;
@@ -10,7 +11,8 @@ use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::fake_hub::{model_files, FakeHub};
@@ -59,11 +61,67 @@ fn image() -> Option<String> {
     Some(name)
 }
 
-/// A `serve` container, removed on drop.
-struct Container {
+/// A container run in the foreground by `engine run --name NAME`: removed, and the engine's
+/// client reaped, on drop, whatever happened since it was started.
+struct Running {
     name: String,
-    /// `engine run` in the foreground; taken by [`Container::stop`].
     child: Option<Child>,
+}
+
+impl Running {
+    /// `engine run --rm --name NAME --network=host --read-only --user 10001:10001 ARGS...`.
+    fn start(args: &[String], stdout: Stdio, stderr: Stdio) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("crossrank-test-{}-{n}", std::process::id());
+        let child = engine()
+            .args([
+                "run",
+                "--rm",
+                "--name",
+                &name,
+                "--network=host",
+                "--read-only",
+            ])
+            .args(["--user", "10001:10001"])
+            .args(args)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        Self {
+            name,
+            child: Some(child),
+        }
+    }
+
+    /// Waits for the container to end, at most `limit`.
+    async fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("waited for once");
+        let waited = tokio::task::spawn_blocking(move || child.wait().unwrap());
+        tokio::time::timeout(limit, waited)
+            .await
+            .unwrap_or_else(|_| panic!("{} still running after {limit:?}", self.name))
+            .unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = engine().args(["rm", "-f", &self.name]).output();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How long a container may take to print its addresses, to become ready, or to run `fetch`.
+const START_LIMIT: Duration = Duration::from_secs(300);
+
+/// A `serve` container, ready.
+struct Container {
+    run: Running,
     addr: String,
     metrics_addr: String,
     http_addr: String,
@@ -76,35 +134,30 @@ impl Container {
     /// Runs the image's entrypoint (`crossrank serve`) with `options` for the engine and `args`
     /// for serve, as user 10001 on a read-only root filesystem; returns once health "" is SERVING.
     async fn serve(image: &str, options: &[String], args: &[&str]) -> Self {
-        let name = format!("crossrank-test-{}-{}", std::process::id(), rand_suffix());
         let logs = tempfile::tempdir().unwrap();
         let log = logs.path().join("stderr.log");
-        let mut child = engine()
-            .args([
-                "run",
-                "--rm",
-                "--name",
-                &name,
-                "--network=host",
-                "--read-only",
-            ])
-            .args(["--user", "10001:10001"])
-            .args(options)
-            .arg(image)
-            .args(["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"])
-            .args(["--http-port", "0", "--grace-period-secs", "10"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut next = |prefix: &str| {
-            let line = lines.next().and_then(Result::ok).unwrap_or_else(|| {
-                panic!(
-                    "the container ended early:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
+        let mut all: Vec<String> = options.to_vec();
+        all.push(image.into());
+        all.extend(
+            ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
+                .into_iter()
+                .chain(["--http-port", "0", "--grace-period-secs", "10"])
+                .chain(args.iter().copied())
+                .map(String::from),
+        );
+        let stderr = Stdio::from(std::fs::File::create(&log).unwrap());
+        let mut run = Running::start(&all, Stdio::piped(), stderr);
+        let stdout = run.child.as_mut().unwrap().stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let next = |prefix: &str| {
+            let line = lines.recv_timeout(START_LIMIT).unwrap_or_else(|e| {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("no address line from the container ({e}):\n{said}")
             });
             line.strip_prefix(prefix)
                 .unwrap_or_else(|| panic!("unexpected: {line}"))
@@ -114,16 +167,16 @@ impl Container {
         let addr = next("crossrank listening on ");
         let metrics_addr = next("crossrank metrics on http://");
         let http_addr = next("crossrank http on http://");
-        std::thread::spawn(move || lines.for_each(drop));
         let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
             .await
             .unwrap();
-        common::wait_health(channel.clone(), "", 1).await;
+        tokio::time::timeout(START_LIMIT, common::wait_health(channel.clone(), "", 1))
+            .await
+            .expect("not SERVING within the start limit");
         Self {
-            name,
-            child: Some(child),
+            run,
             addr,
             metrics_addr,
             http_addr,
@@ -136,33 +189,19 @@ impl Container {
     /// `sh -c SCRIPT` inside the running container.
     fn exec(&self, script: &str) -> Output {
         engine()
-            .args(["exec", &self.name, "/bin/sh", "-c", script])
+            .args(["exec", &self.run.name, "/bin/sh", "-c", script])
             .output()
             .unwrap()
     }
 
-    /// The server's user id, as the host kernel sees the container's first process.
+    /// The user id of the container's first process (the server), as the container sees it.
     fn uid(&self) -> String {
-        let pid = ok(engine().args(["inspect", "--format", "{{.State.Pid}}", &self.name]));
-        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
-        let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap();
+        let status = self.exec("cat /proc/1/status");
+        let status = String::from_utf8_lossy(&status.stdout);
+        let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"));
+        let uid = uid.unwrap_or_else(|| panic!("no Uid in {status}"));
         uid.split_whitespace().next().unwrap().to_owned()
     }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = engine().args(["rm", "-f", &self.name]).output();
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn rand_suffix() -> u32 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn mount(host: &Path, at: &str, mode: &str) -> Vec<String> {
@@ -244,8 +283,10 @@ async fn http_ranking(http: &str, path: &str) -> Vec<(u64, f64)> {
 }
 
 /// The image serves models/ mounted read-only as user 10001 on a read-only root filesystem:
-/// the Python client's Rerank equals this machine's CLI, the HTTP route the same, metrics
-/// count the calls, the image holds no CUDA library, and SIGTERM ends it within the grace period.
+/// the Python client's Rerank equals this machine's CLI, the HTTP routes the same, metrics
+/// count the calls, the CPU image holds no CUDA backend (libtorch_cuda, cuBLAS, cuDNN, NCCL; the
+/// CUDA wheel's cudart and cupti stay, as libtorch_cpu names them), and SIGTERM ends it within
+/// the grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_serves_read_only_as_10001_and_stops_on_sigterm() {
     let Some(image) = image() else { return };
@@ -308,19 +349,12 @@ async fn image_serves_read_only_as_10001_and_stops_on_sigterm() {
 
     let mut c = c;
     let start = Instant::now();
-    ok(engine().args(["kill", "--signal", "TERM", &c.name]));
-    let mut child = c.child.take().unwrap();
-    let status = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::task::spawn_blocking(move || child.wait().unwrap()),
-    )
-    .await
-    .expect("still running 20 s after SIGTERM (grace period 10 s)")
-    .unwrap();
+    ok(engine().args(["kill", "--signal", "TERM", &c.run.name]));
+    let status = c.run.wait(Duration::from_secs(20)).await;
     let log = std::fs::read_to_string(&c.log).unwrap();
     assert!(status.success(), "exit {status} after SIGTERM:\n{log}");
     println!(
-        "SIGTERM: exited 0 after {:.1} s",
+        "SIGTERM: exited 0 after {:.1} s (grace period 10 s)",
         start.elapsed().as_secs_f64()
     );
 }
@@ -334,37 +368,34 @@ async fn image_fetches_into_a_volume_and_serves_it_offline() {
     let mut hub = FakeHub::start().await;
     hub.publish("org/tiny", &["main"], model_files(&fixtures().join("bert")));
     let volume = tempfile::tempdir().unwrap();
-    std::os::unix::fs::chown(volume.path(), Some(10001), Some(10001)).unwrap();
+    // The container's user must write the volume (as the chart's fsGroup arranges): the test
+    // runs as root, as a rootful engine does.
+    std::os::unix::fs::chown(volume.path(), Some(10001), Some(10001))
+        .expect("chown of the volume to 10001: the image tests run as root");
 
-    let (url, image_name) = (hub.url.clone(), image.clone());
-    let rw = mount(volume.path(), "/models", "rw");
-    let out = tokio::task::spawn_blocking(move || {
-        engine()
-            .args([
-                "run",
-                "--rm",
-                "--network=host",
-                "--read-only",
-                "--user",
-                "10001:10001",
-            ])
-            .args(&rw)
-            .args([
-                "-e",
-                "HF_HOME=/models/huggingface",
-                "-e",
-                &format!("HF_ENDPOINT={url}"),
-            ])
-            .args(["--entrypoint", "/usr/local/bin/crossrank", &image_name])
-            .args(["fetch", "org/tiny"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "fetch failed:\n{said}");
-    println!("fetch: {}", String::from_utf8_lossy(&out.stdout).trim());
+    let logs = tempfile::tempdir().unwrap();
+    let (out, err) = (logs.path().join("stdout"), logs.path().join("stderr"));
+    let mut args = mount(volume.path(), "/models", "rw");
+    args.extend(
+        [
+            "-e",
+            "HF_HOME=/models/huggingface",
+            "-e",
+            &format!("HF_ENDPOINT={}", hub.url),
+            "--entrypoint",
+            "/usr/local/bin/crossrank",
+            &image,
+            "fetch",
+            "org/tiny",
+        ]
+        .map(String::from),
+    );
+    let file = |p: &Path| Stdio::from(std::fs::File::create(p).unwrap());
+    let mut fetch = Running::start(&args, file(&out), file(&err));
+    let status = fetch.wait(START_LIMIT).await;
+    let said = std::fs::read_to_string(&err).unwrap();
+    assert!(status.success(), "fetch failed:\n{said}");
+    println!("fetch: {}", std::fs::read_to_string(&out).unwrap().trim());
     hub.stop();
 
     let mut options = mount(volume.path(), "/models", "ro");
