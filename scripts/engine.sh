@@ -49,9 +49,14 @@ command -v runc >/dev/null || {
   exit 1
 }
 conf="$root/target/image/containers.conf"
-mkdir -p "$(dirname "$conf")"
-printf '[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manager = "cgroupfs"\n' > "$conf.new"
-mv "$conf.new" "$conf"
+want='[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manager = "cgroupfs"\n'
+# (Re)written when it differs, atomically: tests run several engine commands at once.
+if ! printf '%b' "$want" | cmp -s - "$conf"; then
+  mkdir -p "$(dirname "$conf")"
+  tmp=$(mktemp "$conf.XXXXXX")
+  printf '%b' "$want" > "$tmp"
+  mv -f "$tmp" "$conf"
+fi
 export CONTAINERS_CONF="$conf"
 if [ "${1:-}" = build ]; then
   shift
