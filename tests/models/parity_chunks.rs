@@ -30,6 +30,8 @@ struct Case {
     best: (u32, u32, u32),
     best_text: String,
     first_ids: Vec<u32>,
+    window_first_logits: Vec<f32>,
+    spans: Vec<(u32, u32)>,
 }
 
 fn cases() -> Vec<Case> {
@@ -124,15 +126,31 @@ fn pooled_window_scores_match_the_python_reference() {
                     case.scores
                 );
             }
+            // The best window is the reference's, or one whose first logit is within float
+            // noise of it (CPU kernels order near-equal windows differently).
             let b = got.best;
-            assert_eq!((b.index, b.start, b.end), case.best, "{what}: best window");
+            let reference = &case.window_first_logits;
+            let top = reference[case.best.0 as usize];
+            let mine = reference[b.index as usize];
+            assert!(
+                (b.index, b.start, b.end) == case.best || top - mine < 1e-5,
+                "{what}: best window {b:?}, logit {mine} in the reference; its best {:?}, {top}",
+                case.best
+            );
+            assert_eq!(
+                (b.start, b.end),
+                case.spans[b.index as usize],
+                "{what}: span"
+            );
             let text: String = case
                 .doc
                 .chars()
                 .skip(b.start as usize)
                 .take((b.end - b.start) as usize)
                 .collect();
-            assert_eq!(text, case.best_text, "{what}: the best window's characters");
+            if (b.index, b.start, b.end) == case.best {
+                assert_eq!(text, case.best_text, "{what}: the best window's characters");
+            }
         }
     }
     assert!(cases
