@@ -37,6 +37,19 @@ pub struct MiniLm {
     pub reference: Reference,
 }
 
+/// The repository's root (scripts/, .venv/, helm/ are found from it).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `cmd`, which must succeed (else its stderr is shown).
+pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?} failed:\n{stderr}");
+    out
+}
+
 /// Runs `command` with `stdin` as its standard input (written whole, then closed) and collects
 /// its standard output and error; fails only when it cannot be started.
 pub fn run_with_input(

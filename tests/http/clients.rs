@@ -7,10 +7,11 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::process::ServerProcess;
+use common::root;
 use crossrank::api::pb;
 use serde_json::{json, Value};
 
@@ -30,10 +31,6 @@ const DOCS: &[&str] = &[
     "We celebrated 🎉 with cake 🍰 and a long walk by the river.",
     "Attention lets every token of the pair look at every other token.",
 ];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Runs `venv`'s python on `script` with `args` and `stdin`; returns stdout, or panics with
 /// stderr when it fails.

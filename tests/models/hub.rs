@@ -10,7 +10,7 @@ use std::process::Command;
 
 use common::fake_hub::{hex, model_files, FakeHub};
 use common::process::ServerProcess;
-use common::{expected, fixtures, max_diff};
+use common::{expected, fixtures, max_diff, run_ok};
 use crossrank::api::pb;
 use crossrank::hub::{HubConfig, HubError, Progress, RepoRef, Transfer};
 use sha2::Digest;
@@ -35,14 +35,6 @@ async fn fetch(id: &str, config: &HubConfig) -> Result<PathBuf, HubError> {
     })
     .await
     .unwrap()
-}
-
-/// Runs `cmd`, which must succeed (else its stderr is shown).
-fn run_ok(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{cmd:?} failed:\n{stderr}");
-    out
 }
 
 /// LoadModel of `path` as `name`, with the admin token "adm".

@@ -5,13 +5,10 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::root;
 use common::server::{model, model_at, TestServer};
 use crossrank::api::ServerOptions;
 use crossrank::config::RequestLimits;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn ok(out: &Output) -> String {
     let text = format!(

@@ -17,26 +17,16 @@ use std::time::{Duration, Instant};
 
 use common::fake_hub::{model_files, FakeHub};
 use common::rest;
-use common::{expected, fixtures, max_diff, minilm_dir};
+use common::{expected, fixtures, max_diff, minilm_dir, root, run_ok};
 use crossrank::api::pb;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn engine() -> Command {
     Command::new(root().join("scripts/engine.sh"))
 }
 
+/// The standard output of `cmd`, which must succeed.
 fn ok(cmd: &mut Command) -> String {
-    let out: Output = cmd.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    String::from_utf8_lossy(&run_ok(cmd).stdout).into_owned()
 }
 
 /// The image to test, or None (the test is skipped) without CROSSRANK_IMAGE_TEST=1.
@@ -225,15 +215,10 @@ fn ranked(json: &str) -> Vec<(u64, f64)> {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect(),
     };
-    let field = |r: &serde_json::Value, k: &str| r[k].clone();
     rows.iter()
         .map(|r| {
-            let index = field(r, "index").as_u64().unwrap();
-            let score = field(r, "relevance_score")
-                .as_f64()
-                .or_else(|| field(r, "score").as_f64())
-                .unwrap();
-            (index, score)
+            let score = r["relevance_score"].as_f64().or(r["score"].as_f64());
+            (r["index"].as_u64().unwrap(), score.unwrap())
         })
         .collect()
 }
